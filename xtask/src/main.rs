@@ -2,6 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+mod nifi;
+mod wasm;
+
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "nifi-s2s project automation")]
 struct Cli {
@@ -11,13 +14,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run everything CI runs.
+    /// Run everything CI runs (what `.ci/run` calls).
     Test,
+    /// Provision and control a real NiFi for tests and demos.
+    #[command(subcommand)]
+    Nifi(nifi::NifiCmd),
+    /// Build the wasm client package and demo.
+    #[command(subcommand)]
+    Wasm(wasm::WasmCmd),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Test => anyhow::bail!("not implemented yet"),
+        Cmd::Nifi(cmd) => nifi::run(cmd),
+        Cmd::Wasm(cmd) => wasm::run(cmd),
     }
 }

@@ -1,3 +1,10 @@
 //! Sans-IO core of Apache NiFi's Site-to-Site protocol.
+//!
+//! No sockets, no clock, no tokio: builds for `wasm32-unknown-unknown`.
+//! `codec` holds the byte-level encoders/decoders; `raw` holds the RAW-socket
+//! session and transaction state machines built on them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
+
+pub mod codec;
+pub mod raw;

@@ -1,0 +1,1 @@
+//! Byte-level codecs (owned by the codec work; see crate docs).

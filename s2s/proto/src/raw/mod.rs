@@ -1,0 +1,1 @@
+//! RAW transport state machines: negotiation, handshake, SEND/RECEIVE transactions.
