@@ -1,1 +1,34 @@
-//! Byte-level codecs (owned by the codec work; see crate docs).
+//! Byte-level codecs for NiFi's Site-to-Site wire format.
+//!
+//! Every decoder follows the `tokio_util::codec::Decoder` contract without depending on it:
+//! it reads from a `&mut BytesMut`, returns `Ok(None)` (consuming nothing) while a message is
+//! incomplete, `Ok(Some(_))` after consuming exactly one message, and `Err` when the bytes
+//! can never form a valid message (the connection is then poisoned). Every length read from
+//! the wire is checked against a bound before anything is allocated.
+//!
+//! Encoders append to a `BytesMut`. They only fail for values the wire format cannot
+//! represent (for example a protocol string longer than 65535 bytes), and they check that
+//! before writing anything.
+//!
+//! | Module | Wire element | Reference |
+//! |---|---|---|
+//! | [`utf`] | Java modified UTF-8 strings with a u16 length, big-endian integers | spec §3 |
+//! | [`response_code`] | `'R' 'C' code [message]` frames | spec §2.4 |
+//! | [`negotiation`] | magic, resource/codec version negotiation | spec §2.1, §2.2, §2.7 |
+//! | [`handshake`] | handshake request, request types | spec §2.3, §2.5 |
+//! | [`peers`] | `REQUEST_PEER_LIST` reply | spec §2.6 |
+//! | [`flowfile`] | `StandardFlowFileCodec` v1 | spec §4.1 |
+//! | [`checksum`] | transaction CRC32 | spec §5.3 |
+
+pub mod checksum;
+pub mod flowfile;
+pub mod handshake;
+pub mod negotiation;
+pub mod peers;
+pub mod response_code;
+pub mod utf;
+
+mod error;
+pub(crate) mod reader;
+
+pub use error::{DecodeError, EncodeError};

@@ -1,0 +1,462 @@
+//! The FlowFile model and `StandardFlowFileCodec` version 1 (spec §4.1).
+//!
+//! ```text
+//! i32 attributeCount
+//! repeat: i32 keyLen, key (standard UTF-8), i32 valueLen, value (standard UTF-8)
+//! i64 contentLength, content
+//! ```
+//!
+//! Unlike protocol strings, attribute strings are standard UTF-8 with an i32 length.
+
+use std::fmt;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::DecodeError;
+use super::reader::check_len;
+
+/// A FlowFile: ordered attributes and content.
+///
+/// Attribute order is kept as given and is what goes on the wire (NiFi itself stores them in
+/// a map, so order carries no meaning to it). `Debug` shows the content length, not the bytes.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct FlowFile {
+    /// Attributes as `(key, value)` pairs. Keys should be unique; if not, NiFi keeps the last.
+    pub attributes: Vec<(String, String)>,
+    /// The content.
+    pub content: Bytes,
+}
+
+impl FlowFile {
+    /// A FlowFile with `content` and no attributes.
+    pub fn new(content: impl Into<Bytes>) -> Self {
+        Self {
+            attributes: Vec::new(),
+            content: content.into(),
+        }
+    }
+
+    /// Sets attribute `key` to `value`, replacing an existing value in place.
+    #[must_use]
+    pub fn with_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let (key, value) = (key.into(), value.into());
+        match self.attributes.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = value,
+            None => self.attributes.push((key, value)),
+        }
+        self
+    }
+
+    /// The value of attribute `key` (the last one if the key is repeated).
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl fmt::Debug for FlowFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlowFile")
+            .field("attributes", &self.attributes)
+            .field("content_len", &self.content.len())
+            .finish()
+    }
+}
+
+fn wire_i32(what: &str, n: usize) -> i32 {
+    i32::try_from(n).unwrap_or_else(|_| panic!("{what} of {n} does not fit a Java int"))
+}
+
+/// Length of the codec header (everything but the content) of `flowfile`.
+pub fn header_len(flowfile: &FlowFile) -> usize {
+    4 + flowfile
+        .attributes
+        .iter()
+        .map(|(k, v)| 8 + k.len() + v.len())
+        .sum::<usize>()
+        + 8
+}
+
+/// Total encoded length of `flowfile` (header and content).
+pub fn encoded_len(flowfile: &FlowFile) -> usize {
+    header_len(flowfile) + flowfile.content.len()
+}
+
+/// Appends the header: attribute count, attributes, content length. Write the content
+/// (`flowfile.content`) right after it; this lets a driver send large content without copying.
+///
+/// # Panics
+/// If there are more than `i32::MAX` attributes or a key/value exceeds `i32::MAX` bytes:
+/// the wire format cannot carry them.
+pub fn encode_header(flowfile: &FlowFile, buf: &mut BytesMut) {
+    buf.reserve(header_len(flowfile));
+    buf.put_i32(wire_i32("attribute count", flowfile.attributes.len()));
+    for (k, v) in &flowfile.attributes {
+        buf.put_i32(wire_i32("attribute key length", k.len()));
+        buf.put_slice(k.as_bytes());
+        buf.put_i32(wire_i32("attribute value length", v.len()));
+        buf.put_slice(v.as_bytes());
+    }
+    buf.put_i64(flowfile.content.len() as i64);
+}
+
+/// Appends the whole FlowFile (header and content).
+///
+/// # Panics
+/// As [`encode_header`].
+pub fn encode(flowfile: &FlowFile, buf: &mut BytesMut) {
+    buf.reserve(encoded_len(flowfile));
+    encode_header(flowfile, buf);
+    buf.put_slice(&flowfile.content);
+}
+
+/// Bounds applied while decoding; a value above a bound is a [`DecodeError::LimitExceeded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum attribute count. Default 25000 (NiFi's own limit).
+    pub max_attributes: usize,
+    /// Maximum attribute key length in bytes. Default 64 KiB.
+    pub max_attribute_key_len: usize,
+    /// Maximum attribute value length in bytes. Default 1 MiB.
+    pub max_attribute_value_len: usize,
+    /// Maximum content length in bytes; the content is buffered whole. Default 256 MiB.
+    pub max_content_len: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_attributes: 25_000,
+            max_attribute_key_len: 64 * 1024,
+            max_attribute_value_len: 1024 * 1024,
+            max_content_len: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Largest reservation made for content still in flight: large contents grow the buffer as
+/// bytes arrive instead of trusting the announced length up front.
+const CONTENT_RESERVE_CAP: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+enum State {
+    Count,
+    Key { left: usize },
+    Value { left: usize, key: String },
+    ContentLen,
+    Content { len: usize },
+}
+
+/// Incremental `StandardFlowFileCodec` v1 decoder.
+///
+/// Feed it the bytes of one FlowFile at a time (the transaction markers between FlowFiles are
+/// not part of the codec). Parsed parts are consumed from the buffer as soon as they are
+/// complete, so a header is never re-parsed; the content is split off without copying.
+/// After an error the decoder resets, but the stream it was reading is out of sync.
+#[derive(Debug, Clone)]
+pub struct FlowFileDecoder {
+    limits: Limits,
+    state: State,
+    attributes: Vec<(String, String)>,
+}
+
+impl Default for FlowFileDecoder {
+    fn default() -> Self {
+        Self::new(Limits::default())
+    }
+}
+
+impl FlowFileDecoder {
+    /// A decoder applying `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            state: State::Count,
+            attributes: Vec::new(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Whether no FlowFile is partially decoded (the decoder sits at a FlowFile boundary).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Count)
+    }
+
+    /// Decodes the next FlowFile. `Ok(None)` means more bytes are needed; the bytes decoded so
+    /// far are kept (consumed from `buf`) until the FlowFile is complete.
+    ///
+    /// # Errors
+    /// [`DecodeError::Negative`]/[`DecodeError::LimitExceeded`] for a bad count or length,
+    /// [`DecodeError::InvalidUtf8`] for an attribute that is not UTF-8.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<FlowFile>, DecodeError> {
+        let r = self.step(buf);
+        if r.is_err() {
+            self.reset();
+        }
+        r
+    }
+
+    /// Like [`decode`](Self::decode), at end of input: a partial FlowFile is an error.
+    ///
+    /// # Errors
+    /// As [`decode`](Self::decode), plus [`DecodeError::Truncated`].
+    pub fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<FlowFile>, DecodeError> {
+        match self.decode(buf)? {
+            Some(f) => Ok(Some(f)),
+            None if buf.is_empty() && self.is_idle() => Ok(None),
+            None => {
+                self.reset();
+                Err(DecodeError::Truncated {
+                    buffered: buf.len(),
+                })
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.state = State::Count;
+        self.attributes = Vec::new();
+    }
+
+    fn step(&mut self, buf: &mut BytesMut) -> Result<Option<FlowFile>, DecodeError> {
+        loop {
+            match &mut self.state {
+                State::Count => {
+                    let Some(n) = take_i32(buf) else {
+                        return Ok(None);
+                    };
+                    let n = check(check_len(
+                        "attribute count",
+                        n.into(),
+                        self.limits.max_attributes as u64,
+                    ))?;
+                    self.attributes = Vec::with_capacity(n.min(64));
+                    self.state = if n == 0 {
+                        State::ContentLen
+                    } else {
+                        State::Key { left: n }
+                    };
+                }
+                State::Key { left } => {
+                    let left = *left;
+                    let Some(key) =
+                        take_string(buf, "attribute key", self.limits.max_attribute_key_len)?
+                    else {
+                        return Ok(None);
+                    };
+                    self.state = State::Value { left, key };
+                }
+                State::Value { left, key } => {
+                    let Some(value) =
+                        take_string(buf, "attribute value", self.limits.max_attribute_value_len)?
+                    else {
+                        return Ok(None);
+                    };
+                    let left = *left - 1;
+                    self.attributes.push((std::mem::take(key), value));
+                    self.state = if left == 0 {
+                        State::ContentLen
+                    } else {
+                        State::Key { left }
+                    };
+                }
+                State::ContentLen => {
+                    if buf.len() < 8 {
+                        return Ok(None);
+                    }
+                    let n = buf.get_i64();
+                    let len = check(check_len("content length", n, self.limits.max_content_len))?;
+                    self.state = State::Content { len };
+                }
+                State::Content { len } => {
+                    let len = *len;
+                    if buf.len() < len {
+                        buf.reserve((len - buf.len()).min(CONTENT_RESERVE_CAP));
+                        return Ok(None);
+                    }
+                    let content = buf.split_to(len).freeze();
+                    self.state = State::Count;
+                    return Ok(Some(FlowFile {
+                        attributes: std::mem::take(&mut self.attributes),
+                        content,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+fn check(r: super::reader::Step<usize>) -> Result<usize, DecodeError> {
+    r.map_err(|stop| match stop {
+        super::reader::Stop::Invalid(e) => e,
+        // check_len never asks for more bytes.
+        super::reader::Stop::Incomplete { .. } => unreachable!("check_len is not incremental"),
+    })
+}
+
+fn take_i32(buf: &mut BytesMut) -> Option<i32> {
+    (buf.len() >= 4).then(|| buf.get_i32())
+}
+
+/// An i32-length UTF-8 string, consumed only once complete.
+fn take_string(
+    buf: &mut BytesMut,
+    field: &'static str,
+    max: usize,
+) -> Result<Option<String>, DecodeError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let n = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let len = check(check_len(field, n.into(), max as u64))?;
+    if buf.len() < 4 + len {
+        buf.reserve((4 + len - buf.len()).min(super::reader::RESERVE_CAP));
+        return Ok(None);
+    }
+    buf.advance(4);
+    let bytes = buf.split_to(len);
+    match std::str::from_utf8(&bytes) {
+        Ok(s) => Ok(Some(s.to_owned())),
+        Err(_) => Err(DecodeError::InvalidUtf8 { field }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TV4: F1 = {filename=hello.txt, path=./}, content "hello".
+    pub(crate) const TV4: &[u8] =
+        b"\x00\x00\x00\x02\x00\x00\x00\x08filename\x00\x00\x00\x09hello.txt\
+\x00\x00\x00\x04path\x00\x00\x00\x02./\x00\x00\x00\x00\x00\x00\x00\x05hello";
+
+    fn f1() -> FlowFile {
+        FlowFile::new(&b"hello"[..])
+            .with_attribute("filename", "hello.txt")
+            .with_attribute("path", "./")
+    }
+
+    #[test]
+    fn tv4_encode_decode() {
+        let mut b = BytesMut::new();
+        encode(&f1(), &mut b);
+        assert_eq!(&b[..], TV4);
+        assert_eq!(encoded_len(&f1()), 56);
+        let mut h = BytesMut::new();
+        encode_header(&f1(), &mut h);
+        assert_eq!(&h[..], &TV4[..51]);
+
+        let mut d = FlowFileDecoder::default();
+        assert_eq!(d.decode(&mut b), Ok(Some(f1())));
+        assert!(b.is_empty() && d.is_idle());
+    }
+
+    #[test]
+    fn tv4_byte_by_byte() {
+        let mut d = FlowFileDecoder::default();
+        let mut b = BytesMut::new();
+        for (i, byte) in TV4.iter().enumerate() {
+            b.put_u8(*byte);
+            let got = d.decode(&mut b).unwrap();
+            assert_eq!(got.is_some(), i == TV4.len() - 1, "at {i}");
+            if let Some(f) = got {
+                assert_eq!(f, f1());
+            }
+        }
+    }
+
+    #[test]
+    fn builder_and_lookup() {
+        let f = f1().with_attribute("path", "/x");
+        assert_eq!(f.attributes.len(), 2);
+        assert_eq!(f.attribute("path"), Some("/x"));
+        assert_eq!(f.attribute("nope"), None);
+        assert!(format!("{f:?}").contains("content_len: 5"));
+    }
+
+    #[test]
+    fn invalid_inputs_are_typed() {
+        let mut d = FlowFileDecoder::default();
+        // Attribute count over NiFi's 25000.
+        let mut b = BytesMut::from(&25_001i32.to_be_bytes()[..]);
+        assert!(matches!(
+            d.decode(&mut b),
+            Err(DecodeError::LimitExceeded {
+                field: "attribute count",
+                ..
+            })
+        ));
+        // Negative key length.
+        let mut b = BytesMut::from(&b"\x00\x00\x00\x01\xff\xff\xff\xfe"[..]);
+        assert!(matches!(
+            d.decode(&mut b),
+            Err(DecodeError::Negative {
+                field: "attribute key",
+                ..
+            })
+        ));
+        // Invalid UTF-8 key.
+        let mut b = BytesMut::from(&b"\x00\x00\x00\x01\x00\x00\x00\x01\xff"[..]);
+        assert_eq!(
+            d.decode(&mut b),
+            Err(DecodeError::InvalidUtf8 {
+                field: "attribute key"
+            })
+        );
+        // Content over the limit.
+        let mut d = FlowFileDecoder::new(Limits {
+            max_content_len: 4,
+            ..Limits::default()
+        });
+        let mut b = BytesMut::from(TV4);
+        assert!(matches!(
+            d.decode(&mut b),
+            Err(DecodeError::LimitExceeded {
+                field: "content length",
+                len: 5,
+                max: 4
+            })
+        ));
+        // Negative content length.
+        let mut d = FlowFileDecoder::default();
+        let mut b = BytesMut::from(&b"\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff"[..]);
+        assert!(matches!(
+            d.decode(&mut b),
+            Err(DecodeError::Negative {
+                field: "content length",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn truncation_reported_at_eof() {
+        for cut in 1..TV4.len() {
+            let mut d = FlowFileDecoder::default();
+            let mut b = BytesMut::from(&TV4[..cut]);
+            assert_eq!(d.decode(&mut b), Ok(None));
+            assert!(matches!(
+                d.decode_eof(&mut b),
+                Err(DecodeError::Truncated { .. })
+            ));
+        }
+        let mut d = FlowFileDecoder::default();
+        assert_eq!(d.decode_eof(&mut BytesMut::new()), Ok(None));
+    }
+
+    #[test]
+    fn empty_flowfile_is_valid() {
+        let f = FlowFile::default();
+        let mut b = BytesMut::new();
+        encode(&f, &mut b);
+        assert_eq!(&b[..], &[0u8; 12]);
+        assert_eq!(FlowFileDecoder::default().decode(&mut b), Ok(Some(f)));
+    }
+}
