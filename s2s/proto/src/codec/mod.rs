@@ -18,9 +18,11 @@
 //! | [`handshake`] | handshake request, request types | spec §2.3, §2.5 |
 //! | [`peers`] | `REQUEST_PEER_LIST` reply | spec §2.6 |
 //! | [`flowfile`] | `StandardFlowFileCodec` v1 | spec §4.1 |
+//! | [`compression`] | `SYNC`-chunked zlib envelope (`GZIP=true`) | spec §4.2 |
 //! | [`checksum`] | transaction CRC32 | spec §5.3 |
 
 pub mod checksum;
+pub mod compression;
 pub mod flowfile;
 pub mod handshake;
 pub mod negotiation;
