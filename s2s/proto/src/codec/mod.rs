@@ -20,12 +20,14 @@
 //! | [`flowfile`] | `StandardFlowFileCodec` v1 | spec §4.1 |
 //! | [`compression`] | `SYNC`-chunked zlib envelope (`GZIP=true`) | spec §4.2 |
 //! | [`checksum`] | transaction CRC32 | spec §5.3 |
+//! | [`package_v3`] | FlowFile Package v3 (`application/flowfile-v3`) | spec §10 |
 
 pub mod checksum;
 pub mod compression;
 pub mod flowfile;
 pub mod handshake;
 pub mod negotiation;
+pub mod package_v3;
 pub mod peers;
 pub mod response_code;
 pub mod utf;

@@ -75,22 +75,10 @@ impl<'a> Reader<'a> {
         Ok(i32::from_be_bytes(self.array()?))
     }
 
-    #[allow(dead_code)] // used by package_v3
-    pub(crate) fn i64(&mut self) -> Step<i64> {
-        Ok(i64::from_be_bytes(self.array()?))
-    }
-
     /// A Java `int` used as a length or count: must be `0..=max`.
     pub(crate) fn len_i32(&mut self, field: &'static str, max: u64) -> Step<usize> {
         let v = self.i32()?;
         check_len(field, i64::from(v), max)
-    }
-
-    /// A Java `long` used as a length: must be `0..=max`.
-    #[allow(dead_code)] // used by package_v3
-    pub(crate) fn len_i64(&mut self, field: &'static str, max: u64) -> Step<usize> {
-        let v = self.i64()?;
-        check_len(field, v, max)
     }
 }
 
