@@ -1,0 +1,213 @@
+//! [`ClientBuilder`]: every knob of the client, with documented defaults.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Client, Error};
+
+/// Builds a [`Client`]. All setters take and return the builder by value.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), s2s::Error> {
+/// use std::time::Duration;
+/// let client = s2s::ClientBuilder::new("http://localhost:8080/nifi")
+///     .compression(true)
+///     .io_timeout(Some(Duration::from_secs(10)))
+///     .peer_override("nifi-container:10000", "127.0.0.1:10000")
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ClientBuilder {
+    pub(crate) urls: Vec<String>,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) io_timeout: Option<Duration>,
+    pub(crate) request_expiration: Duration,
+    pub(crate) compression: bool,
+    pub(crate) receive_batch_count: u32,
+    pub(crate) receive_batch_size: u64,
+    pub(crate) receive_batch_duration: Duration,
+    pub(crate) send_batch_count: usize,
+    pub(crate) send_batch_bytes: u64,
+    pub(crate) peer_overrides: HashMap<String, String>,
+    pub(crate) single_node: bool,
+    pub(crate) idle_expiration: Duration,
+    pub(crate) penalization: Duration,
+    pub(crate) site_info_ttl: Duration,
+    pub(crate) peer_refresh: Duration,
+    pub(crate) max_content_length: u64,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl ClientBuilder {
+    /// Starts a builder for the NiFi at `url`, NiFi's web URL as a user pastes it
+    /// (`http://host:8080/nifi`; `…/nifi-api` and a bare `http://host:8080` work too).
+    /// Several URLs may be given comma-separated; they are tried in order for discovery.
+    pub fn new(url: impl Into<String>) -> Self {
+        let url = url.into();
+        Self {
+            urls: url
+                .split(',')
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty())
+                .collect(),
+            connect_timeout: Some(Duration::from_secs(30)),
+            io_timeout: Some(Duration::from_secs(30)),
+            request_expiration: Duration::from_secs(30),
+            compression: false,
+            receive_batch_count: 0,
+            receive_batch_size: 0,
+            receive_batch_duration: Duration::ZERO,
+            send_batch_count: 10_000,
+            send_batch_bytes: 256 * 1024 * 1024,
+            peer_overrides: HashMap::new(),
+            single_node: false,
+            idle_expiration: Duration::from_secs(30),
+            penalization: Duration::from_secs(3),
+            site_info_ttl: Duration::from_secs(30),
+            peer_refresh: Duration::from_secs(60),
+            max_content_length: 1 << 30,
+            tls: None,
+        }
+    }
+
+    /// TCP (and TLS) connect timeout. Default 30 s; `None` = no limit.
+    pub fn connect_timeout(mut self, t: Option<Duration>) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Timeout applied to every single read and write on a connection and to REST calls.
+    /// Default 30 s; `None` = no limit.
+    pub fn io_timeout(mut self, t: Option<Duration>) -> Self {
+        self.io_timeout = t;
+        self
+    }
+
+    /// `REQUEST_EXPIRATION_MILLIS` sent in the handshake: NiFi's read timeout for this
+    /// connection (it drops idle connections after about twice this). Default 30 s.
+    pub fn request_expiration(mut self, t: Duration) -> Self {
+        self.request_expiration = t;
+        self
+    }
+
+    /// Compress FlowFiles on the wire (NiFi's `GZIP` handshake property, which is really
+    /// SYNC-chunked zlib). Default `false`.
+    pub fn compression(mut self, on: bool) -> Self {
+        self.compression = on;
+        self
+    }
+
+    /// Maximum FlowFiles NiFi sends per RECEIVE transaction (`BATCH_COUNT`). Default 0 = NiFi's
+    /// default (about 5 s worth of data).
+    pub fn receive_batch_count(mut self, n: u32) -> Self {
+        self.receive_batch_count = n;
+        self
+    }
+
+    /// Maximum content bytes NiFi sends per RECEIVE transaction (`BATCH_SIZE`). Default 0 = unset.
+    pub fn receive_batch_size(mut self, bytes: u64) -> Self {
+        self.receive_batch_size = bytes;
+        self
+    }
+
+    /// Maximum time NiFi keeps sending in one RECEIVE transaction (`BATCH_DURATION`).
+    /// Default zero = unset.
+    pub fn receive_batch_duration(mut self, d: Duration) -> Self {
+        self.receive_batch_duration = d;
+        self
+    }
+
+    /// [`Client::send_batch`] splits into transactions of at most this many FlowFiles.
+    /// Default 10 000.
+    pub fn send_batch_count(mut self, n: usize) -> Self {
+        self.send_batch_count = n.max(1);
+        self
+    }
+
+    /// [`Client::send_batch`] splits into transactions of at most about this many content bytes
+    /// (a single larger FlowFile still goes alone). Default 256 MiB.
+    pub fn send_batch_bytes(mut self, bytes: u64) -> Self {
+        self.send_batch_bytes = bytes.max(1);
+        self
+    }
+
+    /// Maps an address NiFi advertises (`host:port`, as in its peer list) to the address this
+    /// client can actually reach — the fix for NiFi in Docker or behind NAT. Default: none.
+    pub fn peer_override(
+        mut self,
+        advertised: impl Into<String>,
+        reachable: impl Into<String>,
+    ) -> Self {
+        self.peer_overrides
+            .insert(advertised.into(), reachable.into());
+        self
+    }
+
+    /// Ignore NiFi's peer list and always talk to the host of the configured URL on the RAW port
+    /// discovery reports (after overrides). Default `false`.
+    pub fn single_node(mut self, on: bool) -> Self {
+        self.single_node = on;
+        self
+    }
+
+    /// Pooled connections unused for this long are closed (with `SHUTDOWN`) instead of reused.
+    /// Keep it below twice [`request_expiration`](Self::request_expiration). Default 30 s.
+    pub fn idle_expiration(mut self, t: Duration) -> Self {
+        self.idle_expiration = t;
+        self
+    }
+
+    /// How long a failing peer is skipped. Default 3 s.
+    pub fn penalization(mut self, t: Duration) -> Self {
+        self.penalization = t;
+        self
+    }
+
+    /// How long the discovery answer (ports, RAW port, secure flag) is cached. Default 30 s.
+    pub fn site_info_ttl(mut self, t: Duration) -> Self {
+        self.site_info_ttl = t;
+        self
+    }
+
+    /// How long the peer list is trusted before it is fetched again. Default 60 s.
+    pub fn peer_refresh(mut self, t: Duration) -> Self {
+        self.peer_refresh = t;
+        self
+    }
+
+    /// Largest FlowFile content accepted when receiving (bounds memory). Default 1 GiB.
+    pub fn max_content_length(mut self, bytes: u64) -> Self {
+        self.max_content_length = bytes;
+        self
+    }
+
+    /// TLS configuration (with the client certificate) for secure NiFi: used for RAW sockets
+    /// and for HTTPS discovery. Default: none (plain TCP; a secure NiFi then fails clearly).
+    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Builds the client. Does no I/O: discovery happens lazily on first use.
+    pub fn build(self) -> Result<Client, Error> {
+        Client::from_builder(self)
+    }
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // TLS material is deliberately left out: it may hold private keys.
+        f.debug_struct("ClientBuilder")
+            .field("urls", &self.urls)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("compression", &self.compression)
+            .field("peer_overrides", &self.peer_overrides)
+            .field("single_node", &self.single_node)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}

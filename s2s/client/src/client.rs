@@ -1,0 +1,736 @@
+//! [`Client`]: discovery cache, peer selection, connection pool and the transaction API.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use s2s_proto::FlowFile;
+use s2s_proto::raw::{Event, SessionConfig};
+use tokio::net::TcpStream;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::builder::ClientBuilder;
+use crate::connection::{AsyncStream, Connection, with_timeout};
+use crate::discovery::{self, Direction, PortInfo, SiteInfo};
+use crate::error::{Error, Kind};
+use crate::peers::{self, Peer, Penalties};
+
+/// An async NiFi Site-to-Site client (RAW transport). Cheap to clone; clones share the
+/// discovery cache, peer list, penalties and connection pool.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: ClientBuilder,
+    http: reqwest::Client,
+    site: tokio::sync::Mutex<Option<(Instant, Arc<SiteInfo>, String)>>,
+    peer_cache: tokio::sync::Mutex<Option<(Instant, Vec<Peer>)>>,
+    penalties: Mutex<Penalties>,
+    pool: Mutex<HashMap<(String, String), Vec<Connection>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.inner.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a connection goes: the reachable address plus what NiFi advertised.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// `host:port` to dial (after overrides).
+    pub(crate) addr: String,
+    /// Advertised host (for TLS server name and the transit URI).
+    pub(crate) advertised_host: String,
+    pub(crate) advertised_port: u16,
+    pub(crate) secure: bool,
+    pub(crate) weight: f64,
+}
+
+/// What a committed SEND achieved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SendSummary {
+    /// FlowFiles NiFi committed.
+    pub flowfiles: u64,
+    /// Content bytes NiFi committed.
+    pub bytes: u64,
+    /// Transactions used.
+    pub transactions: u64,
+    /// NiFi committed but asked to back off (`TRANSACTION_FINISHED_BUT_DESTINATION_FULL`).
+    pub destination_full: bool,
+}
+
+/// What a confirmed RECEIVE achieved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReceiveSummary {
+    /// FlowFiles received and confirmed.
+    pub flowfiles: u64,
+    /// Content bytes received and confirmed.
+    pub bytes: u64,
+}
+
+impl Client {
+    /// Shorthand for [`ClientBuilder::new`].
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(url)
+    }
+
+    pub(crate) fn from_builder(cfg: ClientBuilder) -> Result<Self, Error> {
+        if cfg.urls.is_empty() {
+            return Err(Error::invalid_input("no NiFi URL given"));
+        }
+        for u in &cfg.urls {
+            discovery::api_base(u)?;
+        }
+        for (k, v) in &cfg.peer_overrides {
+            for a in [k, v] {
+                if a.rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok())
+                    .is_none()
+                {
+                    return Err(Error::invalid_input(format!(
+                        "peer override {a:?} is not host:port"
+                    )));
+                }
+            }
+        }
+        let mut http = reqwest::Client::builder();
+        if let Some(t) = cfg.connect_timeout {
+            http = http.connect_timeout(t);
+        }
+        if let Some(tls) = &cfg.tls {
+            http = http.use_preconfigured_tls((**tls).clone());
+        }
+        let http = http
+            .build()
+            .map_err(|e| Error::with_source(Kind::InvalidInput("HTTP client setup".into()), e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cfg,
+                http,
+                site: tokio::sync::Mutex::new(None),
+                peer_cache: tokio::sync::Mutex::new(None),
+                penalties: Mutex::new(Penalties::default()),
+                pool: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    fn cfg(&self) -> &ClientBuilder {
+        &self.inner.cfg
+    }
+
+    /// NiFi's site-to-site details, cached for [`ClientBuilder::site_info_ttl`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: an interrupted fetch leaves the cache as it was.
+    pub async fn site_info(&self) -> Result<Arc<SiteInfo>, Error> {
+        self.site_info_inner(false).await.map(|(s, _)| s)
+    }
+
+    async fn site_info_inner(&self, force: bool) -> Result<(Arc<SiteInfo>, String), Error> {
+        let mut guard = self.inner.site.lock().await;
+        if let Some((at, info, url)) = guard.as_ref()
+            && !force
+            && at.elapsed() < self.cfg().site_info_ttl
+        {
+            return Ok((info.clone(), url.clone()));
+        }
+        let mut last = None;
+        for url in &self.cfg().urls {
+            match discovery::fetch_site_info(&self.inner.http, url, self.cfg().io_timeout).await {
+                Ok(info) => {
+                    let info = Arc::new(info);
+                    *guard = Some((Instant::now(), info.clone(), url.clone()));
+                    return Ok((info, url.clone()));
+                }
+                Err(e) => {
+                    warn!(url, error = %e, "site-to-site discovery failed");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::new(Kind::NoPeerAvailable)))
+    }
+
+    /// Resolves a port by name (or id) for `direction`, re-fetching discovery once on a miss.
+    pub async fn resolve_port(
+        &self,
+        direction: Direction,
+        name_or_id: &str,
+    ) -> Result<PortInfo, Error> {
+        let (info, _) = self.site_info_inner(false).await?;
+        if let Some(p) = info.find_port(direction, name_or_id) {
+            return Ok(p.clone());
+        }
+        let (info, _) = self.site_info_inner(true).await?;
+        info.find_port(direction, name_or_id)
+            .cloned()
+            .ok_or_else(|| {
+                let kind = match direction {
+                    Direction::Send => "input",
+                    Direction::Receive => "output",
+                };
+                Error::new(Kind::UnknownPort(format!(
+                    "no {kind} port named or with id {name_or_id:?}"
+                )))
+            })
+    }
+
+    /// The bootstrap peer: the configured URL's host on the advertised RAW port.
+    async fn bootstrap(&self) -> Result<Target, Error> {
+        let (info, url) = self.site_info_inner(false).await?;
+        let port = info.raw_port.ok_or_else(|| {
+            Error::new(Kind::Discovery(
+                "NiFi does not advertise a RAW site-to-site port (nifi.remote.input.socket.port unset)"
+                    .into(),
+            ))
+        })?;
+        let host = discovery::url_host(&url)?;
+        let advertised = peers::format_addr(&host, port);
+        Ok(Target {
+            addr: peers::resolve(&self.cfg().peer_overrides, &advertised),
+            advertised_host: host,
+            advertised_port: port,
+            secure: info.secure,
+            weight: 100.0,
+        })
+    }
+
+    fn target_for(&self, p: &Peer, weight: f64) -> Target {
+        Target {
+            addr: self.map_peer(p),
+            advertised_host: p.host.clone(),
+            advertised_port: p.port,
+            secure: p.secure,
+            weight,
+        }
+    }
+
+    /// Where the client would actually connect for an advertised peer (after overrides).
+    pub fn map_peer(&self, p: &Peer) -> String {
+        peers::resolve(&self.cfg().peer_overrides, &p.advertised())
+    }
+
+    /// Asks NiFi for its current RAW peer list (a dedicated connection: handshake without a
+    /// port, `REQUEST_PEER_LIST`, `SHUTDOWN`). Not cached; see also [`ClientBuilder::single_node`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the dedicated connection is simply dropped.
+    pub async fn peers(&self) -> Result<Vec<Peer>, Error> {
+        let boot = self.bootstrap().await?;
+        let mut conn = self.open(&boot, None).await?;
+        conn.session
+            .request_peer_list()
+            .map_err(crate::connection::map_session_error)?;
+        let ev = conn.next_event().await?;
+        let Event::PeerList(list) = ev else {
+            return Err(Error::protocol(format!("expected a peer list, got {ev:?}")));
+        };
+        conn.shutdown().await;
+        Ok(list
+            .into_iter()
+            .map(|p| Peer {
+                host: p.hostname,
+                port: p.port,
+                secure: p.secure,
+                flowfile_count: p.flow_file_count,
+            })
+            .collect())
+    }
+
+    /// The candidate targets for a transfer, in no particular order, with their weights.
+    async fn targets(&self, direction: Direction) -> Result<Vec<Target>, Error> {
+        if self.cfg().single_node {
+            return Ok(vec![self.bootstrap().await?]);
+        }
+        let mut cache = self.inner.peer_cache.lock().await;
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < self.cfg().peer_refresh);
+        if !fresh {
+            match self.peers().await {
+                Ok(list) if !list.is_empty() => *cache = Some((Instant::now(), list)),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "peer list refresh failed; using the bootstrap peer"),
+            }
+        }
+        match cache.as_ref() {
+            Some((_, list)) if !list.is_empty() => {
+                let w = peers::weights(list, direction);
+                Ok(list
+                    .iter()
+                    .zip(w)
+                    .map(|(p, w)| self.target_for(p, w))
+                    .collect())
+            }
+            _ => Ok(vec![self.bootstrap().await?]),
+        }
+    }
+
+    fn penalize(&self, addr: &str, port_id: Option<&str>) {
+        let mut p = self
+            .inner
+            .penalties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        p.penalize(addr, port_id, self.cfg().penalization, Instant::now());
+    }
+
+    /// Opens and handshakes a new connection to `t` (with `port_id`, or for a peer list).
+    async fn open(&self, t: &Target, port_id: Option<&str>) -> Result<Connection, Error> {
+        let span = info_span!("s2s.connect", peer = %t.addr, port = port_id.unwrap_or("-"));
+        async {
+            let stream = self.dial(t).await?;
+            let cfg = self.session_config(t, port_id);
+            let hs_span = info_span!("s2s.handshake");
+            Connection::establish(stream, cfg, self.cfg().io_timeout, t.addr.clone())
+                .instrument(hs_span)
+                .await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn dial(&self, t: &Target) -> Result<Box<dyn AsyncStream>, Error> {
+        let tcp = match self.cfg().connect_timeout {
+            Some(d) => tokio::time::timeout(d, TcpStream::connect(&t.addr))
+                .await
+                .map_err(|_| Error::timeout("connecting to NiFi"))?,
+            None => TcpStream::connect(&t.addr).await,
+        }
+        .map_err(Error::io)?;
+        let _ = tcp.set_nodelay(true);
+        if !t.secure {
+            return Ok(Box::new(tcp));
+        }
+        let Some(tls) = self.cfg().tls.clone() else {
+            return Err(Error::invalid_input(
+                "NiFi requires TLS for site-to-site (siteToSiteSecure=true); configure ClientBuilder::tls",
+            ));
+        };
+        let name = rustls_pki_types::ServerName::try_from(t.advertised_host.clone())
+            .map_err(|e| Error::with_source(Kind::InvalidInput("bad TLS server name".into()), e))?;
+        let connector = tokio_rustls::TlsConnector::from(tls);
+        let s = with_timeout(
+            self.cfg().connect_timeout,
+            "TLS handshake",
+            connector.connect(name, tcp),
+        )
+        .await?;
+        Ok(Box::new(s))
+    }
+
+    pub(crate) fn session_config(&self, t: &Target, port_id: Option<&str>) -> SessionConfig {
+        let c = self.cfg();
+        let mut s = SessionConfig::new(
+            uuid::Uuid::new_v4().to_string(),
+            format!(
+                "nifi://{}",
+                peers::format_addr(&t.advertised_host, t.advertised_port)
+            ),
+        );
+        s.port_id = port_id.map(str::to_owned);
+        s.compression = c.compression;
+        s.request_expiration_millis = c.request_expiration.as_millis() as u64;
+        s.batch_count = c.receive_batch_count;
+        s.batch_size = c.receive_batch_size;
+        s.batch_duration_millis = c.receive_batch_duration.as_millis() as u64;
+        s.limits.max_content_len = c.max_content_length;
+        s
+    }
+
+    /// A ready connection for `port` in `direction`: a pooled one if fresh, else a new one to a
+    /// weighted, unpenalized peer. Errors that no other peer would fix (unknown port, port not
+    /// running, unauthorized, bad input) abort at once; others penalize the peer and try the next.
+    pub(crate) async fn acquire(
+        &self,
+        direction: Direction,
+        port: &str,
+    ) -> Result<(Connection, PortInfo), Error> {
+        let info = self.resolve_port(direction, port).await?;
+        let mut targets = self.targets(direction).await?;
+        let mut last = None;
+        while !targets.is_empty() {
+            let now = Instant::now();
+            {
+                let mut pen = self
+                    .inner
+                    .penalties
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                targets.retain(|t| !pen.is_penalized(&t.addr, &info.id, now));
+            }
+            let w: Vec<f64> = targets.iter().map(|t| t.weight).collect();
+            let Some(i) = peers::pick(&w, fastrand::f64()) else {
+                break;
+            };
+            let t = targets.swap_remove(i);
+            if let Some(c) = self.checkout(&t.addr, &info.id) {
+                return Ok((c, info));
+            }
+            match self.open(&t, Some(&info.id)).await {
+                Ok(c) => return Ok((c, info)),
+                Err(e) => {
+                    warn!(peer = %t.addr, error = %e, "S2S connection failed");
+                    self.penalize(&t.addr, Some(&info.id));
+                    if e.is_unknown_port() {
+                        // The name→id map may be stale: forget it so the next call re-fetches.
+                        *self.inner.site.lock().await = None;
+                        return Err(e);
+                    }
+                    if e.is_port_not_running()
+                        || e.is_unauthorized()
+                        || matches!(e.kind(), Kind::InvalidInput(_))
+                    {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::new(Kind::NoPeerAvailable)))
+    }
+
+    fn checkout(&self, addr: &str, port_id: &str) -> Option<Connection> {
+        let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let list = pool.get_mut(&(addr.to_owned(), port_id.to_owned()))?;
+        let idle = self.cfg().idle_expiration;
+        while let Some(c) = list.pop() {
+            if c.last_used.elapsed() < idle {
+                debug!(peer = addr, "reusing pooled S2S connection");
+                return Some(c);
+            }
+            // Expired: close it politely in the background.
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                h.spawn(c.shutdown());
+            }
+        }
+        None
+    }
+
+    pub(crate) fn checkin(&self, port_id: &str, conn: Connection) {
+        if !conn.session.is_idle() {
+            return;
+        }
+        let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.entry((conn.peer.clone(), port_id.to_owned()))
+            .or_default()
+            .push(conn);
+    }
+
+    /// Number of idle pooled connections (for tests and metrics).
+    pub fn pooled_connections(&self) -> usize {
+        let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.values().map(Vec::len).sum()
+    }
+
+    /// Closes every pooled connection with `SHUTDOWN`.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: connections not yet shut down are dropped (closed without `SHUTDOWN`).
+    pub async fn close(&self) {
+        let conns: Vec<Connection> = {
+            let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.drain().flat_map(|(_, v)| v).collect()
+        };
+        for c in conns {
+            c.shutdown().await;
+        }
+    }
+
+    /// Starts a SEND transaction to the input port `port` (name or id).
+    ///
+    /// Nothing goes on the wire before the first [`SendTransaction::send`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: an interrupted connect leaves nothing behind.
+    pub async fn send_transaction(&self, port: &str) -> Result<SendTransaction, Error> {
+        let (conn, info) = self.acquire(Direction::Send, port).await?;
+        Ok(SendTransaction {
+            client: self.clone(),
+            conn: Some(conn),
+            port_id: info.id,
+            flowfiles: 0,
+            bytes: 0,
+            span: info_span!("s2s.transaction", direction = "send", port = %port),
+        })
+    }
+
+    /// Sends `flowfiles` to the input port `port`, split into transactions by
+    /// [`ClientBuilder::send_batch_count`]/[`send_batch_bytes`](ClientBuilder::send_batch_bytes).
+    /// A transaction that fails with a retryable error is retried (whole, possibly to another
+    /// peer) up to three more times with jittered exponential backoff; data is released only
+    /// after NiFi confirmed it, so a retry may duplicate but never lose.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: transactions committed before cancellation stay committed; the summary
+    /// of what was committed is lost.
+    pub async fn send_batch(
+        &self,
+        port: &str,
+        flowfiles: Vec<FlowFile>,
+    ) -> Result<SendSummary, Error> {
+        let mut total = SendSummary::default();
+        let mut chunk: Vec<FlowFile> = Vec::new();
+        let mut chunk_bytes = 0u64;
+        let mut iter = flowfiles.into_iter().peekable();
+        while let Some(ff) = iter.next() {
+            chunk_bytes += ff.content.len() as u64;
+            chunk.push(ff);
+            let full = chunk.len() >= self.cfg().send_batch_count
+                || chunk_bytes >= self.cfg().send_batch_bytes;
+            if full || iter.peek().is_none() {
+                let s = self.send_with_retry(port, &chunk).await?;
+                total.flowfiles += s.flowfiles;
+                total.bytes += s.bytes;
+                total.transactions += s.transactions;
+                total.destination_full |= s.destination_full;
+                chunk.clear();
+                chunk_bytes = 0;
+            }
+        }
+        Ok(total)
+    }
+
+    async fn send_with_retry(&self, port: &str, chunk: &[FlowFile]) -> Result<SendSummary, Error> {
+        let mut attempt = 0u32;
+        loop {
+            let res = async {
+                let mut tx = self.send_transaction(port).await?;
+                for ff in chunk {
+                    tx.send(ff.clone()).await?;
+                }
+                tx.commit().await
+            }
+            .await;
+            match res {
+                Ok(s) => return Ok(s),
+                Err(e) if e.is_retryable() && attempt < 3 => {
+                    attempt += 1;
+                    let cap = Duration::from_millis(100 << attempt.min(6));
+                    let wait = cap.mul_f64(fastrand::f64());
+                    warn!(error = %e, attempt, ?wait, "send failed; retrying the whole transaction");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Starts a RECEIVE transaction from the output port `port` (name or id).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: nothing is received before [`ReceiveTransaction::next`].
+    pub async fn receive(&self, port: &str) -> Result<ReceiveTransaction, Error> {
+        let (mut conn, info) = self.acquire(Direction::Receive, port).await?;
+        conn.session
+            .begin_receive()
+            .map_err(crate::connection::map_session_error)?;
+        Ok(ReceiveTransaction {
+            client: self.clone(),
+            conn: Some(conn),
+            port_id: info.id,
+            summary: ReceiveSummary::default(),
+            finished: false,
+            span: info_span!("s2s.transaction", direction = "receive", port = %port),
+        })
+    }
+}
+
+/// An open SEND transaction. Send FlowFiles, then [`commit`](Self::commit).
+///
+/// Dropping it (or any error) before the commit closes the connection, so NiFi rolls back:
+/// a transaction is never half-committed.
+#[must_use = "an uncommitted transaction is rolled back when dropped"]
+#[derive(Debug)]
+pub struct SendTransaction {
+    client: Client,
+    conn: Option<Connection>,
+    port_id: String,
+    flowfiles: u64,
+    bytes: u64,
+    span: tracing::Span,
+}
+
+impl SendTransaction {
+    /// Writes one FlowFile. Large content is written from its `Bytes` without copying
+    /// (when compression is off).
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: a cancelled call leaves a partly written FlowFile; the transaction is
+    /// then unusable and must be dropped (NiFi rolls back).
+    pub async fn send(&mut self, flowfile: FlowFile) -> Result<(), Error> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Error::invalid_input("transaction already failed"));
+        };
+        let len = flowfile.content.len() as u64;
+        let res = async {
+            conn.session
+                .send_flowfile(&flowfile)
+                .map_err(crate::connection::map_session_error)?;
+            conn.write_pending().await
+        }
+        .instrument(self.span.clone())
+        .await;
+        if let Err(e) = res {
+            self.conn = None;
+            return Err(e);
+        }
+        self.flowfiles += 1;
+        self.bytes += len;
+        Ok(())
+    }
+
+    /// FlowFiles written so far.
+    pub fn len(&self) -> u64 {
+        self.flowfiles
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.flowfiles == 0
+    }
+
+    /// Finishes the transaction: CRC check, confirm, and NiFi's commit. Returns once NiFi has
+    /// committed; only then may the caller release its copies.
+    /// `destination_full` in the summary means "committed, but back off".
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: if cancelled, NiFi may or may not have committed (as with any I/O
+    /// error during commit); keep the data and resend (duplicates are possible).
+    pub async fn commit(mut self) -> Result<SendSummary, Error> {
+        let Some(mut conn) = self.conn.take() else {
+            return Err(Error::invalid_input("transaction already failed"));
+        };
+        if self.flowfiles == 0 {
+            self.client.checkin(&self.port_id, conn);
+            return Ok(SendSummary::default());
+        }
+        let span = self.span.clone();
+        let res = async {
+            conn.session
+                .finish_send()
+                .map_err(crate::connection::map_session_error)?;
+            loop {
+                match conn.next_event().await? {
+                    Event::SendCommitted {
+                        destination_full, ..
+                    } => return Ok(destination_full),
+                    other => debug!(?other, "event while committing"),
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+        let destination_full = res?;
+        if destination_full {
+            // Committed, but NiFi asks to back off: skip this peer for this port for a while.
+            self.client.penalize(&conn.peer, Some(&self.port_id));
+        }
+        self.client.checkin(&self.port_id, conn);
+        Ok(SendSummary {
+            flowfiles: self.flowfiles,
+            bytes: self.bytes,
+            transactions: 1,
+            destination_full,
+        })
+    }
+
+    /// Cancels explicitly: tells NiFi (when it can still understand it) and closes the connection.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the connection is closed either way.
+    pub async fn cancel(mut self) {
+        if let Some(mut conn) = self.conn.take()
+            && conn.session.cancel_send("cancelled by client").is_ok()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.flush()).await;
+        }
+    }
+}
+
+/// An open RECEIVE transaction: read FlowFiles with [`next`](Self::next) until `None`, persist
+/// them, then [`confirm`](Self::confirm). Dropping it without confirming makes NiFi roll back
+/// and deliver the same FlowFiles again later.
+#[must_use = "an unconfirmed receive is rolled back when dropped"]
+#[derive(Debug)]
+pub struct ReceiveTransaction {
+    client: Client,
+    conn: Option<Connection>,
+    port_id: String,
+    summary: ReceiveSummary,
+    finished: bool,
+    span: tracing::Span,
+}
+
+impl ReceiveTransaction {
+    /// The next FlowFile, or `None` once NiFi finished sending and the checksum matched.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: a cancelled call may lose a FlowFile from this transaction; drop the
+    /// transaction (NiFi then redelivers everything).
+    pub async fn next(&mut self) -> Result<Option<FlowFile>, Error> {
+        if self.finished {
+            return Ok(None);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Error::invalid_input("transaction already failed"));
+        };
+        let res = async {
+            loop {
+                match conn.next_event().await? {
+                    Event::FlowFile(ff) => return Ok(Some(ff)),
+                    Event::NoData | Event::ReceiveVerified { .. } => return Ok(None),
+                    Event::MoreData => {}
+                    other => return Err(Error::protocol(format!("unexpected event {other:?}"))),
+                }
+            }
+        }
+        .instrument(self.span.clone())
+        .await;
+        match res {
+            Ok(Some(ff)) => {
+                self.summary.flowfiles += 1;
+                self.summary.bytes += ff.content.len() as u64;
+                Ok(Some(ff))
+            }
+            Ok(None) => {
+                self.finished = true;
+                Ok(None)
+            }
+            Err(e) => {
+                self.conn = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Tells NiFi the received FlowFiles are safely stored; NiFi then removes them from its
+    /// queue. Call only after persisting everything [`next`](Self::next) returned.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: if cancelled NiFi may redeliver (at-least-once).
+    pub async fn confirm(mut self) -> Result<ReceiveSummary, Error> {
+        if !self.finished {
+            return Err(Error::invalid_input(
+                "confirm() before next() returned None: the transaction is rolled back",
+            ));
+        }
+        let Some(mut conn) = self.conn.take() else {
+            return Err(Error::invalid_input("transaction already failed"));
+        };
+        conn.session
+            .confirm_receive()
+            .map_err(crate::connection::map_session_error)?;
+        conn.flush().instrument(self.span.clone()).await?;
+        self.client.checkin(&self.port_id, conn);
+        Ok(self.summary)
+    }
+}

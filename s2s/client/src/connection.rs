@@ -1,0 +1,172 @@
+//! One RAW S2S connection: a sans-IO [`ClientSession`] driven over an async byte stream.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use s2s_proto::ResponseCode;
+use s2s_proto::raw::{ClientSession, Event, SessionConfig, SessionError};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tracing::debug;
+
+use crate::error::{Error, Kind};
+
+/// Any byte stream a connection can run over: TCP, TLS over TCP, an in-memory duplex…
+pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
+
+/// Write buffer size: small writes (headers, markers) coalesce, large content bypasses it.
+const WRITE_BUFFER: usize = 64 * 1024;
+/// Read chunk reservation.
+const READ_CHUNK: usize = 64 * 1024;
+
+pub(crate) struct Connection {
+    io: BufWriter<Box<dyn AsyncStream>>,
+    pub(crate) session: ClientSession,
+    rbuf: BytesMut,
+    io_timeout: Option<Duration>,
+    /// Reachable `host:port` this connection talks to.
+    pub(crate) peer: String,
+    pub(crate) last_used: Instant,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Runs magic, version negotiation, handshake and (with a port) codec negotiation.
+    pub(crate) async fn establish(
+        io: Box<dyn AsyncStream>,
+        config: SessionConfig,
+        io_timeout: Option<Duration>,
+        peer: String,
+    ) -> Result<Self, Error> {
+        let mut conn = Self {
+            io: BufWriter::with_capacity(WRITE_BUFFER, io),
+            session: ClientSession::new(config).map_err(map_session_error)?,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            io_timeout,
+            peer,
+            last_used: Instant::now(),
+        };
+        match conn.next_event().await? {
+            Event::Ready { protocol_version } => {
+                debug!(protocol_version, "S2S session ready");
+                Ok(conn)
+            }
+            other => Err(Error::protocol(format!(
+                "unexpected event during handshake: {other:?}"
+            ))),
+        }
+    }
+
+    /// Hands everything the session queued to the socket (through the write buffer).
+    pub(crate) async fn write_pending(&mut self) -> Result<(), Error> {
+        while let Some(chunk) = self.session.poll_transmit() {
+            with_timeout(
+                self.io_timeout,
+                "writing to NiFi",
+                self.io.write_all(&chunk),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes and flushes everything queued.
+    pub(crate) async fn flush(&mut self) -> Result<(), Error> {
+        self.write_pending().await?;
+        with_timeout(self.io_timeout, "writing to NiFi", self.io.flush()).await
+    }
+
+    /// The next event of the session, reading from the peer as needed (every read bounded by
+    /// the I/O timeout). Everything queued is flushed before any read.
+    pub(crate) async fn next_event(&mut self) -> Result<Event, Error> {
+        loop {
+            if let Some(ev) = self.session.poll_event() {
+                self.last_used = Instant::now();
+                return Ok(ev);
+            }
+            self.flush().await?;
+            if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            let n = with_timeout(
+                self.io_timeout,
+                "waiting for NiFi",
+                self.io.get_mut().read_buf(&mut self.rbuf),
+            )
+            .await?;
+            let res = if n == 0 {
+                self.session.handle_eof(&self.rbuf)
+            } else {
+                self.session.handle_input(&mut self.rbuf)
+            };
+            if let Err(e) = res {
+                // The session may have queued a last word (e.g. BAD_CHECKSUM); best effort.
+                let _ = self.flush().await;
+                return Err(map_session_error(e));
+            }
+        }
+    }
+
+    /// Sends `SHUTDOWN` and closes, ignoring errors: the peer may already be gone.
+    pub(crate) async fn shutdown(mut self) {
+        if self.session.shutdown().is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                let _ = self.flush().await;
+                let _ = self.io.shutdown().await;
+            })
+            .await;
+        }
+    }
+}
+
+pub(crate) async fn with_timeout<T>(
+    t: Option<Duration>,
+    what: &'static str,
+    fut: impl Future<Output = std::io::Result<T>>,
+) -> Result<T, Error> {
+    match t {
+        Some(t) => match tokio::time::timeout(t, fut).await {
+            Ok(r) => r.map_err(Error::io),
+            Err(_) => Err(Error::timeout(what)),
+        },
+        None => fut.await.map_err(Error::io),
+    }
+}
+
+pub(crate) fn map_session_error(e: SessionError) -> Error {
+    match e {
+        SessionError::Refused { code, message } => {
+            let msg = message.unwrap_or_default();
+            match code {
+                ResponseCode::UNKNOWN_PORT => Error::new(Kind::UnknownPort(if msg.is_empty() {
+                    "NiFi answered UNKNOWN_PORT".into()
+                } else {
+                    msg
+                })),
+                ResponseCode::PORT_NOT_IN_VALID_STATE => Error::new(Kind::PortNotRunning(msg)),
+                ResponseCode::PORTS_DESTINATION_FULL => Error::new(Kind::DestinationFull),
+                ResponseCode::UNAUTHORIZED => Error::new(Kind::Unauthorized(msg)),
+                other => Error::new(Kind::InvalidInput(format!(
+                    "NiFi refused the handshake with {other:?}: {msg}"
+                ))),
+            }
+        }
+        SessionError::BadChecksum { .. } => Error::with_source(Kind::BadChecksum, e),
+        SessionError::UnexpectedEof { .. } => Error::with_source(Kind::Closed, e),
+        SessionError::Encode(_) | SessionError::InvalidState(_) => Error::with_source(
+            Kind::InvalidInput(String::from("request rejected locally")),
+            e,
+        ),
+        other => Error::with_source(
+            Kind::Protocol("NiFi sent something unexpected".into()),
+            other,
+        ),
+    }
+}

@@ -1,0 +1,211 @@
+//! The client's error type: opaque, with predicates for retry decisions.
+
+use std::fmt;
+
+use s2s_proto::ResponseCode;
+
+/// Everything that can go wrong talking to NiFi.
+///
+/// The kind is private on purpose (as in tokio-postgres): callers decide with the predicates
+/// [`is_retryable`](Self::is_retryable), [`is_timeout`](Self::is_timeout),
+/// [`is_closed`](Self::is_closed), [`is_destination_full`](Self::is_destination_full) and
+/// [`response_code`](Self::response_code), which stay stable while the variants evolve.
+pub struct Error(Box<Inner>);
+
+struct Inner {
+    kind: Kind,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Kind {
+    /// Socket-level I/O failure (includes EOF in the middle of an exchange).
+    Io,
+    /// A connect or read exceeded its timeout.
+    Timeout(&'static str),
+    /// The REST discovery call failed (HTTP status or transport).
+    Discovery(String),
+    /// No port with this name or id is known to NiFi (or NiFi answered UNKNOWN_PORT).
+    UnknownPort(String),
+    /// The port exists but is stopped, disabled or invalid (PORT_NOT_IN_VALID_STATE).
+    PortNotRunning(String),
+    /// NiFi refuses new data: its queues behind the port are full.
+    DestinationFull,
+    /// The CRC32 of the transaction did not match.
+    BadChecksum,
+    /// NiFi refused the identity (policy or certificate).
+    Unauthorized(String),
+    /// The peer spoke something we did not expect; the connection was dropped.
+    Protocol(String),
+    /// Our request was invalid (a bug or bad user input), e.g. a handshake property error.
+    InvalidInput(String),
+    /// Every known peer is currently penalized or unreachable.
+    NoPeerAvailable,
+    /// The peer closed the connection.
+    Closed,
+}
+
+impl Error {
+    pub(crate) fn new(kind: Kind) -> Self {
+        Self(Box::new(Inner { kind, source: None }))
+    }
+
+    pub(crate) fn with_source(
+        kind: Kind,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self(Box::new(Inner {
+            kind,
+            source: Some(source.into()),
+        }))
+    }
+
+    pub(crate) fn io(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            return Self::with_source(Kind::Closed, e);
+        }
+        Self::with_source(Kind::Io, e)
+    }
+
+    pub(crate) fn timeout(what: &'static str) -> Self {
+        Self::new(Kind::Timeout(what))
+    }
+
+    pub(crate) fn protocol(msg: impl Into<String>) -> Self {
+        Self::new(Kind::Protocol(msg.into()))
+    }
+
+    pub(crate) fn invalid_input(msg: impl Into<String>) -> Self {
+        Self::new(Kind::InvalidInput(msg.into()))
+    }
+
+    pub(crate) fn kind(&self) -> &Kind {
+        &self.0.kind
+    }
+
+    /// Whether trying again later (possibly against another peer) may succeed.
+    ///
+    /// Retryable: I/O errors, closed connections, timeouts, destination full, bad checksum,
+    /// port not running, no peer available. Fatal: unknown port, unauthorized, invalid input
+    /// and protocol violations (a bug on one side that a retry will not fix).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.0.kind,
+            Kind::Io
+                | Kind::Closed
+                | Kind::Timeout(_)
+                | Kind::DestinationFull
+                | Kind::BadChecksum
+                | Kind::PortNotRunning(_)
+                | Kind::NoPeerAvailable
+                | Kind::Discovery(_)
+        )
+    }
+
+    /// Whether a connect or read timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.0.kind, Kind::Timeout(_))
+    }
+
+    /// Whether the peer closed the connection unexpectedly.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.0.kind, Kind::Closed)
+    }
+
+    /// Whether NiFi signalled backpressure (its queues are full).
+    pub fn is_destination_full(&self) -> bool {
+        matches!(self.0.kind, Kind::DestinationFull)
+    }
+
+    /// Whether the port is unknown to NiFi (by name or id).
+    pub fn is_unknown_port(&self) -> bool {
+        matches!(self.0.kind, Kind::UnknownPort(_))
+    }
+
+    /// Whether the port exists but is not running.
+    pub fn is_port_not_running(&self) -> bool {
+        matches!(self.0.kind, Kind::PortNotRunning(_))
+    }
+
+    /// Whether NiFi refused our identity.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self.0.kind, Kind::Unauthorized(_))
+    }
+
+    /// The S2S response code behind this error, when NiFi sent one.
+    pub fn response_code(&self) -> Option<ResponseCode> {
+        match &self.0.kind {
+            Kind::UnknownPort(_) => Some(ResponseCode::UNKNOWN_PORT),
+            Kind::PortNotRunning(_) => Some(ResponseCode::PORT_NOT_IN_VALID_STATE),
+            Kind::DestinationFull => Some(ResponseCode::PORTS_DESTINATION_FULL),
+            Kind::BadChecksum => Some(ResponseCode::BAD_CHECKSUM),
+            Kind::Unauthorized(_) => Some(ResponseCode::UNAUTHORIZED),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0.kind {
+            Kind::Io => f.write_str("I/O error")?,
+            Kind::Timeout(what) => write!(f, "timed out while {what}")?,
+            Kind::Discovery(m) => write!(f, "site-to-site discovery failed: {m}")?,
+            Kind::UnknownPort(p) => write!(f, "unknown port: {p}")?,
+            Kind::PortNotRunning(m) => write!(f, "port not running: {m}")?,
+            Kind::DestinationFull => f.write_str("NiFi destination full (backpressure)")?,
+            Kind::BadChecksum => f.write_str("transaction checksum mismatch")?,
+            Kind::Unauthorized(m) => write!(f, "unauthorized: {m}")?,
+            Kind::Protocol(m) => write!(f, "protocol error: {m}")?,
+            Kind::InvalidInput(m) => write!(f, "invalid input: {m}")?,
+            Kind::NoPeerAvailable => f.write_str("no NiFi peer available")?,
+            Kind::Closed => f.write_str("connection closed by peer")?,
+        }
+        if let Some(src) = &self.0.source {
+            write!(f, ": {src}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.0.kind)
+            .field("source", &self.0.source)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert!(Error::io(std::io::Error::other("x")).is_retryable());
+        assert!(Error::timeout("reading").is_timeout());
+        assert!(Error::timeout("reading").is_retryable());
+        assert!(Error::new(Kind::DestinationFull).is_retryable());
+        assert!(Error::new(Kind::BadChecksum).is_retryable());
+        assert!(Error::new(Kind::PortNotRunning("x".into())).is_retryable());
+        assert!(!Error::new(Kind::UnknownPort("x".into())).is_retryable());
+        assert!(!Error::new(Kind::Unauthorized("x".into())).is_retryable());
+        assert!(!Error::invalid_input("x").is_retryable());
+        assert!(!Error::protocol("x").is_retryable());
+        assert_eq!(
+            Error::new(Kind::UnknownPort("x".into())).response_code(),
+            Some(ResponseCode::UNKNOWN_PORT)
+        );
+        assert!(Error::io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)).is_closed());
+    }
+}

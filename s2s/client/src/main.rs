@@ -1,0 +1,410 @@
+//! `s2s`: send FlowFiles to, receive FlowFiles from, and list peers of an Apache NiFi over
+//! RAW Site-to-Site.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use clap::{Args, Parser, Subcommand};
+use s2s::{Client, ClientBuilder, FlowFile};
+use serde::{Deserialize, Serialize};
+
+#[derive(Parser)]
+#[command(name = "s2s", version, about = "Apache NiFi Site-to-Site (RAW) client")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Send files, stdin or JSON lines as FlowFiles to an input port.
+    Send(SendArgs),
+    /// Receive FlowFiles from an output port as JSON lines or files.
+    Recv(RecvArgs),
+    /// Print the peers NiFi advertises (and what --peer-override maps them to).
+    Peers(CommonArgs),
+}
+
+#[derive(Args)]
+struct CommonArgs {
+    /// NiFi's web URL, e.g. http://localhost:8080/nifi
+    #[arg(long)]
+    url: String,
+    /// Connect and read timeout in seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Map an advertised peer to a reachable address: ADVERTISED_HOST:PORT=REACHABLE_HOST:PORT
+    #[arg(long = "peer-override", value_name = "HOST:PORT=HOST:PORT")]
+    peer_override: Vec<String>,
+    /// Ignore the peer list; talk only to the URL's host on the RAW port.
+    #[arg(long)]
+    single_node: bool,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Input port name.
+    #[arg(long, required_unless_present = "port_id")]
+    port: Option<String>,
+    /// Input port id (instead of the name).
+    #[arg(long)]
+    port_id: Option<String>,
+    /// Compress FlowFiles on the wire.
+    #[arg(long)]
+    compress: bool,
+    /// Attribute added to every FlowFile (repeatable).
+    #[arg(short = 'a', long = "attribute", value_name = "KEY=VALUE")]
+    attributes: Vec<String>,
+    /// FlowFiles per transaction.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Read FlowFiles as JSON lines from FILE (`-` = stdin):
+    /// {"attributes":{..},"content":"text"} or {"attributes":{..},"content_base64":".."}
+    #[arg(long, value_name = "FILE")]
+    jsonl: Option<String>,
+    /// Files to send, one FlowFile each (`-` = stdin). Default: stdin, unless --jsonl.
+    files: Vec<String>,
+}
+
+#[derive(Args)]
+struct RecvArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Output port name (or id).
+    #[arg(long)]
+    port: String,
+    /// Write FlowFiles as JSON lines to FILE (`-` = stdout; the default without --out-dir).
+    #[arg(long, value_name = "FILE")]
+    jsonl: Option<String>,
+    /// Write each FlowFile's content to a file in DIR (named by its `filename` attribute).
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// Stop after this many FlowFiles (NiFi is asked for no more than that).
+    #[arg(long)]
+    max: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct JsonFlowFile {
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content_base64: Option<String>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("s2s: error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the whole cause chain joined.
+            eprintln!("s2s: error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Send(a) => send(a).await,
+        Cmd::Recv(a) => recv(a).await,
+        Cmd::Peers(a) => peers(a).await,
+    }
+}
+
+fn builder(c: &CommonArgs) -> Result<ClientBuilder> {
+    let t = Some(Duration::from_secs(c.timeout.max(1)));
+    let mut b = Client::builder(c.url.clone())
+        .connect_timeout(t)
+        .io_timeout(t)
+        .single_node(c.single_node);
+    for o in &c.peer_override {
+        let (from, to) = o
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--peer-override {o:?}: expected HOST:PORT=HOST:PORT"))?;
+        b = b.peer_override(from.trim(), to.trim());
+    }
+    Ok(b)
+}
+
+fn parse_attr(s: &str) -> Result<(String, String)> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("-a {s:?}: expected KEY=VALUE"))?;
+    if k.is_empty() {
+        bail!("-a {s:?}: empty attribute key");
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+fn with_attrs(mut ff: FlowFile, attrs: &[(String, String)]) -> FlowFile {
+    for (k, v) in attrs {
+        if ff.attribute(k).is_none() {
+            ff = ff.with_attribute(k.clone(), v.clone());
+        }
+    }
+    ff
+}
+
+fn read_input(path: &str) -> Result<Vec<u8>> {
+    if path == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut buf)
+            .context("reading stdin")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {path}"))
+    }
+}
+
+fn parse_jsonl(text: &[u8], source: &str) -> Result<Vec<FlowFile>> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.with_context(|| format!("{source}: line {}", i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let j: JsonFlowFile = serde_json::from_str(&line)
+            .with_context(|| format!("{source}: line {}: not a FlowFile JSON object", i + 1))?;
+        let content = match (j.content, j.content_base64) {
+            (Some(_), Some(_)) => bail!(
+                "{source}: line {}: give either content or content_base64, not both",
+                i + 1
+            ),
+            (Some(t), None) => t.into_bytes(),
+            (None, Some(b)) => B64
+                .decode(b.trim())
+                .with_context(|| format!("{source}: line {}: bad content_base64", i + 1))?,
+            (None, None) => Vec::new(),
+        };
+        let mut ff = FlowFile::new(content);
+        for (k, v) in j.attributes {
+            ff = ff.with_attribute(k, v);
+        }
+        out.push(ff);
+    }
+    Ok(out)
+}
+
+async fn send(a: SendArgs) -> Result<()> {
+    let attrs = a
+        .attributes
+        .iter()
+        .map(|s| parse_attr(s))
+        .collect::<Result<Vec<_>>>()?;
+    let mut flowfiles = Vec::new();
+    if let Some(j) = &a.jsonl {
+        let text = read_input(j)?;
+        for ff in parse_jsonl(&text, j)? {
+            flowfiles.push(with_attrs(ff, &attrs));
+        }
+    }
+    let files = if a.files.is_empty() && a.jsonl.is_none() {
+        vec!["-".to_owned()]
+    } else {
+        a.files.clone()
+    };
+    for f in &files {
+        let content = read_input(f)?;
+        let name = if f == "-" {
+            "stdin".to_owned()
+        } else {
+            Path::new(f)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| f.clone())
+        };
+        let ff = FlowFile::new(content).with_attribute("filename", name);
+        flowfiles.push(with_attrs(ff, &attrs));
+    }
+    if flowfiles.is_empty() {
+        bail!("nothing to send");
+    }
+    let client = builder(&a.common)?
+        .compression(a.compress)
+        .send_batch_count(a.batch)
+        .build()?;
+    let port = a
+        .port_id
+        .clone()
+        .or_else(|| a.port.clone())
+        .ok_or_else(|| anyhow!("--port or --port-id is required"))?;
+    let total_bytes: u64 = flowfiles.iter().map(|f| f.content.len() as u64).sum();
+    let bar = if total_bytes > 8 * 1024 * 1024 || flowfiles.len() > 1000 {
+        let pb = indicatif::ProgressBar::new(total_bytes);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let start = Instant::now();
+    let (mut n, mut bytes, mut txs, mut full) = (0u64, 0u64, 0u64, false);
+    let batch = a.batch.max(1);
+    let mut rest = flowfiles;
+    while !rest.is_empty() {
+        let tail = rest.split_off(batch.min(rest.len()));
+        let chunk = std::mem::replace(&mut rest, tail);
+        let s = client
+            .send_batch(&port, chunk)
+            .await
+            .with_context(|| format!("after {n} FlowFiles committed"))?;
+        n += s.flowfiles;
+        bytes += s.bytes;
+        txs += s.transactions;
+        full |= s.destination_full;
+        bar.inc(s.bytes);
+    }
+    bar.finish_and_clear();
+    client.close().await;
+    println!(
+        "committed {n} FlowFiles / {bytes} bytes in {txs} transactions ({:.2}s)",
+        start.elapsed().as_secs_f64()
+    );
+    if full {
+        eprintln!("s2s: note: NiFi reported its destination queue full (back off)");
+    }
+    Ok(())
+}
+
+/// Picks a file name inside `dir` from the FlowFile's `filename`, never escaping `dir` and
+/// never overwriting.
+fn out_path(dir: &Path, ff: &FlowFile, index: u64) -> PathBuf {
+    let base = ff
+        .attribute("filename")
+        .and_then(|f| Path::new(f).file_name())
+        .map(|f| f.to_string_lossy().into_owned())
+        .filter(|f| !f.is_empty() && f != "." && f != "..")
+        .unwrap_or_else(|| format!("flowfile-{index}"));
+    let mut p = dir.join(&base);
+    let mut i = 1;
+    while p.exists() {
+        p = dir.join(format!("{base}.{i}"));
+        i += 1;
+    }
+    p
+}
+
+async fn recv(a: RecvArgs) -> Result<()> {
+    let mut b = builder(&a.common)?;
+    if let Some(max) = a.max {
+        b = b.receive_batch_count(u32::try_from(max.min(u64::from(u32::MAX))).unwrap_or(u32::MAX));
+    }
+    let client = b.build()?;
+    if let Some(d) = &a.out_dir {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let mut jsonl: Option<Box<dyn Write>> = match (&a.jsonl, &a.out_dir) {
+        (Some(p), _) if p == "-" => Some(Box::new(std::io::stdout())),
+        (Some(p), _) => Some(Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening {p}"))?,
+        )),
+        (None, None) => Some(Box::new(std::io::stdout())),
+        (None, Some(_)) => None,
+    };
+    let (mut n, mut bytes, mut txs) = (0u64, 0u64, 0u64);
+    loop {
+        if a.max.is_some_and(|m| n >= m) {
+            break;
+        }
+        let mut rx = client.receive(&a.port).await?;
+        let mut got = Vec::new();
+        while let Some(ff) = rx.next().await? {
+            got.push(ff);
+        }
+        if got.is_empty() {
+            rx.confirm().await?;
+            break;
+        }
+        // Persist everything before confirming: NiFi deletes its copies on confirm.
+        for ff in &got {
+            if let Some(w) = jsonl.as_mut() {
+                let j = JsonFlowFile {
+                    attributes: ff.attributes.iter().cloned().collect(),
+                    content: None,
+                    content_base64: Some(B64.encode(&ff.content)),
+                };
+                serde_json::to_writer(&mut *w, &j)?;
+                w.write_all(b"\n")?;
+            }
+            if let Some(d) = &a.out_dir {
+                let p = out_path(d, ff, n);
+                let mut f = std::fs::File::create(&p)
+                    .with_context(|| format!("creating {}", p.display()))?;
+                f.write_all(&ff.content)?;
+                f.sync_all()?;
+            }
+            n += 1;
+            bytes += ff.content.len() as u64;
+        }
+        if let Some(w) = jsonl.as_mut() {
+            w.flush()?;
+        }
+        rx.confirm().await?;
+        txs += 1;
+    }
+    client.close().await;
+    eprintln!("received {n} FlowFiles / {bytes} bytes in {txs} transactions");
+    Ok(())
+}
+
+async fn peers(a: CommonArgs) -> Result<()> {
+    let client = builder(&a)?.build()?;
+    let list = client.peers().await?;
+    if list.is_empty() {
+        println!("(NiFi advertised no peers)");
+    }
+    for p in &list {
+        let mapped = client.map_peer(p);
+        let arrow = if mapped == p.advertised() {
+            String::new()
+        } else {
+            format!(" -> {mapped}")
+        };
+        println!(
+            "{}{arrow} secure={} flowfiles={}",
+            p.advertised(),
+            p.secure,
+            p.flowfile_count
+        );
+    }
+    Ok(())
+}
