@@ -1,0 +1,41 @@
+//! SYNC-chunked zlib envelope: the raw decompressor and the FlowFile-in-envelope decoder.
+//! Anything the decompressor accepts must survive a compress/decompress round trip.
+#![no_main]
+
+use bytes::BytesMut;
+use libfuzzer_sys::fuzz_target;
+use s2s_proto::codec::compression::{
+    CompressedFlowFileDecoder, DecompressLimits, DecompressStatus, Decompressor, compress,
+};
+use s2s_proto::codec::flowfile::Limits;
+
+fuzz_target!(|data: &[u8]| {
+    let limits = DecompressLimits {
+        max_chunk_len: 1 << 20,
+        max_compressed_chunk_len: 1 << 20,
+    };
+    let mut src = BytesMut::from(data);
+    let mut plain = BytesMut::new();
+    if let Ok(DecompressStatus::Finished) = Decompressor::new(limits).decode(&mut src, &mut plain)
+        && !plain.is_empty()
+    {
+        let mut again = BytesMut::new();
+        compress(&plain, &mut again);
+        let mut back = BytesMut::new();
+        assert_eq!(
+            Decompressor::new(limits).decode(&mut again, &mut back),
+            Ok(DecompressStatus::Finished)
+        );
+        assert_eq!(back, plain);
+    }
+
+    let mut d = CompressedFlowFileDecoder::new(
+        Limits {
+            max_content_len: 1 << 20,
+            ..Limits::default()
+        },
+        limits,
+    );
+    let mut src = BytesMut::from(data);
+    while let Ok(Some(_)) = d.decode(&mut src) {}
+});
