@@ -1,0 +1,15 @@
+//! The plain-Rust API (no `#[wasm_bindgen]` exports here; see `bindings`).
+
+pub mod backoff;
+pub mod client;
+pub mod codec;
+pub mod error;
+pub(crate) mod idb;
+pub mod mapping;
+pub mod outbox;
+pub mod protocol;
+pub mod schema;
+pub(crate) mod signal;
+pub mod snapshot;
+pub mod transport;
+mod uploader;

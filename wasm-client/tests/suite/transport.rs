@@ -1,0 +1,1 @@
+//! Transport tests live in the Playwright e2e suite (they need a bridge).
