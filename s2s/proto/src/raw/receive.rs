@@ -4,20 +4,25 @@ use bytes::BytesMut;
 
 use crate::codec::DecodeError;
 use crate::codec::checksum::TransactionChecksum;
+use crate::codec::compression::{CompressedFlowFileDecoder, DecompressLimits};
 use crate::codec::flowfile::{FlowFile, FlowFileDecoder, Limits};
 
 /// Decodes exactly one FlowFile from the transaction stream and adds it to the CRC.
 #[derive(Debug)]
-pub(crate) struct FlowFileReader {
-    decoder: FlowFileDecoder,
-    compressed: bool,
+pub(crate) enum FlowFileReader {
+    Plain(FlowFileDecoder),
+    Compressed(Box<CompressedFlowFileDecoder>),
 }
 
 impl FlowFileReader {
     pub(crate) fn new(compressed: bool, limits: Limits) -> Self {
-        Self {
-            decoder: FlowFileDecoder::new(limits),
-            compressed,
+        if compressed {
+            Self::Compressed(Box::new(CompressedFlowFileDecoder::new(
+                limits,
+                DecompressLimits::default(),
+            )))
+        } else {
+            Self::Plain(FlowFileDecoder::new(limits))
         }
     }
 
@@ -27,16 +32,16 @@ impl FlowFileReader {
         buf: &mut BytesMut,
         crc: &mut TransactionChecksum,
     ) -> Result<Option<FlowFile>, DecodeError> {
-        if self.compressed {
-            return Err(DecodeError::Truncated {
-                buffered: buf.len(),
-            });
-        }
-        let Some(ff) = self.decoder.decode(buf)? else {
+        let decoded = match self {
+            Self::Plain(d) => d.decode(buf)?,
+            Self::Compressed(d) => d.decode(buf)?,
+        };
+        let Some(ff) = decoded else {
             return Ok(None);
         };
-        // The decoder consumed exactly the codec bytes; re-encoding the header reproduces them
-        // byte for byte (lengths and UTF-8 round-trip), so the CRC covers what NiFi sent.
+        // The decoder consumed exactly the (inflated) codec bytes; re-encoding the header
+        // reproduces them byte for byte (lengths and UTF-8 round-trip), so the CRC covers what
+        // NiFi sent.
         crc.add_flowfile(&ff);
         Ok(Some(ff))
     }

@@ -7,6 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::receive::FlowFileReader;
 use super::{Event, SessionConfig, SessionError};
 use crate::codec::checksum::TransactionChecksum;
+use crate::codec::compression::Compressor;
 use crate::codec::flowfile::{FlowFile, encode_header};
 use crate::codec::handshake::{HandshakeRequest, RequestType, encode_codec_negotiation};
 use crate::codec::negotiation::{
@@ -505,7 +506,13 @@ impl ClientSession {
         s.flowfiles += 1;
         s.bytes += flowfile.content.len() as u64;
         if self.config.compression {
-            return Err(SessionError::InvalidState("COMPRESSION_PENDING"));
+            // One envelope per FlowFile, as NiFi's CompressionOutputStream does.
+            let mut env = BytesMut::new();
+            let mut z = Compressor::new();
+            z.write(&header, &mut env);
+            z.write(&flowfile.content, &mut env);
+            z.finish(&mut env);
+            self.push_bytes(env.freeze());
         } else {
             self.scratch.put_slice(&header);
             self.push_bytes(flowfile.content.clone());
