@@ -1,14 +1,208 @@
-//! `cargo xtask nifi …`: provisioning a real NiFi (owned by the harness work).
+//! `cargo xtask nifi …`: provision and drive a real NiFi (thin CLI over `nifi_testkit`).
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use nifi_testkit::provision::{self, UpOptions};
+use nifi_testkit::{Nifi, PortKind};
 
 /// NiFi subcommands.
 #[derive(clap::Subcommand)]
 pub(crate) enum NifiCmd {
-    /// Download, assemble and start NiFi.
-    Up,
+    /// Download (cached), assemble and start NiFi in the background; reuse it if already up.
+    ///
+    /// Writes target/nifi/nifi.env (NIFI_URL, NIFI_RAW_PORT, NIFI_PID, NIFI_VERSION, NIFI_HOME) and a
+    /// nifi.json twin. Cache: $NIFI_S2S_CACHE or ~/.cache/nifi-s2s.
+    Up {
+        /// NiFi version (1.x runs on the default Java, 2.x on Temurin 25).
+        #[arg(long, default_value = provision::DEFAULT_VERSION)]
+        version: String,
+        /// HTTP port of the REST API and HTTP S2S (default: a free one).
+        #[arg(long)]
+        web_port: Option<u16>,
+        /// RAW S2S port (default: a free one).
+        #[arg(long)]
+        raw_port: Option<u16>,
+        /// Give up waiting for NiFi after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Do not point target/nifi/nifi.env at this instance (a second, side instance).
+        #[arg(long)]
+        no_shared: bool,
+    },
+    /// Stop NiFi by PID (TERM, then KILL after 30 s) and remove its state file.
+    Down {
+        /// Stop this version's instance instead of the shared one.
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Print the state of the shared NiFi (exit code 1 if it is not answering).
+    Status,
+    /// Create and start root ports on the shared NiFi.
+    #[command(subcommand)]
+    Port(PortCmd),
+    /// Print the FlowFiles queued behind a port as JSON lines (attributes + base64 content; max 100).
+    Queue {
+        /// Exact port name.
+        name: String,
+    },
+    /// Drop every FlowFile queued behind a port.
+    Drain {
+        /// Exact port name.
+        name: String,
+    },
 }
 
-pub(crate) fn run(cmd: NifiCmd) -> anyhow::Result<()> {
+/// `cargo xtask nifi port …`
+#[derive(clap::Subcommand)]
+pub(crate) enum PortCmd {
+    /// Create a root input port NAME → funnel (FlowFiles stay queued), or with --output an input port
+    /// NAME-in → output port NAME (push into NAME-in, pull from NAME); started and ready for S2S.
+    Create {
+        /// Exact port name.
+        name: String,
+        /// Create an output port (fed by NAME-in) instead of an input port.
+        #[arg(long)]
+        output: bool,
+    },
+}
+
+pub(crate) fn run(cmd: NifiCmd) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(run_async(cmd))
+}
+
+async fn shared() -> Result<Nifi> {
+    Nifi::shared()
+        .await
+        .context("no NiFi: run `cargo xtask nifi up` (or set NIFI_URL)")
+}
+
+async fn run_async(cmd: NifiCmd) -> Result<()> {
     match cmd {
-        NifiCmd::Up => anyhow::bail!("not implemented yet"),
+        NifiCmd::Up {
+            version,
+            web_port,
+            raw_port,
+            timeout,
+            no_shared,
+        } => {
+            let opts = UpOptions {
+                version,
+                web_port,
+                raw_port,
+                start_timeout: Duration::from_secs(timeout),
+                make_shared: !no_shared,
+                ..UpOptions::default()
+            };
+            let report = provision::up(&opts).await?;
+            let inst = &report.instance;
+            if !report.reused {
+                let rss = inst
+                    .pid
+                    .and_then(provision::rss_kib)
+                    .map_or_else(|| "?".into(), |k| format!("{} MiB", k / 1024));
+                eprintln!(
+                    "[nifi] timings: download {:.1} s, assembly {:.1} s, startup {:.1} s; RSS {rss}",
+                    report.download.as_secs_f64(),
+                    report.assembly.as_secs_f64(),
+                    report.startup.as_secs_f64()
+                );
+            }
+            let state = if opts.make_shared {
+                provision::state_file()
+            } else {
+                provision::version_state_file(&inst.version)
+            };
+            eprintln!("[nifi] state: {} (source it)", state.display());
+            print!("{}", inst.to_env());
+            Ok(())
+        }
+        NifiCmd::Down { version } => {
+            provision::down(version.as_deref())?;
+            Ok(())
+        }
+        NifiCmd::Status => {
+            let path = provision::state_file();
+            let inst = provision::read_state(&path)?;
+            match &inst {
+                Some(i) => print!("{}", i.to_env()),
+                None => println!("# no state file at {}", path.display()),
+            }
+            match shared().await {
+                Ok(nifi) => {
+                    let pid = inst.as_ref().and_then(|i| i.pid);
+                    let rss = pid
+                        .and_then(provision::rss_kib)
+                        .map_or_else(String::new, |k| format!(", RSS {} MiB", k / 1024));
+                    println!(
+                        "# answering: NiFi {} at {} (RAW port {:?}{rss})",
+                        nifi.version(),
+                        nifi.url(),
+                        nifi.raw_port()
+                    );
+                    Ok(())
+                }
+                Err(e) => bail!("NiFi is not answering: {e:#}"),
+            }
+        }
+        NifiCmd::Port(PortCmd::Create { name, output }) => {
+            let nifi = shared().await?;
+            if output {
+                let pair = nifi.create_port_pair(&format!("{name}-in"), &name).await?;
+                println!(
+                    "created input port {:?} ({}) → output port {:?} ({}), both running",
+                    pair.input.name(),
+                    pair.input.id(),
+                    pair.output.name(),
+                    pair.output.id()
+                );
+            } else {
+                let port = nifi.create_input_port(&name).await?;
+                println!(
+                    "created input port {:?} ({}) → funnel, running",
+                    port.name(),
+                    port.id()
+                );
+            }
+            Ok(())
+        }
+        NifiCmd::Queue { name } => {
+            let nifi = shared().await?;
+            let port = nifi.port_by_name(&name).await?;
+            let total = port.queued_count().await?;
+            let flowfiles = port.queued_flowfiles().await?;
+            let mut out = std::io::stdout().lock();
+            for ff in &flowfiles {
+                let line = serde_json::json!({
+                    "attributes": ff.attributes,
+                    "size": ff.content.len(),
+                    "content": base64::engine::general_purpose::STANDARD.encode(&ff.content),
+                });
+                writeln!(out, "{line}")?;
+            }
+            let side = match port.kind() {
+                PortKind::Input => "behind input port",
+                PortKind::Output => "in front of output port",
+            };
+            eprintln!(
+                "[nifi] {} of {total} FlowFiles queued {side} {name:?} listed",
+                flowfiles.len()
+            );
+            Ok(())
+        }
+        NifiCmd::Drain { name } => {
+            let nifi = shared().await?;
+            let port = nifi.port_by_name(&name).await?;
+            let before = port.queued_count().await?;
+            port.drain().await?;
+            eprintln!("[nifi] dropped {before} FlowFiles queued at {name:?}");
+            Ok(())
+        }
     }
 }

@@ -1,0 +1,1137 @@
+//! Provisioning a real NiFi without Docker: Maven Central artifacts → a NiFi home → one JVM.
+//!
+//! The NiFi binary zip is not published to Maven Central, but every piece of it is (see
+//! `nifi-test-peer.md`). [`fetch`] resolves those pieces with `mvn` into a cache the project owns
+//! ([`cache_dir`]), [`assemble`] lays out a NiFi home under the workspace `target/nifi/<version>/`,
+//! [`configure`] writes an unsecured `nifi.properties`, and [`start`] launches `org.apache.nifi.NiFi`
+//! directly (one PID, no bootstrap watchdog), whose readiness [`wait_ready`] polls. [`up`] chains all of
+//! that and records an [`Instance`] in the state file, which [`crate::Nifi::shared`] reads.
+//!
+//! Processes are stopped by PID only ([`stop`]), after checking that the PID still belongs to a NiFi
+//! JVM, so a recycled PID is never signalled.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The NiFi version `cargo xtask nifi up` provisions by default.
+///
+/// 1.18.0 rather than 1.28.1: the Maven repository this project's machines reach serves the 1.28.1
+/// framework, server and provenance NARs as 404 (only the jetty NAR and `nifi-resources` exist at
+/// 1.28.1); 1.18.0 is the newest 1.x line with every required artifact, and its S2S wire protocol is
+/// the same (RAW protocol versions 6..1, HTTP transport version 1).
+pub const DEFAULT_VERSION: &str = "1.18.0";
+
+/// Versions whose artifact lists this module knows.
+pub const KNOWN_VERSIONS: &[&str] = &["1.18.0", "1.28.1", "2.3.0", "2.6.0", "2.11.0"];
+
+/// The JDK used for NiFi 2.x (which needs Java 21 or newer; Debian 12 only ships 17).
+pub const JAVA_25_HOME: &str = "/usr/lib/jvm/temurin-25-jdk-amd64";
+
+/// `nifi-resources` (conf/ and bin/) only exists at these versions on the reachable repository; the
+/// 1.28.1 templates are used for every version (every key NiFi needs is overridden or has the same
+/// meaning across 1.18 → 2.x).
+const RESOURCES_VERSION: &str = "1.28.1";
+
+/// The dependency plugin named explicitly: Maven 3.8.7's default one predates `artifactItems` fixes.
+const DEPENDENCY_PLUGIN: &str = "3.8.1";
+
+const GROUP: &str = "org.apache.nifi";
+
+/// Prints one progress line (to stderr, so that stdout stays machine-readable for callers).
+pub fn progress(msg: impl AsRef<str>) {
+    eprintln!("[nifi] {}", msg.as_ref());
+}
+
+/// A running (or once running) NiFi, as recorded in the state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// Base URL, e.g. `http://127.0.0.1:8080/nifi` (the REST API is at `{url}-api`).
+    pub url: String,
+    /// RAW Site-to-Site port, if RAW S2S is enabled.
+    pub raw_port: Option<u16>,
+    /// PID of the NiFi JVM (absent for a NiFi this kit did not start).
+    pub pid: Option<u32>,
+    /// NiFi version.
+    pub version: String,
+    /// NiFi home directory (absent for a NiFi this kit did not start).
+    pub home: Option<PathBuf>,
+}
+
+impl Instance {
+    /// Renders the `KEY=VALUE` form of the state file (sourceable by a shell).
+    pub fn to_env(&self) -> String {
+        let mut s = format!("NIFI_URL={}\n", self.url);
+        if let Some(p) = self.raw_port {
+            let _ = writeln!(s, "NIFI_RAW_PORT={p}");
+        }
+        if let Some(p) = self.pid {
+            let _ = writeln!(s, "NIFI_PID={p}");
+        }
+        let _ = writeln!(s, "NIFI_VERSION={}", self.version);
+        if let Some(h) = &self.home {
+            let _ = writeln!(s, "NIFI_HOME={}", h.display());
+        }
+        s
+    }
+
+    /// Parses the `KEY=VALUE` form written by [`Instance::to_env`].
+    pub fn from_env(text: &str) -> Result<Self, Error> {
+        let mut url = None;
+        let mut inst = Self {
+            url: String::new(),
+            raw_port: None,
+            pid: None,
+            version: String::new(),
+            home: None,
+        };
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let v = v.trim();
+            match k.trim() {
+                "NIFI_URL" => url = Some(v.to_owned()),
+                "NIFI_RAW_PORT" => inst.raw_port = v.parse().ok(),
+                "NIFI_PID" => inst.pid = v.parse().ok(),
+                "NIFI_VERSION" => inst.version = v.to_owned(),
+                "NIFI_HOME" => inst.home = Some(PathBuf::from(v)),
+                _ => {}
+            }
+        }
+        inst.url = url.ok_or_else(|| Error::Provision("state file has no NIFI_URL".into()))?;
+        Ok(inst)
+    }
+
+    /// Whether the recorded PID is alive and still a NiFi JVM.
+    pub fn process_alive(&self) -> bool {
+        self.pid.is_some_and(is_nifi_process)
+    }
+}
+
+/// The workspace root: `git rev-parse --show-toplevel` from this crate, else the parent of this
+/// crate's manifest directory (deliberately not `CARGO_TARGET_DIR`, which differs per developer).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let git = Command::new("git")
+        .args(["rev-parse", "--show-toplevel"])
+        .current_dir(manifest)
+        .stderr(Stdio::null())
+        .output();
+    if let Ok(out) = git
+        && out.status.success()
+    {
+        let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if p.join("Cargo.toml").is_file() {
+            return p;
+        }
+    }
+    manifest
+        .parent()
+        .map_or_else(|| manifest.to_path_buf(), Path::to_path_buf)
+}
+
+/// `target/nifi` of the workspace: NiFi homes and state files live here.
+pub fn nifi_dir() -> PathBuf {
+    workspace_root().join("target").join("nifi")
+}
+
+/// The state file of the shared instance, `target/nifi/nifi.env` (plus a `nifi.json` twin).
+pub fn state_file() -> PathBuf {
+    nifi_dir().join("nifi.env")
+}
+
+/// The state file of one version's instance, `target/nifi/<version>/nifi.env`.
+pub fn version_state_file(version: &str) -> PathBuf {
+    nifi_dir().join(version).join("nifi.env")
+}
+
+/// The download cache: `$NIFI_S2S_CACHE`, else `~/.cache/nifi-s2s`. Maven's local repository is
+/// `<cache>/m2`, so nothing depends on a hand-filled `~/.m2`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("NIFI_S2S_CACHE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    home.join(".cache").join("nifi-s2s")
+}
+
+/// Maven's local repository inside the cache.
+pub fn maven_repo() -> PathBuf {
+    cache_dir().join("m2")
+}
+
+/// Reads a state file; `Ok(None)` when it does not exist.
+pub fn read_state(path: &Path) -> Result<Option<Instance>, Error> {
+    match fs::read_to_string(path) {
+        Ok(text) => Instance::from_env(&text).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+/// Writes a state file and its JSON twin (`.json` next to it).
+pub fn write_state(path: &Path, inst: &Instance) -> Result<(), Error> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    fs::write(path, inst.to_env())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    let json = path.with_extension("json");
+    let body = serde_json::to_string_pretty(inst).expect("Instance serializes");
+    fs::write(&json, body).map_err(|e| Error::io(format!("writing {}", json.display()), e))
+}
+
+fn remove_state(path: &Path) {
+    let _ = fs::remove_file(path);
+    let _ = fs::remove_file(path.with_extension("json"));
+}
+
+/// Maven coordinates `group:artifact:version[:type[:classifier]]`; `version` empty means "from the
+/// imported BOM".
+#[derive(Debug, Clone)]
+struct Coord {
+    group: String,
+    artifact: String,
+    version: String,
+    kind: &'static str,
+}
+
+impl Coord {
+    fn new(group: &str, artifact: &str, version: &str) -> Self {
+        Self {
+            group: group.into(),
+            artifact: artifact.into(),
+            version: version.into(),
+            kind: "jar",
+        }
+    }
+
+    fn nar(artifact: &str, version: &str) -> Self {
+        Self {
+            kind: "nar",
+            ..Self::new(GROUP, artifact, version)
+        }
+    }
+
+    fn xml(&self, tag: &str) -> String {
+        let version = if self.version.is_empty() {
+            String::new()
+        } else {
+            format!("<version>{}</version>", self.version)
+        };
+        format!(
+            "<{tag}><groupId>{}</groupId><artifactId>{}</artifactId>{version}<type>{}</type></{tag}>",
+            self.group, self.artifact, self.kind
+        )
+    }
+}
+
+/// What one NiFi version's home is made of.
+#[derive(Debug)]
+struct Layout {
+    version: String,
+    /// NARs and jars for `lib/` (non-transitive).
+    lib: Vec<Coord>,
+    /// 1.x only: `lib/bootstrap/` (non-transitive), which `NiFi.main` loads the properties loader from.
+    bootstrap: Vec<Coord>,
+    /// 1.x only: `lib/java11/` (transitive), the JAXB/annotation APIs removed from the JDK.
+    java11: Vec<Coord>,
+    /// 2.x only: `nifi-bom` to import versions from.
+    bom: Option<Coord>,
+}
+
+fn layout(version: &str) -> Result<Layout, Error> {
+    let major: u8 = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .ok_or_else(|| Error::Provision(format!("not a NiFi version: {version:?}")))?;
+    let v = version;
+    match major {
+        1 => {
+            // Versions of the root-lib jars, from the `nifi` parent pom of each release.
+            let (slf4j, logback, jaxb) = match v {
+                "1.28.1" => ("2.0.16", "1.3.14", "2.3.9"),
+                "1.18.0" => ("1.7.36", "1.2.11", "2.3.5"),
+                _ => {
+                    return Err(Error::Provision(format!(
+                        "unknown 1.x version {v}; known: {KNOWN_VERSIONS:?}"
+                    )));
+                }
+            };
+            let mut lib = vec![
+                Coord::nar("nifi-jetty-bundle", v),
+                Coord::nar("nifi-framework-nar", v),
+                Coord::nar("nifi-server-nar", v),
+                Coord::nar("nifi-provenance-repository-nar", v),
+                Coord::new("javax.servlet", "javax.servlet-api", "3.1.0"),
+                Coord::new("org.eclipse.jetty.toolchain", "jetty-schemas", "5.2"),
+                Coord::new("ch.qos.logback", "logback-classic", logback),
+                Coord::new("ch.qos.logback", "logback-core", logback),
+            ];
+            for a in [
+                "slf4j-api",
+                "jcl-over-slf4j",
+                "jul-to-slf4j",
+                "log4j-over-slf4j",
+            ] {
+                lib.push(Coord::new("org.slf4j", a, slf4j));
+            }
+            let mut nifi_jars = vec![
+                "nifi-api",
+                "nifi-framework-api",
+                "nifi-server-api",
+                "nifi-runtime",
+                "nifi-nar-utils",
+                "nifi-properties",
+                "nifi-property-utils",
+                "nifi-stateless-api",
+                "nifi-stateless-bootstrap",
+            ];
+            if v == "1.28.1" {
+                nifi_jars.push("nifi-per-process-group-logging");
+            }
+            lib.extend(nifi_jars.into_iter().map(|a| Coord::new(GROUP, a, v)));
+            let mut bootstrap: Vec<Coord> = [
+                "nifi-properties-loader",
+                "nifi-property-protection-loader",
+                "nifi-property-protection-api",
+                "nifi-properties",
+                "nifi-property-utils",
+                "nifi-deprecation-log",
+            ]
+            .into_iter()
+            .map(|a| Coord::new(GROUP, a, v))
+            .collect();
+            bootstrap.push(Coord::new("org.slf4j", "slf4j-api", slf4j));
+            let java11 = vec![
+                Coord::new("jakarta.xml.bind", "jakarta.xml.bind-api", "2.3.3"),
+                Coord::new("org.glassfish.jaxb", "jaxb-runtime", jaxb),
+                Coord::new("javax.annotation", "javax.annotation-api", "1.3.2"),
+            ];
+            Ok(Layout {
+                version: v.into(),
+                lib,
+                bootstrap,
+                java11,
+                bom: None,
+            })
+        }
+        2 => {
+            let mut lib = vec![
+                Coord::nar("nifi-jetty-nar", v),
+                Coord::nar("nifi-framework-nar", v),
+                Coord::nar("nifi-server-nar", v),
+                Coord::nar("nifi-provenance-repository-nar", v),
+            ];
+            for a in [
+                "slf4j-api",
+                "log4j-over-slf4j",
+                "jcl-over-slf4j",
+                "jul-to-slf4j",
+            ] {
+                lib.push(Coord::new("org.slf4j", a, ""));
+            }
+            for a in ["logback-classic", "logback-core"] {
+                lib.push(Coord::new("ch.qos.logback", a, ""));
+            }
+            for a in [
+                "nifi-api",
+                "nifi-framework-api",
+                "nifi-nar-utils",
+                "nifi-properties",
+                "nifi-property-utils",
+                "nifi-python-framework-api",
+                "nifi-runtime",
+                "nifi-server-api",
+                "nifi-stateless-api",
+            ] {
+                lib.push(Coord::new(GROUP, a, ""));
+            }
+            Ok(Layout {
+                version: v.into(),
+                lib,
+                bootstrap: Vec::new(),
+                java11: Vec::new(),
+                bom: Some(Coord {
+                    kind: "pom",
+                    ..Coord::new(GROUP, "nifi-bom", v)
+                }),
+            })
+        }
+        _ => Err(Error::Provision(format!(
+            "unsupported NiFi major version in {v}"
+        ))),
+    }
+}
+
+fn copy_execution(id: &str, goal: &str, out: &Path, items: &[Coord]) -> String {
+    let items: String = items.iter().map(|c| c.xml("artifactItem")).collect();
+    format!(
+        "<execution><id>{id}</id><phase>validate</phase><goals><goal>{goal}</goal></goals>\
+         <configuration><outputDirectory>{}</outputDirectory><artifactItems>{items}</artifactItems>\
+         </configuration></execution>\n",
+        out.display()
+    )
+}
+
+/// One throwaway pom whose `validate` phase copies every artifact (one `mvn` run instead of ~30).
+fn pom(layout: &Layout, stage: &Path, markers: &Path) -> String {
+    let mut executions = String::new();
+    let resources = Coord {
+        kind: "zip",
+        ..Coord::new(GROUP, "nifi-resources", RESOURCES_VERSION)
+    };
+    let res_xml = resources.xml("artifactItem").replace(
+        "</artifactItem>",
+        "<classifier>resources</classifier></artifactItem>",
+    );
+    let _ = writeln!(
+        executions,
+        "<execution><id>resources</id><phase>validate</phase><goals><goal>unpack</goal></goals>\
+         <configuration><outputDirectory>{}</outputDirectory><artifactItems>{res_xml}</artifactItems>\
+         </configuration></execution>",
+        stage.display()
+    );
+    executions += &copy_execution("lib", "copy", &stage.join("lib"), &layout.lib);
+    if !layout.bootstrap.is_empty() {
+        let out = stage.join("lib").join("bootstrap");
+        executions += &copy_execution("bootstrap", "copy", &out, &layout.bootstrap);
+    }
+    let mut dependencies = String::new();
+    if !layout.java11.is_empty() {
+        // Transitive on purpose: jaxb-runtime needs its activation/istack/txw2 jars.
+        dependencies = layout.java11.iter().map(|c| c.xml("dependency")).collect();
+        let _ = writeln!(
+            executions,
+            "<execution><id>java11</id><phase>validate</phase><goals><goal>copy-dependencies</goal>\
+             </goals><configuration><outputDirectory>{}</outputDirectory>\
+             <includeScope>runtime</includeScope></configuration></execution>",
+            stage.join("lib").join("java11").display()
+        );
+    }
+    let management = layout.bom.as_ref().map_or_else(String::new, |bom| {
+        format!(
+            "<dependencyManagement><dependencies>{}</dependencies></dependencyManagement>",
+            bom.xml("dependency")
+                .replace("</dependency>", "<scope>import</scope></dependency>")
+        )
+    });
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<!-- Generated by nifi-testkit (provision.rs): assembles a NiFi {version} home; do not edit. -->
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>nifi-s2s.provision</groupId>
+  <artifactId>nifi-home</artifactId>
+  <version>{version}</version>
+  <packaging>pom</packaging>
+  {management}
+  <dependencies>{dependencies}</dependencies>
+  <build><plugins><plugin>
+    <groupId>org.apache.maven.plugins</groupId>
+    <artifactId>maven-dependency-plugin</artifactId>
+    <version>{DEPENDENCY_PLUGIN}</version>
+    <configuration><markersDirectory>{markers}</markersDirectory></configuration>
+    <executions>
+{executions}    </executions>
+  </plugin></plugins></build>
+</project>
+"#,
+        version = layout.version,
+        markers = markers.display(),
+    )
+}
+
+/// Runs `mvn` with the project's local repository, streaming the interesting lines as progress.
+pub fn run_maven(dir: &Path, args: &[&str]) -> Result<(), Error> {
+    let repo = maven_repo();
+    let mut cmd = Command::new("mvn");
+    cmd.arg("-B")
+        .arg(format!("-Dmaven.repo.local={}", repo.display()))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    progress(format!(
+        "mvn {} (in {}, repo {})",
+        args.join(" "),
+        dir.display(),
+        repo.display()
+    ));
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::io("starting mvn (is Maven installed?)", e))?;
+    let mut tail: Vec<String> = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with("Downloaded from")
+                || line.contains("[ERROR]")
+                || line.contains("BUILD")
+                || line.contains("Unpacking")
+            {
+                progress(format!("  {line}"));
+            }
+            tail.push(line);
+            if tail.len() > 40 {
+                tail.remove(0);
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| Error::io("waiting for mvn", e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Provision(format!(
+            "mvn {} failed ({status}); last output:\n{}",
+            args.join(" "),
+            tail.join("\n")
+        )))
+    }
+}
+
+/// Downloads (once) every artifact of a NiFi home into `<cache>/dist/<version>/`, returning that
+/// directory. A finished download is reused; a half-finished one is redone.
+pub fn fetch(version: &str) -> Result<PathBuf, Error> {
+    let layout = layout(version)?;
+    let cache = cache_dir();
+    let dist = cache.join("dist").join(version);
+    if dist.join(".complete").is_file() {
+        progress(format!(
+            "artifacts of NiFi {version} cached in {}",
+            dist.display()
+        ));
+        return Ok(dist);
+    }
+    let build = cache.join("build").join(version);
+    let stage = cache.join("dist").join(format!("{version}.partial"));
+    for d in [&build, &stage] {
+        if d.exists() {
+            fs::remove_dir_all(d).map_err(|e| Error::io(format!("cleaning {}", d.display()), e))?;
+        }
+        fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+    }
+    fs::write(
+        build.join("pom.xml"),
+        pom(&layout, &stage, &build.join("markers")),
+    )
+    .map_err(|e| Error::io("writing the assembly pom", e))?;
+    progress(format!(
+        "downloading NiFi {version} from Maven Central (cold: ~20 s, 150 MB)"
+    ));
+    let t = Instant::now();
+    run_maven(&build, &["validate"])?;
+    fs::write(
+        stage.join(".complete"),
+        format!("{}\n", t.elapsed().as_secs_f64()),
+    )
+    .map_err(|e| Error::io("marking the download complete", e))?;
+    if dist.exists() {
+        fs::remove_dir_all(&dist).map_err(|e| Error::io("replacing the old download", e))?;
+    }
+    fs::rename(&stage, &dist).map_err(|e| Error::io("publishing the download", e))?;
+    progress(format!(
+        "downloaded NiFi {version} in {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(dist)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
+    fs::create_dir_all(to).map_err(|e| Error::io(format!("creating {}", to.display()), e))?;
+    let entries =
+        fs::read_dir(from).map_err(|e| Error::io(format!("reading {}", from.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing", e))?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let ty = entry.file_type().map_err(|e| Error::io("stat", e))?;
+        if ty.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else if !dst.exists() {
+            // Hard links keep a second home free on disk; fall back to a copy across filesystems.
+            if fs::hard_link(&src, &dst).is_err() {
+                fs::copy(&src, &dst)
+                    .map_err(|e| Error::io(format!("copying {}", src.display()), e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lays out (or refreshes) the NiFi home `target/nifi/<version>/` from the downloaded artifacts, with
+/// an empty flow and empty repositories; keeps `work/nar` (the unpacked NARs) so warm starts are fast.
+pub fn assemble(version: &str, dist: &Path) -> Result<PathBuf, Error> {
+    let home = nifi_dir().join(version);
+    let t = Instant::now();
+    for stale in [
+        "flowfile_repository",
+        "content_repository",
+        "provenance_repository",
+        "database_repository",
+        "state",
+        "work/jetty",
+        "logs",
+        "conf",
+        "lib",
+    ] {
+        let p = home.join(stale);
+        if p.exists() {
+            fs::remove_dir_all(&p)
+                .map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
+        }
+    }
+    copy_tree(dist, &home)?;
+    let _ = fs::remove_file(home.join(".complete"));
+    for dir in ["extensions", "logs"] {
+        fs::create_dir_all(home.join(dir)).map_err(|e| Error::io("creating home dirs", e))?;
+    }
+    // Our own logback config: the 1.28.1 template references classes (NifiDiscriminator) that other
+    // versions' lib/ lacks, and one plain file is all a test peer needs.
+    fs::write(home.join("conf").join("logback.xml"), LOGBACK)
+        .map_err(|e| Error::io("writing logback.xml", e))?;
+    progress(format!(
+        "assembled {} in {:.1} s",
+        home.display(),
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(home)
+}
+
+const LOGBACK: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!-- Written by nifi-testkit: one log file, S2S at INFO (raise org.apache.nifi.remote to DEBUG to see handshakes). -->
+<configuration scan="false">
+  <shutdownHook class="ch.qos.logback.core.hook.DefaultShutdownHook"/>
+  <appender name="APP_FILE" class="ch.qos.logback.core.FileAppender">
+    <file>${org.apache.nifi.bootstrap.config.log.dir}/nifi-app.log</file>
+    <encoder><pattern>%date %level [%thread] %logger{40} %msg%n</pattern></encoder>
+  </appender>
+  <logger name="org.apache.nifi" level="INFO"/>
+  <logger name="org.apache.nifi.web.security" level="WARN"/>
+  <logger name="org.apache.nifi.web.server.RequestLog" level="WARN"/>
+  <logger name="org.eclipse.jetty" level="WARN"/>
+  <logger name="org.springframework" level="ERROR"/>
+  <logger name="org.glassfish.jersey.internal.Errors" level="ERROR"/>
+  <root level="INFO"><appender-ref ref="APP_FILE"/></root>
+</configuration>
+"#;
+
+/// Ports of one instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// HTTP port of the REST API, UI and HTTP S2S.
+    pub web: u16,
+    /// RAW S2S port.
+    pub raw: u16,
+    /// NiFi 2.x management server port (ignored by 1.x).
+    pub management: u16,
+}
+
+/// A free loopback port (the OS picks; a race with another process is possible but unlikely).
+pub fn free_port() -> Result<u16, Error> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
+    Ok(l.local_addr()
+        .map_err(|e| Error::io("finding a free port", e))?
+        .port())
+}
+
+/// Sets (or appends) `key=value` lines of a properties file, leaving the rest as shipped.
+fn set_properties(text: &str, overrides: &[(&str, String)]) -> String {
+    let mut done = vec![false; overrides.len()];
+    let mut out = String::with_capacity(text.len() + 512);
+    for line in text.lines() {
+        let key = line.split_once('=').map(|(k, _)| k.trim());
+        match key.and_then(|k| overrides.iter().position(|(o, _)| *o == k)) {
+            Some(i) if !line.trim_start().starts_with('#') => {
+                let _ = writeln!(out, "{}={}", overrides[i].0, overrides[i].1);
+                done[i] = true;
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    for (i, (k, v)) in overrides.iter().enumerate() {
+        if !done[i] {
+            let _ = writeln!(out, "{k}={v}");
+        }
+    }
+    out
+}
+
+/// Writes `conf/nifi.properties`: HTTP only on 127.0.0.1, unsecured RAW and HTTP S2S, the advertised
+/// S2S host 127.0.0.1, no authorizer/login provider, no archive churn.
+pub fn configure(home: &Path, version: &str, ports: Ports) -> Result<(), Error> {
+    let path = home.join("conf").join("nifi.properties");
+    let text = fs::read_to_string(&path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let e = String::new;
+    let mut o: Vec<(&str, String)> = vec![
+        ("nifi.web.http.host", "127.0.0.1".into()),
+        ("nifi.web.http.port", ports.web.to_string()),
+        // HTTPS and HTTP cannot both be set (the template ships 8443).
+        ("nifi.web.https.host", e()),
+        ("nifi.web.https.port", e()),
+        ("nifi.remote.input.host", "127.0.0.1".into()),
+        ("nifi.remote.input.secure", "false".into()),
+        ("nifi.remote.input.socket.port", ports.raw.to_string()),
+        ("nifi.remote.input.http.enabled", "true".into()),
+        // >= 12 characters; a fixed key keeps flows readable across restarts of the same home.
+        ("nifi.sensitive.props.key", "nifi-s2s-test-props-key".into()),
+        ("nifi.security.user.authorizer", e()),
+        ("nifi.security.user.login.identity.provider", e()),
+        ("nifi.security.keystore", e()),
+        ("nifi.security.keystoreType", e()),
+        ("nifi.security.keystorePasswd", e()),
+        ("nifi.security.keyPasswd", e()),
+        ("nifi.security.truststore", e()),
+        ("nifi.security.truststoreType", e()),
+        ("nifi.security.truststorePasswd", e()),
+        ("nifi.cluster.is.node", "false".into()),
+        (
+            "nifi.state.management.embedded.zookeeper.start",
+            "false".into(),
+        ),
+        ("nifi.flow.configuration.archive.enabled", "false".into()),
+        ("nifi.content.repository.archive.enabled", "false".into()),
+        // Tests run one after another on one NiFi: a short poll keeps ports and funnels snappy.
+        ("nifi.bored.yield.duration", "10 millis".into()),
+    ];
+    if version.starts_with("2.") {
+        o.push(("nifi.flow.configuration.file", "./conf/flow.json.gz".into()));
+    }
+    fs::write(&path, set_properties(&text, &o))
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// The `java` binary for a version: `$NIFI_S2S_JAVA_HOME/bin/java` if set, Temurin 25 for 2.x, else
+/// `$JAVA_HOME/bin/java` or `java` on `PATH` (Java 17 here) for 1.x.
+pub fn java_for(version: &str) -> PathBuf {
+    if let Some(h) = std::env::var_os("NIFI_S2S_JAVA_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h).join("bin").join("java");
+    }
+    if version.starts_with("2.") {
+        return Path::new(JAVA_25_HOME).join("bin").join("java");
+    }
+    match std::env::var_os("JAVA_HOME").filter(|h| !h.is_empty()) {
+        Some(h) => PathBuf::from(h).join("bin").join("java"),
+        None => PathBuf::from("java"),
+    }
+}
+
+/// Starts the NiFi JVM in the background (its own process group, so a Ctrl-C on the caller does not
+/// kill it), logging to `logs/nifi-stdout.log`. Returns its PID.
+pub fn start(home: &Path, version: &str, ports: Ports, heap: &str) -> Result<u32, Error> {
+    use std::os::unix::process::CommandExt as _;
+    let home = home
+        .canonicalize()
+        .map_err(|e| Error::io(format!("resolving {}", home.display()), e))?;
+    let logs = home.join("logs");
+    let out = fs::File::create(logs.join("nifi-stdout.log"))
+        .map_err(|e| Error::io("creating nifi-stdout.log", e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| Error::io("cloning a file handle", e))?;
+    let java = java_for(version);
+    let mut cmd = Command::new(&java);
+    cmd.current_dir(&home)
+        .arg(format!("-Xms{heap}"))
+        .arg(format!("-Xmx{heap}"))
+        .args([
+            "-Djava.net.preferIPv4Stack=true",
+            "-Dsun.net.http.allowRestrictedHeaders=true",
+            "-Djava.protocol.handler.pkgs=sun.net.www.protocol",
+            "-Djava.awt.headless=true",
+            "-Djava.security.egd=file:/dev/urandom",
+            "-Djavax.security.auth.useSubjectCredsOnly=true",
+            "-Dzookeeper.admin.enableServer=false",
+            "-Dapp=NiFi",
+        ])
+        .arg(format!(
+            "-Dnifi.properties.file.path={}",
+            home.join("conf/nifi.properties").display()
+        ))
+        .arg(format!(
+            "-Dorg.apache.nifi.bootstrap.config.log.dir={}",
+            logs.display()
+        ));
+    let h = home.display();
+    if version.starts_with("2.") {
+        cmd.arg(format!(
+            "-Dorg.apache.nifi.management.server.address=127.0.0.1:{}",
+            ports.management
+        ))
+        .arg("--class-path")
+        .arg(format!("{h}/lib/*:{h}/conf"));
+    } else {
+        cmd.arg("-cp")
+            .arg(format!("{h}/conf:{h}/lib/*:{h}/lib/java11/*"));
+    }
+    cmd.arg("org.apache.nifi.NiFi")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0);
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::io(format!("starting {}", java.display()), e))?;
+    Ok(child.id())
+}
+
+/// Whether `pid` is alive and its command line is a NiFi JVM (`org.apache.nifi.NiFi`).
+pub fn is_nifi_process(pid: u32) -> bool {
+    // A zombie still has a cmdline file but an empty one, which correctly reads as "not NiFi".
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            c.split(|b| *b == 0)
+                .any(|arg| arg == b"org.apache.nifi.NiFi")
+        })
+        .unwrap_or(false)
+}
+
+/// Resident set size of a process in KiB (from `/proc`), for reports.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn signal(pid: u32, sig: &str) -> bool {
+    Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Stops a NiFi JVM by PID: SIGTERM, then SIGKILL after `grace`. Does nothing if the PID is gone or
+/// is no longer a NiFi JVM.
+pub fn stop(pid: u32, grace: Duration) -> Result<(), Error> {
+    if !is_nifi_process(pid) {
+        progress(format!("PID {pid} is not a running NiFi; nothing to stop"));
+        return Ok(());
+    }
+    progress(format!("stopping NiFi (PID {pid}, SIGTERM)"));
+    signal(pid, "-TERM");
+    let t = Instant::now();
+    while t.elapsed() < grace {
+        if !is_nifi_process(pid) {
+            progress(format!("stopped in {:.1} s", t.elapsed().as_secs_f64()));
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    progress(format!("still alive after {grace:?}: SIGKILL"));
+    signal(pid, "-KILL");
+    std::thread::sleep(Duration::from_millis(500));
+    if is_nifi_process(pid) {
+        return Err(Error::Provision(format!("PID {pid} survived SIGKILL")));
+    }
+    Ok(())
+}
+
+/// Whether `GET {url}-api/flow/about` answers 200 (returns the NiFi version it reports).
+pub async fn about(http: &reqwest::Client, url: &str) -> Option<String> {
+    let resp = http
+        .get(format!("{url}-api/flow/about"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let v: serde_json::Value = resp.json().await.ok()?;
+    v["about"]["version"].as_str().map(str::to_owned)
+}
+
+/// Polls `GET /nifi-api/flow/about` until it answers, the process dies, or `timeout` passes (then the
+/// end of the NiFi log is part of the error).
+pub async fn wait_ready(
+    url: &str,
+    pid: u32,
+    home: &Path,
+    timeout: Duration,
+) -> Result<Duration, Error> {
+    let http = reqwest::Client::new();
+    let t = Instant::now();
+    let mut last_report = Instant::now();
+    loop {
+        if about(&http, url).await.is_some() {
+            return Ok(t.elapsed());
+        }
+        if !is_nifi_process(pid) {
+            return Err(Error::Provision(format!(
+                "NiFi (PID {pid}) exited during startup:\n{}",
+                log_tail(home, 40)
+            )));
+        }
+        if t.elapsed() > timeout {
+            return Err(Error::Timeout {
+                what: format!(
+                    "NiFi at {url} to answer /flow/about; log:\n{}",
+                    log_tail(home, 40)
+                ),
+                waited: timeout,
+            });
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            let line = log_tail(home, 1);
+            progress(format!(
+                "  waiting for NiFi ({:.0} s): {}",
+                t.elapsed().as_secs_f64(),
+                line.chars().take(140).collect::<String>()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The last `n` lines of `logs/nifi-app.log` (else `logs/nifi-stdout.log`).
+pub fn log_tail(home: &Path, n: usize) -> String {
+    for name in ["nifi-app.log", "nifi-stdout.log"] {
+        if let Ok(text) = fs::read_to_string(home.join("logs").join(name)) {
+            if text.trim().is_empty() {
+                continue;
+            }
+            let lines: Vec<&str> = text.lines().collect();
+            return lines[lines.len().saturating_sub(n)..].join("\n");
+        }
+    }
+    String::from("(no log yet)")
+}
+
+/// Options for [`up`].
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// NiFi version ([`DEFAULT_VERSION`] by default).
+    pub version: String,
+    /// Web (HTTP) port; a free one if `None`.
+    pub web_port: Option<u16>,
+    /// RAW S2S port; a free one if `None`.
+    pub raw_port: Option<u16>,
+    /// JVM heap (`-Xms`/`-Xmx`).
+    pub heap: String,
+    /// How long to wait for `/flow/about`.
+    pub start_timeout: Duration,
+    /// Also record the instance in the shared state file `target/nifi/nifi.env` (unless that one
+    /// points to another live NiFi).
+    pub make_shared: bool,
+}
+
+impl Default for UpOptions {
+    fn default() -> Self {
+        Self {
+            version: DEFAULT_VERSION.into(),
+            web_port: None,
+            raw_port: None,
+            heap: "512m".into(),
+            start_timeout: Duration::from_secs(300),
+            make_shared: true,
+        }
+    }
+}
+
+/// What [`up`] did.
+#[derive(Debug, Clone)]
+pub struct UpReport {
+    /// The instance (also in the state file).
+    pub instance: Instance,
+    /// True if an already running instance was reused.
+    pub reused: bool,
+    /// Time spent downloading (zero when cached).
+    pub download: Duration,
+    /// Time spent assembling the home.
+    pub assembly: Duration,
+    /// Time from JVM start to `/flow/about` answering.
+    pub startup: Duration,
+}
+
+/// Downloads (cached), assembles, configures and starts a NiFi, waits until it answers, and writes the
+/// state files. An instance of that version that is already up and answering is reused.
+pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
+    let version = opts.version.as_str();
+    let vstate = version_state_file(version);
+    let http = reqwest::Client::new();
+    if let Some(inst) = read_state(&vstate)? {
+        if inst.process_alive() && about(&http, &inst.url).await.is_some() {
+            progress(format!("NiFi {version} already up at {}", inst.url));
+            publish_shared(&inst, opts.make_shared, &http).await?;
+            return Ok(UpReport {
+                instance: inst,
+                reused: true,
+                download: Duration::ZERO,
+                assembly: Duration::ZERO,
+                startup: Duration::ZERO,
+            });
+        }
+        if let Some(pid) = inst.pid.filter(|p| is_nifi_process(*p)) {
+            // Alive but not answering: a half-dead JVM would hold the ports and the repositories.
+            stop(pid, Duration::from_secs(20))?;
+        }
+        remove_state(&vstate);
+    }
+    let t = Instant::now();
+    let dist = fetch(version)?;
+    let download = t.elapsed();
+    let t = Instant::now();
+    let home = assemble(version, &dist)?;
+    let ports = Ports {
+        web: opts.web_port.map_or_else(free_port, Ok)?,
+        raw: opts.raw_port.map_or_else(free_port, Ok)?,
+        management: free_port()?,
+    };
+    configure(&home, version, ports)?;
+    let assembly = t.elapsed();
+    let java = java_for(version);
+    progress(format!(
+        "starting NiFi {version} with {} (web {}, RAW {}), log {}",
+        java.display(),
+        ports.web,
+        ports.raw,
+        home.join("logs/nifi-app.log").display()
+    ));
+    let pid = start(&home, version, ports, &opts.heap)?;
+    let url = format!("http://127.0.0.1:{}/nifi", ports.web);
+    let startup = match wait_ready(&url, pid, &home, opts.start_timeout).await {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = stop(pid, Duration::from_secs(10));
+            return Err(e);
+        }
+    };
+    let instance = Instance {
+        url,
+        raw_port: Some(ports.raw),
+        pid: Some(pid),
+        version: version.into(),
+        home: Some(home),
+    };
+    write_state(&vstate, &instance)?;
+    publish_shared(&instance, opts.make_shared, &http).await?;
+    progress(format!(
+        "NiFi {version} up in {:.1} s: NIFI_URL={} NIFI_RAW_PORT={}",
+        startup.as_secs_f64(),
+        instance.url,
+        ports.raw
+    ));
+    Ok(UpReport {
+        instance,
+        reused: false,
+        download,
+        assembly,
+        startup,
+    })
+}
+
+async fn publish_shared(
+    inst: &Instance,
+    make_shared: bool,
+    http: &reqwest::Client,
+) -> Result<(), Error> {
+    if !make_shared {
+        return Ok(());
+    }
+    let shared = state_file();
+    if let Some(cur) = read_state(&shared)?
+        && cur.url != inst.url
+        && cur.process_alive()
+        && about(http, &cur.url).await.is_some()
+    {
+        progress(format!(
+            "{} keeps pointing at the NiFi {} already up at {}",
+            shared.display(),
+            cur.version,
+            cur.url
+        ));
+        return Ok(());
+    }
+    write_state(&shared, inst)
+}
+
+/// Stops the instance recorded in a state file and removes that file (and, if it is the shared
+/// instance, the shared state file). Returns the stopped instance, if there was one.
+pub fn down(version: Option<&str>) -> Result<Option<Instance>, Error> {
+    let path = match version {
+        Some(v) => version_state_file(v),
+        None => state_file(),
+    };
+    let Some(inst) = read_state(&path)? else {
+        progress(format!(
+            "no state file at {}: nothing to stop",
+            path.display()
+        ));
+        return Ok(None);
+    };
+    if let Some(pid) = inst.pid {
+        stop(pid, Duration::from_secs(30))?;
+    }
+    remove_state(&path);
+    remove_state(&version_state_file(&inst.version));
+    if let Some(shared) = read_state(&state_file())?
+        && shared.url == inst.url
+    {
+        remove_state(&state_file());
+    }
+    Ok(Some(inst))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_through_env_form() {
+        let inst = Instance {
+            url: "http://127.0.0.1:8080/nifi".into(),
+            raw_port: Some(10000),
+            pid: Some(42),
+            version: "1.18.0".into(),
+            home: Some("/x/y".into()),
+        };
+        assert_eq!(Instance::from_env(&inst.to_env()).unwrap(), inst);
+        assert!(Instance::from_env("NIFI_RAW_PORT=1\n").is_err());
+    }
+
+    #[test]
+    fn properties_are_replaced_in_place_or_appended() {
+        let text = "a=1\n#b=2\nc = 3\n";
+        let out = set_properties(text, &[("b", "9".into()), ("c", String::new())]);
+        assert_eq!(out, "a=1\n#b=2\nc=\nb=9\n");
+    }
+
+    #[test]
+    fn pom_lists_every_artifact_once_per_execution() {
+        let l = layout("1.18.0").unwrap();
+        let p = pom(&l, Path::new("/s"), Path::new("/m"));
+        assert!(p.contains(
+            "<artifactId>nifi-framework-nar</artifactId><version>1.18.0</version><type>nar</type>"
+        ));
+        assert!(p.contains("<outputDirectory>/s/lib/bootstrap</outputDirectory>"));
+        assert!(p.contains("<classifier>resources</classifier>"));
+        let l2 = layout("2.3.0").unwrap();
+        let p2 = pom(&l2, Path::new("/s"), Path::new("/m"));
+        assert!(p2.contains("<scope>import</scope>"));
+        assert!(p2.contains("nifi-jetty-nar"));
+        assert!(layout("3.0.0").is_err());
+    }
+
+    #[test]
+    fn own_pid_is_not_nifi() {
+        assert!(!is_nifi_process(std::process::id()));
+    }
+}
