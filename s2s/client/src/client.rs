@@ -29,6 +29,7 @@ pub(crate) struct Inner {
     peer_cache: tokio::sync::Mutex<Option<(Instant, Vec<Peer>)>>,
     penalties: Mutex<Penalties>,
     pool: Mutex<HashMap<(String, String), Vec<Connection>>>,
+    transfer_connections: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Client {
@@ -118,6 +119,7 @@ impl Client {
                 peer_cache: tokio::sync::Mutex::new(None),
                 penalties: Mutex::new(Penalties::default()),
                 pool: Mutex::new(HashMap::new()),
+                transfer_connections: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -376,7 +378,12 @@ impl Client {
                 return Ok((c, info));
             }
             match self.open(&t, Some(&info.id)).await {
-                Ok(c) => return Ok((c, info)),
+                Ok(c) => {
+                    self.inner
+                        .transfer_connections
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok((c, info));
+                }
                 Err(e) => {
                     warn!(peer = %t.addr, error = %e, "S2S connection failed");
                     self.penalize(&t.addr, Some(&info.id));
@@ -425,6 +432,14 @@ impl Client {
             .push(conn);
     }
 
+    /// Number of connections opened for transfers so far (peer-list connections excluded):
+    /// with pooling, many transactions share few connections.
+    pub fn transfer_connections_opened(&self) -> u64 {
+        self.inner
+            .transfer_connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Number of idle pooled connections (for tests and metrics).
     pub fn pooled_connections(&self) -> usize {
         let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
@@ -465,9 +480,11 @@ impl Client {
 
     /// Sends `flowfiles` to the input port `port`, split into transactions by
     /// [`ClientBuilder::send_batch_count`]/[`send_batch_bytes`](ClientBuilder::send_batch_bytes).
-    /// A transaction that fails with a retryable error is retried (whole, possibly to another
-    /// peer) up to three more times with jittered exponential backoff; data is released only
-    /// after NiFi confirmed it, so a retry may duplicate but never lose.
+    /// A transaction that fails with a retryable transport error (I/O, timeout, closed, bad
+    /// checksum) is retried whole, possibly to another peer, up to three more times with
+    /// jittered exponential backoff; data is released only after NiFi confirmed it, so a retry
+    /// may duplicate but never lose. Port-state errors (not running, destination full) are
+    /// retryable later and returned at once.
     ///
     /// # Cancel safety
     /// Not cancel-safe: transactions committed before cancellation stay committed; the summary
@@ -512,7 +529,9 @@ impl Client {
             .await;
             match res {
                 Ok(s) => return Ok(s),
-                Err(e) if e.is_retryable() && attempt < 3 => {
+                // Port state (stopped, queues full) will not change within a short backoff:
+                // hand it to the caller, who decides how long to wait.
+                Err(e) if e.is_retryable() && !e.is_port_state() && attempt < 3 => {
                     attempt += 1;
                     let cap = Duration::from_millis(100 << attempt.min(6));
                     let wait = cap.mul_f64(fastrand::f64());
@@ -726,10 +745,13 @@ impl ReceiveTransaction {
         let Some(mut conn) = self.conn.take() else {
             return Err(Error::invalid_input("transaction already failed"));
         };
-        conn.session
-            .confirm_receive()
-            .map_err(crate::connection::map_session_error)?;
-        conn.flush().instrument(self.span.clone()).await?;
+        // After NO_MORE_DATA the exchange is already over: nothing to confirm.
+        if !conn.session.is_idle() {
+            conn.session
+                .confirm_receive()
+                .map_err(crate::connection::map_session_error)?;
+            conn.flush().instrument(self.span.clone()).await?;
+        }
         self.client.checkin(&self.port_id, conn);
         Ok(self.summary)
     }

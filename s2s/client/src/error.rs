@@ -102,6 +102,12 @@ impl Error {
         )
     }
 
+    /// Whether the error is about the port's state (not running, destination full): retryable,
+    /// but only after a backoff.
+    pub fn is_port_state(&self) -> bool {
+        matches!(self.0.kind, Kind::PortNotRunning(_) | Kind::DestinationFull)
+    }
+
     /// Whether a connect or read timed out.
     pub fn is_timeout(&self) -> bool {
         matches!(self.0.kind, Kind::Timeout(_))
