@@ -9,6 +9,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use serde::Deserialize;
@@ -139,6 +140,11 @@ fn fingerprint(dir: &Path) -> Result<String, Error> {
 /// Builds the reference client with `mvn package` (skipped when the sources did not change since the
 /// last build) and returns the Java classpath to run it with.
 pub fn build() -> Result<String, Error> {
+    // Tests of one binary run in parallel; one build at a time (a poisoned lock is still a lock).
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _guard = BUILD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let src = project_dir();
     let out = build_dir();
     let stamp = out.join(".built-from");
