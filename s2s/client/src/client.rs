@@ -27,7 +27,7 @@ pub(crate) struct Inner {
     http: reqwest::Client,
     site: tokio::sync::Mutex<Option<(Instant, Arc<SiteInfo>, String)>>,
     peer_cache: tokio::sync::Mutex<Option<(Instant, Vec<Peer>)>>,
-    penalties: Mutex<Penalties>,
+    pub(crate) penalties: Mutex<Penalties>,
     pool: Mutex<HashMap<(String, String), Vec<Connection>>>,
     transfer_connections: std::sync::atomic::AtomicU64,
 }
@@ -355,7 +355,8 @@ impl Client {
         &self,
         direction: Direction,
         port: &str,
-    ) -> Result<(Connection, PortInfo), Error> {
+        allow_pooled: bool,
+    ) -> Result<(Connection, PortInfo, bool), Error> {
         let info = self.resolve_port(direction, port).await?;
         let mut targets = self.targets(direction).await?;
         let mut last = None;
@@ -374,15 +375,15 @@ impl Client {
                 break;
             };
             let t = targets.swap_remove(i);
-            if let Some(c) = self.checkout(&t.addr, &info.id) {
-                return Ok((c, info));
+            if allow_pooled && let Some(c) = self.checkout(&t.addr, &info.id).await {
+                return Ok((c, info, true));
             }
             match self.open(&t, Some(&info.id)).await {
                 Ok(c) => {
                     self.inner
                         .transfer_connections
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Ok((c, info));
+                    return Ok((c, info, false));
                 }
                 Err(e) => {
                     warn!(peer = %t.addr, error = %e, "S2S connection failed");
@@ -405,21 +406,28 @@ impl Client {
         Err(last.unwrap_or_else(|| Error::new(Kind::NoPeerAvailable)))
     }
 
-    fn checkout(&self, addr: &str, port_id: &str) -> Option<Connection> {
-        let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-        let list = pool.get_mut(&(addr.to_owned(), port_id.to_owned()))?;
+    async fn checkout(&self, addr: &str, port_id: &str) -> Option<Connection> {
         let idle = self.cfg().idle_expiration;
-        while let Some(c) = list.pop() {
-            if c.last_used.elapsed() < idle {
+        loop {
+            let mut c = {
+                let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+                pool.get_mut(&(addr.to_owned(), port_id.to_owned()))?
+                    .pop()?
+            };
+            if c.last_used.elapsed() >= idle {
+                // Expired: close it politely in the background.
+                tokio::spawn(c.shutdown());
+                continue;
+            }
+            if c.is_alive().await {
                 debug!(peer = addr, "reusing pooled S2S connection");
                 return Some(c);
             }
-            // Expired: close it politely in the background.
-            if let Ok(h) = tokio::runtime::Handle::try_current() {
-                h.spawn(c.shutdown());
-            }
+            debug!(
+                peer = addr,
+                "pooled S2S connection was closed by NiFi; discarding it"
+            );
         }
-        None
     }
 
     pub(crate) fn checkin(&self, port_id: &str, conn: Connection) {
@@ -430,6 +438,23 @@ impl Client {
         pool.entry((conn.peer.clone(), port_id.to_owned()))
             .or_default()
             .push(conn);
+    }
+
+    #[cfg(test)]
+    pub(crate) async fn checkout_for_test(&self, addr: &str, port_id: &str) -> Option<Connection> {
+        self.checkout(addr, port_id).await
+    }
+
+    #[cfg(test)]
+    pub(crate) async fn receive_pooled_for_test(
+        &self,
+        port_id: &str,
+    ) -> Result<ReceiveTransaction, Error> {
+        let conn = self
+            .checkout("fake:1", port_id)
+            .await
+            .ok_or_else(|| Error::new(Kind::NoPeerAvailable))?;
+        ReceiveTransaction::begin_for_test(self.clone(), conn, port_id).await
     }
 
     /// Number of connections opened for transfers so far (peer-list connections excluded):
@@ -467,7 +492,7 @@ impl Client {
     /// # Cancel safety
     /// Cancel-safe: an interrupted connect leaves nothing behind.
     pub async fn send_transaction(&self, port: &str) -> Result<SendTransaction, Error> {
-        let (conn, info) = self.acquire(Direction::Send, port).await?;
+        let (conn, info, _) = self.acquire(Direction::Send, port, true).await?;
         Ok(SendTransaction {
             client: self.clone(),
             conn: Some(conn),
@@ -548,17 +573,32 @@ impl Client {
     /// # Cancel safety
     /// Cancel-safe: nothing is received before [`ReceiveTransaction::next`].
     pub async fn receive(&self, port: &str) -> Result<ReceiveTransaction, Error> {
-        let (mut conn, info) = self.acquire(Direction::Receive, port).await?;
-        conn.session
-            .begin_receive()
-            .map_err(crate::connection::map_session_error)?;
+        let span = info_span!("s2s.transaction", direction = "receive", port = %port);
+        let mut allow_pooled = true;
+        let (conn, info, finished) = loop {
+            let (mut conn, info, reused) =
+                self.acquire(Direction::Receive, port, allow_pooled).await?;
+            // Read NiFi's first answer now: a pooled connection NiFi closed meanwhile fails
+            // here, before anything was exchanged, and is replaced transparently.
+            match ReceiveTransaction::begin(&mut conn)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(finished) => break (conn, info, finished),
+                Err(e) if reused && (e.is_closed() || matches!(e.kind(), Kind::Io)) => {
+                    debug!(error = %e, "pooled connection failed on first read; reconnecting");
+                    allow_pooled = false;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         Ok(ReceiveTransaction {
             client: self.clone(),
             conn: Some(conn),
             port_id: info.id,
             summary: ReceiveSummary::default(),
-            finished: false,
-            span: info_span!("s2s.transaction", direction = "receive", port = %port),
+            finished,
+            span,
         })
     }
 }
@@ -579,6 +619,30 @@ pub struct SendTransaction {
 }
 
 impl SendTransaction {
+    #[cfg(test)]
+    pub(crate) fn for_test(client: Client, conn: Connection, port_id: &str) -> Self {
+        Self {
+            client,
+            conn: Some(conn),
+            port_id: port_id.to_owned(),
+            flowfiles: 0,
+            bytes: 0,
+            span: tracing::Span::none(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn client_for_test(&self) -> Client {
+        self.client.clone()
+    }
+
+    #[cfg(test)]
+    pub(crate) async fn flush_for_test(&mut self) {
+        if let Some(c) = self.conn.as_mut() {
+            c.flush().await.unwrap();
+        }
+    }
+
     /// Writes one FlowFile. Large content is written from its `Bytes` without copying
     /// (when compression is off).
     ///
@@ -690,6 +754,40 @@ pub struct ReceiveTransaction {
 }
 
 impl ReceiveTransaction {
+    /// Sends `RECEIVE_FLOWFILES` and reads NiFi's first answer; `Ok(true)` = no data.
+    async fn begin(conn: &mut Connection) -> Result<bool, Error> {
+        conn.session
+            .begin_receive()
+            .map_err(crate::connection::map_session_error)?;
+        match conn.next_event().await? {
+            Event::NoData => Ok(true),
+            Event::MoreData => Ok(false),
+            other => Err(Error::protocol(format!("unexpected event {other:?}"))),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) async fn begin_for_test(
+        client: Client,
+        mut conn: Connection,
+        port_id: &str,
+    ) -> Result<Self, Error> {
+        let finished = Self::begin(&mut conn).await?;
+        Ok(Self {
+            client,
+            conn: Some(conn),
+            port_id: port_id.to_owned(),
+            summary: ReceiveSummary::default(),
+            finished,
+            span: tracing::Span::none(),
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn client_for_test(&self) -> Client {
+        self.client.clone()
+    }
+
     /// The next FlowFile, or `None` once NiFi finished sending and the checksum matched.
     ///
     /// # Cancel safety

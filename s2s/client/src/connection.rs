@@ -114,6 +114,20 @@ impl Connection {
         }
     }
 
+    /// Cheap liveness probe for a pooled connection: polls one read without waiting. NiFi
+    /// never speaks first between transactions, so EOF, an error or any byte means the
+    /// connection is unusable (typically NiFi closed it after its idle timeout).
+    pub(crate) async fn is_alive(&mut self) -> bool {
+        if !self.rbuf.is_empty() || !self.session.is_idle() {
+            return false;
+        }
+        self.rbuf.reserve(1024);
+        // `timeout` polls the read once before looking at the (already expired) deadline.
+        tokio::time::timeout(Duration::ZERO, self.io.get_mut().read_buf(&mut self.rbuf))
+            .await
+            .is_err()
+    }
+
     /// Sends `SHUTDOWN` and closes, ignoring errors: the peer may already be gone.
     pub(crate) async fn shutdown(mut self) {
         if self.session.shutdown().is_ok() {

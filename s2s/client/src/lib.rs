@@ -45,6 +45,8 @@ mod connection;
 mod discovery;
 mod error;
 mod peers;
+#[cfg(test)]
+mod tests;
 
 pub use builder::ClientBuilder;
 pub use client::{Client, ReceiveSummary, ReceiveTransaction, SendSummary, SendTransaction};

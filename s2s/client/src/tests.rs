@@ -1,0 +1,736 @@
+//! Driver tests: the tokio connection and transaction API against a scripted, fault-injecting
+//! fake NiFi over an in-memory duplex pipe. One test (or more) per RAW row of the reference's
+//! error table (§0.1); timeouts run on paused time.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use s2s_proto::FlowFile;
+use s2s_proto::codec::DecodeError;
+use s2s_proto::codec::checksum::TransactionChecksum;
+use s2s_proto::codec::flowfile::{self, FlowFileDecoder};
+use s2s_proto::codec::handshake::{ReceivedHandshake, RequestType};
+use s2s_proto::codec::negotiation::{NegotiationReply, ResourceProposal, decode_magic};
+use s2s_proto::codec::response_code::{Response, ResponseCode};
+use s2s_proto::raw::SessionConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use crate::client::{ReceiveSummary, ReceiveTransaction, SendTransaction};
+use crate::connection::Connection;
+use crate::{Client, Error};
+
+const PORT: &str = "c56a4180-65aa-42ec-a945-5fd21dec0538";
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The server half of the pipe plus a read buffer.
+struct FakePeer {
+    io: DuplexStream,
+    buf: BytesMut,
+}
+
+impl FakePeer {
+    /// Reads until `parse` yields a value; `None` on EOF.
+    async fn read<T>(
+        &mut self,
+        mut parse: impl FnMut(&mut BytesMut) -> Result<Option<T>, DecodeError>,
+    ) -> Option<T> {
+        loop {
+            if let Some(v) = parse(&mut self.buf).expect("client sent malformed bytes") {
+                return Some(v);
+            }
+            if self.io.read_buf(&mut self.buf).await.ok()? == 0 {
+                return None;
+            }
+        }
+    }
+
+    async fn write(&mut self, b: &[u8]) {
+        self.io.write_all(b).await.unwrap();
+    }
+
+    async fn rc(&mut self, code: ResponseCode, msg: Option<&str>) {
+        let mut b = BytesMut::new();
+        match msg {
+            Some(m) => Response::with_message(code, m),
+            None => Response::new(code),
+        }
+        .encode(&mut b)
+        .unwrap();
+        self.write(&b).await;
+    }
+
+    async fn read_rc(&mut self) -> Option<Response> {
+        self.read(Response::decode).await
+    }
+
+    /// Magic + proposal; answers with `reply` and returns the proposed version.
+    async fn negotiate(&mut self, reply: NegotiationReply, magic: bool) -> i32 {
+        if magic {
+            self.read(decode_magic).await.unwrap();
+        }
+        let p = self.read(ResourceProposal::decode).await.unwrap();
+        let mut b = BytesMut::new();
+        reply.encode(&mut b);
+        self.write(&b).await;
+        p.version
+    }
+
+    async fn handshake(&mut self, version: i32) -> ReceivedHandshake {
+        self.read(|b| ReceivedHandshake::decode(b, version))
+            .await
+            .unwrap()
+    }
+
+    /// Negotiation (v6), handshake OK, codec OK.
+    async fn accept(&mut self) -> ReceivedHandshake {
+        let v = self.negotiate(NegotiationReply::Ok, true).await;
+        let hs = self.handshake(v).await;
+        self.rc(ResponseCode::PROPERTIES_OK, None).await;
+        assert_eq!(
+            self.read(RequestType::decode).await,
+            Some(RequestType::NegotiateFlowFileCodec)
+        );
+        self.negotiate(NegotiationReply::Ok, false).await;
+        hs
+    }
+
+    /// Reads a whole SEND transaction (request, FlowFiles, markers up to FINISH).
+    async fn read_send(&mut self) -> Option<(Vec<FlowFile>, TransactionChecksum)> {
+        assert_eq!(
+            self.read(RequestType::decode).await?,
+            RequestType::SendFlowFiles
+        );
+        let mut crc = TransactionChecksum::new();
+        let mut ffs = Vec::new();
+        loop {
+            let mut d = FlowFileDecoder::default();
+            let ff = self.read(|b| d.decode(b)).await?;
+            crc.add_flowfile(&ff);
+            ffs.push(ff);
+            match self.read_rc().await?.code {
+                ResponseCode::CONTINUE_TRANSACTION => {}
+                ResponseCode::FINISH_TRANSACTION => return Some((ffs, crc)),
+                other => panic!("unexpected marker {other}"),
+            }
+        }
+    }
+
+    /// Serves `ffs` to a RECEIVE request up to FINISH; returns the CRC.
+    async fn serve(&mut self, ffs: &[FlowFile]) -> TransactionChecksum {
+        assert_eq!(
+            self.read(RequestType::decode).await,
+            Some(RequestType::ReceiveFlowFiles)
+        );
+        let mut b = BytesMut::new();
+        let mut crc = TransactionChecksum::new();
+        Response::new(ResponseCode::MORE_DATA)
+            .encode(&mut b)
+            .unwrap();
+        for (i, f) in ffs.iter().enumerate() {
+            if i > 0 {
+                Response::new(ResponseCode::CONTINUE_TRANSACTION)
+                    .encode(&mut b)
+                    .unwrap();
+            }
+            flowfile::encode(f, &mut b);
+            crc.add_flowfile(f);
+        }
+        Response::new(ResponseCode::FINISH_TRANSACTION)
+            .encode(&mut b)
+            .unwrap();
+        self.write(&b).await;
+        crc
+    }
+
+    async fn expect_eof(&mut self) {
+        let mut scratch = [0u8; 64];
+        loop {
+            match self.io.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+fn pipe() -> (DuplexStream, FakePeer) {
+    let (c, s) = tokio::io::duplex(1 << 20);
+    (
+        c,
+        FakePeer {
+            io: s,
+            buf: BytesMut::new(),
+        },
+    )
+}
+
+fn cfg(port: Option<&str>) -> SessionConfig {
+    let mut c = SessionConfig::new("comms", "nifi://fake:1");
+    c.port_id = port.map(str::to_owned);
+    c
+}
+
+async fn establish(io: DuplexStream) -> Result<Connection, Error> {
+    Connection::establish(
+        Box::new(io),
+        cfg(Some(PORT)),
+        Some(TIMEOUT),
+        "fake:1".into(),
+    )
+    .await
+}
+
+fn test_client() -> Client {
+    Client::builder("http://127.0.0.1:9/nifi").build().unwrap()
+}
+
+fn send_tx(conn: Connection) -> SendTransaction {
+    SendTransaction::for_test(test_client(), conn, PORT)
+}
+
+fn f(i: u32) -> FlowFile {
+    FlowFile::new(format!("content {i}")).with_attribute("i", i.to_string())
+}
+
+// ---- Protocol negotiation ------------------------------------------------------------------
+
+#[tokio::test]
+async fn negotiation_steps_down_to_the_servers_version() {
+    let (c, mut p) = pipe();
+    let peer = tokio::spawn(async move {
+        assert_eq!(
+            p.negotiate(NegotiationReply::DifferentVersion(4), true)
+                .await,
+            6
+        );
+        assert_eq!(p.negotiate(NegotiationReply::Ok, false).await, 4);
+        p.handshake(4).await;
+        p.rc(ResponseCode::PROPERTIES_OK, None).await;
+        p.read(RequestType::decode).await.unwrap();
+        p.negotiate(NegotiationReply::Ok, false).await;
+        p
+    });
+    let conn = establish(c).await.unwrap();
+    assert_eq!(conn.session.protocol_version(), 4);
+    peer.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn negotiation_abort_fails_at_once_without_waiting_for_a_message() {
+    let (c, mut p) = pipe();
+    let peer = tokio::spawn(async move {
+        p.negotiate(NegotiationReply::Abort, true).await;
+        // NiFi leaves the socket open and says nothing more.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(p);
+    });
+    let start = tokio::time::Instant::now();
+    let e = establish(c).await.unwrap_err();
+    assert!(!e.is_timeout(), "{e}");
+    assert!(!e.is_retryable(), "{e}");
+    assert!(
+        start.elapsed() < TIMEOUT,
+        "must not wait for the read timeout"
+    );
+    peer.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_reply_at_all_hits_the_read_timeout() {
+    let (c, mut p) = pipe();
+    let peer = tokio::spawn(async move {
+        p.read(decode_magic).await;
+        // Bad magic / unknown resource: NiFi writes nothing and keeps the socket.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(p);
+    });
+    let start = tokio::time::Instant::now();
+    let e = establish(c).await.unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    assert!(e.is_retryable());
+    assert!(start.elapsed() >= TIMEOUT);
+    peer.abort();
+}
+
+// ---- Handshake ----------------------------------------------------------------------------
+
+async fn refused(code: ResponseCode, msg: Option<&str>, close: bool) -> Error {
+    let (c, mut p) = pipe();
+    let msg = msg.map(str::to_owned);
+    let peer = tokio::spawn(async move {
+        let v = p.negotiate(NegotiationReply::Ok, true).await;
+        p.handshake(v).await;
+        p.rc(code, msg.as_deref()).await;
+        if !close {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    });
+    let e = establish(c).await.unwrap_err();
+    peer.abort();
+    e
+}
+
+#[tokio::test(start_paused = true)]
+async fn handshake_unknown_port() {
+    let e = refused(ResponseCode::UNKNOWN_PORT, None, true).await;
+    assert!(e.is_unknown_port(), "{e}");
+    assert!(!e.is_retryable());
+    assert_eq!(e.response_code(), Some(ResponseCode::UNKNOWN_PORT));
+}
+
+#[tokio::test(start_paused = true)]
+async fn handshake_port_not_running() {
+    let e = refused(
+        ResponseCode::PORT_NOT_IN_VALID_STATE,
+        Some("Port not running"),
+        false,
+    )
+    .await;
+    assert!(e.is_port_not_running(), "{e}");
+    assert!(e.is_retryable());
+    assert!(e.to_string().contains("Port not running"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn handshake_destination_full() {
+    let e = refused(ResponseCode::PORTS_DESTINATION_FULL, None, false).await;
+    assert!(e.is_destination_full(), "{e}");
+    assert!(e.is_retryable());
+}
+
+#[tokio::test(start_paused = true)]
+async fn handshake_unauthorized() {
+    let e = refused(
+        ResponseCode::UNAUTHORIZED,
+        Some("User DN is not known"),
+        false,
+    )
+    .await;
+    assert!(e.is_unauthorized(), "{e}");
+    assert!(!e.is_retryable());
+    assert!(e.to_string().contains("User DN is not known"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn handshake_property_errors_are_fatal() {
+    for code in [
+        ResponseCode::UNKNOWN_PROPERTY_NAME,
+        ResponseCode::ILLEGAL_PROPERTY_VALUE,
+        ResponseCode::MISSING_PROPERTY,
+    ] {
+        let e = refused(code, Some("Missing Property GZIP"), true).await;
+        assert!(!e.is_retryable(), "{code}: {e}");
+        assert!(e.to_string().contains("Missing Property GZIP"), "{e}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn handshake_closed_without_code() {
+    let (c, mut p) = pipe();
+    tokio::spawn(async move {
+        let v = p.negotiate(NegotiationReply::Ok, true).await;
+        p.handshake(v).await;
+        drop(p);
+    });
+    let e = establish(c).await.unwrap_err();
+    assert!(e.is_closed(), "{e}");
+    assert!(e.is_retryable());
+}
+
+// ---- Codec negotiation ----------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn codec_negotiation_abort_with_message_and_eof() {
+    for eof in [false, true] {
+        let (c, mut p) = pipe();
+        let peer = tokio::spawn(async move {
+            let v = p.negotiate(NegotiationReply::Ok, true).await;
+            p.handshake(v).await;
+            p.rc(ResponseCode::PROPERTIES_OK, None).await;
+            p.read(RequestType::decode).await.unwrap();
+            p.read(ResourceProposal::decode).await.unwrap();
+            if eof {
+                return;
+            }
+            // 0xFF + utf message, then NiFi (buggily) keeps reading.
+            p.write(b"\xff\x00\x05no port").await;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+        let e = establish(c).await.unwrap_err();
+        assert!(!e.is_timeout(), "{e}");
+        if eof {
+            assert!(e.is_closed(), "{e}");
+        } else {
+            assert!(!e.is_retryable(), "{e}");
+        }
+        peer.abort();
+    }
+}
+
+// ---- SEND ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn send_commit_happy_path_and_pool_return() {
+    let (c, mut p) = pipe();
+    let peer = tokio::spawn(async move {
+        p.accept().await;
+        let (ffs, crc) = p.read_send().await.unwrap();
+        p.rc(ResponseCode::CONFIRM_TRANSACTION, Some(&crc.to_decimal()))
+            .await;
+        assert_eq!(
+            p.read_rc().await.unwrap(),
+            Response::with_message(ResponseCode::CONFIRM_TRANSACTION, "")
+        );
+        p.rc(ResponseCode::TRANSACTION_FINISHED, None).await;
+        ffs
+    });
+    let conn = establish(c).await.unwrap();
+    let mut tx = send_tx(conn);
+    let client = tx.client_for_test();
+    for i in 0..3 {
+        tx.send(f(i)).await.unwrap();
+    }
+    let s = tx.commit().await.unwrap();
+    assert_eq!(
+        (s.flowfiles, s.transactions, s.destination_full),
+        (3, 1, false)
+    );
+    assert_eq!(peer.await.unwrap(), vec![f(0), f(1), f(2)]);
+    assert_eq!(client.pooled_connections(), 1);
+}
+
+#[tokio::test]
+async fn send_crc_mismatch_sends_bad_checksum_and_keeps_data() {
+    let (c, mut p) = pipe();
+    let peer = tokio::spawn(async move {
+        p.accept().await;
+        p.read_send().await.unwrap();
+        p.rc(ResponseCode::CONFIRM_TRANSACTION, Some("12345")).await;
+        let r = p.read_rc().await.unwrap();
+        p.expect_eof().await;
+        r
+    });
+    let mut tx = send_tx(establish(c).await.unwrap());
+    let client = tx.client_for_test();
+    tx.send(f(1)).await.unwrap();
+    let e = tx.commit().await.unwrap_err();
+    assert_eq!(e.response_code(), Some(ResponseCode::BAD_CHECKSUM));
+    assert!(
+        e.is_retryable(),
+        "the caller still has the data and may resend"
+    );
+    assert_eq!(peer.await.unwrap().code, ResponseCode::BAD_CHECKSUM);
+    assert_eq!(
+        client.pooled_connections(),
+        0,
+        "connection closed, not pooled"
+    );
+}
+
+#[tokio::test]
+async fn send_destination_full_on_commit_is_success_with_backoff() {
+    let (c, mut p) = pipe();
+    tokio::spawn(async move {
+        p.accept().await;
+        let (_, crc) = p.read_send().await.unwrap();
+        p.rc(ResponseCode::CONFIRM_TRANSACTION, Some(&crc.to_decimal()))
+            .await;
+        p.read_rc().await.unwrap();
+        p.rc(
+            ResponseCode::TRANSACTION_FINISHED_BUT_DESTINATION_FULL,
+            None,
+        )
+        .await;
+        p.expect_eof().await;
+    });
+    let mut tx = send_tx(establish(c).await.unwrap());
+    let client = tx.client_for_test();
+    tx.send(f(1)).await.unwrap();
+    let s = tx.commit().await.unwrap();
+    assert!(s.destination_full);
+    assert_eq!(s.flowfiles, 1);
+    // The peer is penalized for this port: it is skipped until the penalty expires.
+    let mut pen = client.inner.penalties.lock().unwrap();
+    assert!(pen.is_penalized("fake:1", PORT, std::time::Instant::now()));
+    assert!(!pen.is_penalized("fake:1", "other-port", std::time::Instant::now()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn send_complete_unknown_outcome_keeps_data() {
+    // Anything but 13/14 after the confirm, EOF, or silence: outcome unknown → retryable
+    // error (the caller keeps its data), or protocol error for a wrong code.
+    for mode in ["wrong-code", "eof", "silence", "no-prefix", "unknown-code"] {
+        let (c, mut p) = pipe();
+        let peer = tokio::spawn(async move {
+            p.accept().await;
+            let (_, crc) = p.read_send().await.unwrap();
+            p.rc(ResponseCode::CONFIRM_TRANSACTION, Some(&crc.to_decimal()))
+                .await;
+            p.read_rc().await.unwrap();
+            match mode {
+                "wrong-code" => p.rc(ResponseCode::CANCEL_TRANSACTION, Some("x")).await,
+                "eof" => return,
+                "no-prefix" => p.write(b"XY\x0d").await,
+                "unknown-code" => p.write(b"RC\x63").await,
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+        let mut tx = send_tx(establish(c).await.unwrap());
+        let client = tx.client_for_test();
+        tx.send(f(1)).await.unwrap();
+        let e = tx.commit().await.unwrap_err();
+        match mode {
+            "eof" => assert!(e.is_closed(), "{mode}: {e}"),
+            "silence" => assert!(e.is_timeout(), "{mode}: {e}"),
+            _ => assert!(!e.is_timeout() && !e.is_closed(), "{mode}: {e}"),
+        }
+        assert_eq!(
+            client.pooled_connections(),
+            0,
+            "{mode}: poisoned, not pooled"
+        );
+        peer.abort();
+    }
+}
+
+#[tokio::test]
+async fn dropping_an_uncommitted_send_closes_the_connection() {
+    let (c, mut p) = pipe();
+    let peer = tokio::spawn(async move {
+        p.accept().await;
+        assert_eq!(
+            p.read(RequestType::decode).await,
+            Some(RequestType::SendFlowFiles)
+        );
+        let mut d = FlowFileDecoder::default();
+        p.read(|b| d.decode(b)).await.unwrap();
+        // No FINISH ever comes: the client went away, so NiFi rolls back.
+        p.expect_eof().await;
+    });
+    let mut tx = send_tx(establish(c).await.unwrap());
+    let client = tx.client_for_test();
+    tx.send(f(1)).await.unwrap();
+    tx.flush_for_test().await;
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(5), peer)
+        .await
+        .expect("peer saw EOF")
+        .unwrap();
+    assert_eq!(client.pooled_connections(), 0);
+}
+
+#[tokio::test]
+async fn cancel_writes_cancel_transaction_then_closes() {
+    let (c, mut p) = pipe();
+    let peer = tokio::spawn(async move {
+        p.accept().await;
+        p.read(RequestType::decode).await.unwrap();
+        let mut d = FlowFileDecoder::default();
+        p.read(|b| d.decode(b)).await.unwrap();
+        let r = p.read_rc().await.unwrap();
+        p.expect_eof().await;
+        r
+    });
+    let mut tx = send_tx(establish(c).await.unwrap());
+    tx.send(f(1)).await.unwrap();
+    tx.cancel().await;
+    let r = peer.await.unwrap();
+    assert_eq!(r.code, ResponseCode::CANCEL_TRANSACTION);
+    assert_eq!(r.message.as_deref(), Some("cancelled by client"));
+}
+
+// ---- RECEIVE ------------------------------------------------------------------------------
+
+async fn receive_tx(conn: Connection) -> Result<ReceiveTransaction, Error> {
+    ReceiveTransaction::begin_for_test(test_client(), conn, PORT).await
+}
+
+#[tokio::test]
+async fn receive_happy_path_confirms_after_persisting() {
+    let (c, mut p) = pipe();
+    let peer = tokio::spawn(async move {
+        p.accept().await;
+        let crc = p.serve(&[f(1), FlowFile::new(Bytes::new()), f(2)]).await;
+        let r = p.read_rc().await.unwrap();
+        assert_eq!(r.message.as_deref(), Some(crc.to_decimal().as_str()));
+        p.rc(ResponseCode::CONFIRM_TRANSACTION, Some("")).await;
+        assert_eq!(
+            p.read_rc().await.unwrap().code,
+            ResponseCode::TRANSACTION_FINISHED
+        );
+        // Next exchange: empty port.
+        assert_eq!(
+            p.read(RequestType::decode).await,
+            Some(RequestType::ReceiveFlowFiles)
+        );
+        p.rc(ResponseCode::NO_MORE_DATA, None).await;
+    });
+    let mut rx = receive_tx(establish(c).await.unwrap()).await.unwrap();
+    let mut got = Vec::new();
+    while let Some(ff) = rx.next().await.unwrap() {
+        got.push(ff);
+    }
+    assert_eq!(got, vec![f(1), FlowFile::new(Bytes::new()), f(2)]);
+    let client = rx.client_for_test();
+    let s = rx.confirm().await.unwrap();
+    assert_eq!(
+        s,
+        ReceiveSummary {
+            flowfiles: 3,
+            bytes: 18
+        }
+    );
+    // The connection went back to the pool and serves the next (empty) receive.
+    let mut rx = client.receive_pooled_for_test(PORT).await.unwrap();
+    assert!(rx.next().await.unwrap().is_none());
+    rx.confirm().await.unwrap();
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn receive_start_other_than_more_or_no_data_is_a_protocol_error() {
+    let (c, mut p) = pipe();
+    tokio::spawn(async move {
+        p.accept().await;
+        p.read(RequestType::decode).await.unwrap();
+        p.rc(ResponseCode::TRANSACTION_FINISHED, None).await;
+        p.expect_eof().await;
+    });
+    let e = receive_tx(establish(c).await.unwrap()).await.unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+}
+
+#[tokio::test]
+async fn receive_bad_checksum_from_nifi_discards_the_batch() {
+    let (c, mut p) = pipe();
+    tokio::spawn(async move {
+        p.accept().await;
+        p.serve(&[f(1)]).await;
+        p.read_rc().await.unwrap();
+        p.rc(ResponseCode::BAD_CHECKSUM, None).await;
+        p.expect_eof().await;
+    });
+    let mut rx = receive_tx(establish(c).await.unwrap()).await.unwrap();
+    assert_eq!(rx.next().await.unwrap(), Some(f(1)));
+    let e = rx.next().await.unwrap_err();
+    assert_eq!(e.response_code(), Some(ResponseCode::BAD_CHECKSUM));
+    // The transaction is dead: no confirm possible, NiFi will redeliver.
+    assert!(rx.confirm().await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn receive_mid_transaction_faults() {
+    for mode in ["eof", "silence", "no-prefix", "truncated-content"] {
+        let (c, mut p) = pipe();
+        let peer = tokio::spawn(async move {
+            p.accept().await;
+            p.read(RequestType::decode).await.unwrap();
+            let mut b = BytesMut::new();
+            Response::new(ResponseCode::MORE_DATA)
+                .encode(&mut b)
+                .unwrap();
+            flowfile::encode(&f(1), &mut b);
+            match mode {
+                "no-prefix" => b.extend_from_slice(b"XX\x0b"),
+                "truncated-content" => {
+                    let n = b.len() - 3;
+                    b.truncate(n);
+                }
+                _ => {}
+            }
+            p.write(&b).await;
+            if mode == "eof" || mode == "truncated-content" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+        // The fault may surface on the first read (together with MORE_DATA) or later.
+        let mut err = None;
+        let mut rx = None;
+        match receive_tx(establish(c).await.unwrap()).await {
+            Ok(r) => rx = Some(r),
+            Err(e) => err = Some(e),
+        }
+        if let Some(rx) = rx.as_mut() {
+            for _ in 0..3 {
+                match rx.next().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("{mode}: must not finish"),
+                    Err(e) => {
+                        err = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        let e = err.expect("an error");
+        match mode {
+            "silence" => assert!(e.is_timeout(), "{mode}: {e}"),
+            "eof" | "truncated-content" => assert!(e.is_closed(), "{mode}: {e}"),
+            _ => assert!(!e.is_retryable(), "{mode}: {e}"),
+        }
+        if let Some(rx) = rx {
+            assert!(rx.confirm().await.is_err(), "{mode}: unconfirmable");
+        }
+        peer.abort();
+    }
+}
+
+// ---- Pool ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn pooled_connection_closed_by_nifi_is_detected_before_reuse() {
+    let (c, p) = pipe();
+    let client = test_client();
+    let mut conn = {
+        let peer = tokio::spawn(async move {
+            let mut p = p;
+            p.accept().await;
+            p
+        });
+        let conn = establish(c).await.unwrap();
+        let p = peer.await.unwrap();
+        drop(p); // NiFi closed the idle connection (its 2 × expiration idle timeout)
+        conn
+    };
+    assert!(!conn.is_alive().await, "EOF must be seen by the probe");
+    client.checkin(PORT, conn);
+    assert_eq!(client.pooled_connections(), 1);
+    // checkout probes and discards the dead connection instead of handing it out.
+    assert!(client.checkout_for_test("fake:1", PORT).await.is_none());
+    assert_eq!(client.pooled_connections(), 0);
+
+    let (c, mut p) = pipe();
+    tokio::spawn(async move {
+        p.accept().await;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(p);
+    });
+    let mut live = establish(c).await.unwrap();
+    assert!(live.is_alive().await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_expired_pooled_connections_are_shut_down() {
+    let (c, mut p) = pipe();
+    let peer = tokio::spawn(async move {
+        p.accept().await;
+        let r = p.read(RequestType::decode).await;
+        p.expect_eof().await;
+        r
+    });
+    let client = Client::builder("http://127.0.0.1:9/nifi")
+        .idle_expiration(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut conn = establish(c).await.unwrap();
+    conn.last_used = std::time::Instant::now() - Duration::from_secs(31);
+    client.checkin(PORT, conn);
+    assert!(client.checkout_for_test("fake:1", PORT).await.is_none());
+    let got = tokio::time::timeout(Duration::from_secs(5), peer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, Some(RequestType::Shutdown));
+}
