@@ -139,9 +139,13 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| manifest.to_path_buf(), Path::to_path_buf)
 }
 
-/// `target/nifi` of the workspace: NiFi homes and state files live here.
+/// Where NiFi homes and state files live: `$NIFI_S2S_NIFI_DIR` if set (an isolated run, e.g. to measure
+/// a cold start), else the workspace `target/nifi`.
 pub fn nifi_dir() -> PathBuf {
-    workspace_root().join("target").join("nifi")
+    match std::env::var_os("NIFI_S2S_NIFI_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace_root().join("target").join("nifi"),
+    }
 }
 
 /// The state file of the shared instance, `target/nifi/nifi.env` (plus a `nifi.json` twin).
@@ -637,12 +641,18 @@ pub struct Ports {
     pub management: u16,
 }
 
-/// A free loopback port (the OS picks; a race with another process is possible but unlikely).
-pub fn free_port() -> Result<u16, Error> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
-    Ok(l.local_addr()
-        .map_err(|e| Error::io("finding a free port", e))?
-        .port())
+/// `n` distinct free loopback ports (the OS picks; all are held until every one is chosen, so they
+/// differ; another process may still grab one before NiFi binds it, which is unlikely).
+pub fn free_ports(n: usize) -> Result<Vec<u16>, Error> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::io("finding free ports", e))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::io("finding free ports", e))
 }
 
 /// Sets (or appends) `key=value` lines of a properties file, leaving the rest as shipped.
@@ -990,11 +1000,18 @@ pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
     let download = t.elapsed();
     let t = Instant::now();
     let home = assemble(version, &dist)?;
+    let free = free_ports(3)?;
     let ports = Ports {
-        web: opts.web_port.map_or_else(free_port, Ok)?,
-        raw: opts.raw_port.map_or_else(free_port, Ok)?,
-        management: free_port()?,
+        web: opts.web_port.unwrap_or(free[0]),
+        raw: opts.raw_port.unwrap_or(free[1]),
+        management: free[2],
     };
+    if ports.web == ports.raw {
+        return Err(Error::Provision(format!(
+            "web and RAW port are both {}",
+            ports.web
+        )));
+    }
     configure(&home, version, ports)?;
     let assembly = t.elapsed();
     let java = java_for(version);
@@ -1128,6 +1145,12 @@ mod tests {
         assert!(p2.contains("<scope>import</scope>"));
         assert!(p2.contains("nifi-jetty-nar"));
         assert!(layout("3.0.0").is_err());
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let p = free_ports(3).unwrap();
+        assert!(p[0] != p[1] && p[1] != p[2] && p[0] != p[2], "{p:?}");
     }
 
     #[test]
