@@ -1,0 +1,283 @@
+//! The `s2s` binary run as a process against a real NiFi (see `nifi-testkit`).
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use nifi_testkit::nifi_or_skip;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn s2s(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_s2s"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run s2s");
+    {
+        let mut i = child.stdin.take().unwrap();
+        if let Some(data) = stdin {
+            i.write_all(data).unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "s2s failed: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn send_files_and_stdin_with_attributes() {
+    let nifi = nifi_or_skip!();
+    let port = nifi.input_port("s2s-cli-send").await.unwrap();
+    let dir = std::env::temp_dir().join(format!("s2s-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = dir.join("a.txt");
+    let b = dir.join("b.bin");
+    std::fs::write(&a, "file a").unwrap();
+    let bin: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    std::fs::write(&b, &bin).unwrap();
+    let out = s2s(
+        &[
+            "send",
+            "--url",
+            nifi.url(),
+            "--port",
+            port.name(),
+            "-a",
+            "source=cli",
+            "-a",
+            "emoji=😀",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "-",
+        ],
+        Some(b"from stdin"),
+    );
+    let stdout = ok(&out);
+    assert!(
+        stdout.contains("committed 3 FlowFiles / 100016 bytes in 1 transactions"),
+        "{stdout}"
+    );
+    port.wait_for_queued(3, WAIT).await.unwrap();
+    let q = port.queued_flowfiles().await.unwrap();
+    let find = |name: &str| q.iter().find(|f| f.attributes["filename"] == name).unwrap();
+    assert_eq!(find("a.txt").content, b"file a");
+    assert_eq!(find("b.bin").content, bin);
+    assert_eq!(find("stdin").content, b"from stdin");
+    for f in &q {
+        assert_eq!(f.attributes["source"], "cli");
+        assert_eq!(f.attributes["emoji"], "😀");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    port.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn send_jsonl_by_port_id_compressed_then_recv_jsonl_and_out_dir() {
+    let nifi = nifi_or_skip!();
+    let pair = nifi.port_pair("s2s-cli-jsonl").await.unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode([0u8, 159, 146, 150, 255]);
+    let jsonl = format!(
+        "{{\"attributes\":{{\"filename\":\"one.txt\",\"k\":\"𝄞\"}},\"content\":\"first line\"}}\n\
+         \n\
+         {{\"attributes\":{{\"filename\":\"two.bin\"}},\"content_base64\":\"{b64}\"}}\n\
+         {{\"attributes\":{{}},\"content\":\"\"}}\n"
+    );
+    let out = s2s(
+        &[
+            "send",
+            "--url",
+            nifi.url(),
+            "--port-id",
+            pair.input.id(),
+            "--compress",
+            "--batch",
+            "2",
+            "--jsonl",
+            "-",
+        ],
+        Some(jsonl.as_bytes()),
+    );
+    let stdout = ok(&out);
+    assert!(
+        stdout.contains("committed 3 FlowFiles / 15 bytes in 2 transactions"),
+        "{stdout}"
+    );
+    pair.output.wait_for_queued(3, WAIT).await.unwrap();
+
+    // recv --jsonl - --max 1: exactly one FlowFile, as JSON with content_base64.
+    let out = s2s(
+        &[
+            "recv",
+            "--url",
+            nifi.url(),
+            "--port",
+            pair.output.name(),
+            "--jsonl",
+            "-",
+            "--max",
+            "1",
+        ],
+        None,
+    );
+    let stdout = ok(&out);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let first = &lines[0];
+    let b64d = |v: &serde_json::Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+    };
+    let mut contents = vec![b64d(&first["content_base64"])];
+    // NiFi does not promise FIFO here: check whichever came first by its content.
+    if contents[0] == b"first line" {
+        assert_eq!(first["attributes"]["filename"], "one.txt");
+        assert_eq!(first["attributes"]["k"], "𝄞");
+    } else if contents[0] == [0u8, 159, 146, 150, 255] {
+        assert_eq!(first["attributes"]["filename"], "two.bin");
+    } else {
+        assert!(contents[0].is_empty(), "{first}");
+    }
+
+    // recv --out-dir: the rest, as files named by `filename`.
+    let dir = std::env::temp_dir().join(format!("s2s-cli-out-{}", std::process::id()));
+    let out = s2s(
+        &[
+            "recv",
+            "--url",
+            nifi.url(),
+            "--port",
+            pair.output.name(),
+            "--out-dir",
+            dir.to_str().unwrap(),
+        ],
+        None,
+    );
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("received 2 FlowFiles"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for (name, content) in &files {
+        if name == "one.txt" {
+            assert_eq!(content, b"first line");
+        } else if name == "two.bin" {
+            assert_eq!(content, &[0u8, 159, 146, 150, 255]);
+        } else {
+            // No filename was sent: NiFi names it by its uuid.
+            assert!(content.is_empty(), "{name}");
+        }
+        contents.push(content.clone());
+    }
+    contents.sort();
+    let mut want = vec![
+        Vec::new(),
+        b"first line".to_vec(),
+        vec![0u8, 159, 146, 150, 255],
+    ];
+    want.sort();
+    assert_eq!(contents, want);
+    std::fs::remove_dir_all(&dir).ok();
+    // Confirmed receives are gone from NiFi's queue (its status may lag a moment).
+    let mut left = u64::MAX;
+    for _ in 0..100 {
+        left = pair.output.queued_count().await.unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0);
+    pair.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn peers_and_failures() {
+    let nifi = nifi_or_skip!();
+    let raw = nifi.raw_port().unwrap();
+    let out = s2s(
+        &[
+            "peers",
+            "--url",
+            nifi.url(),
+            "--peer-override",
+            &format!("127.0.0.1:{raw}=localhost:{raw}"),
+        ],
+        None,
+    );
+    let stdout = ok(&out);
+    assert!(stdout.contains(&format!(":{raw}")), "{stdout}");
+    assert!(stdout.contains("secure=false"), "{stdout}");
+
+    // Unknown port: non-zero exit, one line on stderr naming the problem.
+    let out = s2s(
+        &[
+            "send",
+            "--url",
+            nifi.url(),
+            "--port",
+            "no-such-port-cli",
+            "-",
+        ],
+        Some(b"x"),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("unknown port"), "{err}");
+
+    // Unreachable NiFi.
+    let out = s2s(
+        &[
+            "peers",
+            "--url",
+            "http://127.0.0.1:9/nifi",
+            "--timeout",
+            "2",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr)
+            .trim_end()
+            .lines()
+            .count(),
+        1
+    );
+
+    // Bad JSON line.
+    let out = s2s(
+        &["send", "--url", nifi.url(), "--port", "x", "--jsonl", "-"],
+        Some(b"{not json}\n"),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+}
