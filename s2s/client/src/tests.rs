@@ -24,7 +24,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The server half of the pipe plus a read buffer.
 struct FakePeer {
-    io: DuplexStream,
+    io: Box<dyn crate::AsyncStream>,
     buf: BytesMut,
 }
 
@@ -158,7 +158,7 @@ fn pipe() -> (DuplexStream, FakePeer) {
     (
         c,
         FakePeer {
-            io: s,
+            io: Box::new(s),
             buf: BytesMut::new(),
         },
     )
@@ -733,4 +733,196 @@ async fn idle_expired_pooled_connections_are_shut_down() {
         .unwrap()
         .unwrap();
     assert_eq!(got, Some(RequestType::Shutdown));
+}
+
+// ---- Client over TCP: discovery, peer list, overrides, penalization, failover -----------------
+
+/// Serves `body` as the JSON answer to every HTTP request (discovery).
+async fn fake_discovery(body: String) -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut b = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&b[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).to_lowercase();
+                assert!(text.contains("x-nifi-site-to-site-protocol-version: 1"));
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// A RAW listener whose connections are handled by `f`; returns its port and a connection
+/// counter.
+async fn fake_raw<F, Fut>(f: F) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>)
+where
+    F: Fn(FakePeer) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c2 = count.clone();
+    let f = std::sync::Arc::new(f);
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            c2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let f = f.clone();
+            tokio::spawn(async move {
+                f(FakePeer {
+                    io: Box::new(s),
+                    buf: BytesMut::new(),
+                })
+                .await;
+            });
+        }
+    });
+    (port, count)
+}
+
+fn discovery_json(raw: u16) -> String {
+    format!(
+        r#"{{"controller":{{"remoteSiteListeningPort":{raw},"siteToSiteSecure":false,
+        "inputPorts":[{{"id":"{PORT}","name":"in","state":"RUNNING"}}],"outputPorts":[]}}}}"#
+    )
+}
+
+/// Accepts any number of SEND transactions on one connection, recording the FlowFiles.
+async fn good_nifi(mut p: FakePeer, got: std::sync::Arc<std::sync::Mutex<Vec<FlowFile>>>) {
+    p.accept().await;
+    while let Some((ffs, crc)) = p.read_send().await {
+        p.rc(ResponseCode::CONFIRM_TRANSACTION, Some(&crc.to_decimal()))
+            .await;
+        if p.read_rc().await.is_none() {
+            return;
+        }
+        got.lock().unwrap().extend(ffs);
+        p.rc(ResponseCode::TRANSACTION_FINISHED, None).await;
+    }
+}
+
+#[tokio::test]
+async fn peer_list_overrides_penalization_and_failover() {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    let (good, good_conns) = fake_raw(move |p| good_nifi(p, g.clone())).await;
+    // A peer that accepts TCP and slams the door: every attempt fails.
+    let (bad, bad_conns) = fake_raw(|p| async move { drop(p) }).await;
+    // The bootstrap peer answers the peer list with two advertised (unreachable) names.
+    let (boot, _) = fake_raw(|mut p| async move {
+        let v = p.negotiate(NegotiationReply::Ok, true).await;
+        let hs = p.handshake(v).await;
+        assert!(
+            hs.property(s2s_proto::codec::handshake::HandshakeProperty::PortIdentifier)
+                .is_none()
+        );
+        p.rc(ResponseCode::PROPERTIES_OK, None).await;
+        assert_eq!(
+            p.read(RequestType::decode).await,
+            Some(RequestType::RequestPeerList)
+        );
+        let peers = [("nifi-bad", 1111, 0), ("nifi-good", 2222, 0)].map(|(h, port, c)| {
+            s2s_proto::codec::peers::Peer {
+                hostname: h.into(),
+                port,
+                secure: false,
+                flow_file_count: c,
+            }
+        });
+        let mut b = BytesMut::new();
+        s2s_proto::codec::peers::encode_peer_list(&peers, &mut b).unwrap();
+        p.write(&b).await;
+        assert_eq!(
+            p.read(RequestType::decode).await,
+            Some(RequestType::Shutdown)
+        );
+    })
+    .await;
+    let http = fake_discovery(discovery_json(boot)).await;
+    let client = Client::builder(format!("http://127.0.0.1:{http}/nifi"))
+        .peer_override("nifi-bad:1111", format!("127.0.0.1:{bad}"))
+        .peer_override("nifi-good:2222", format!("127.0.0.1:{good}"))
+        .penalization(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let peers = client.peers().await.unwrap();
+    assert_eq!(client.map_peer(&peers[1]), format!("127.0.0.1:{good}"));
+    for i in 0..10 {
+        let s = client.send_batch("in", vec![f(i)]).await.unwrap();
+        assert_eq!(s.flowfiles, 1);
+    }
+    assert_eq!(got.lock().unwrap().len(), 10);
+    // The failing peer was tried at most once, then penalized; the good one's connection pooled.
+    assert!(bad_conns.load(std::sync::atomic::Ordering::SeqCst) <= 1);
+    assert_eq!(good_conns.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn single_node_mode_ignores_the_peer_list_and_unknown_port_is_typed() {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    let (good, _) = fake_raw(move |p| good_nifi(p, g.clone())).await;
+    let http = fake_discovery(discovery_json(good)).await;
+    let client = Client::builder(format!("http://127.0.0.1:{http}/nifi"))
+        .single_node(true)
+        .build()
+        .unwrap();
+    // By id as well as by name.
+    client.send_batch("in", vec![f(1)]).await.unwrap();
+    client.send_batch(PORT, vec![f(2)]).await.unwrap();
+    assert_eq!(*got.lock().unwrap(), vec![f(1), f(2)]);
+    let e = client.send_batch("out", vec![f(3)]).await.unwrap_err();
+    assert!(e.is_unknown_port(), "{e}");
+    // A receive looks only at output ports.
+    let e = client.receive("in").await.unwrap_err();
+    assert!(e.is_unknown_port(), "{e}");
+}
+
+#[tokio::test]
+async fn send_batch_retries_a_transaction_that_failed_mid_way() {
+    // First connection dies right after the FlowFiles (outcome unknown); the retry succeeds.
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    let first = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (raw, conns) = fake_raw(move |mut p| {
+        let g = g.clone();
+        let first = first.clone();
+        async move {
+            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                p.accept().await;
+                p.read_send().await;
+                return; // EOF instead of CONFIRM
+            }
+            good_nifi(p, g).await;
+        }
+    })
+    .await;
+    let http = fake_discovery(discovery_json(raw)).await;
+    let client = Client::builder(format!("http://127.0.0.1:{http}/nifi"))
+        .single_node(true)
+        .penalization(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let s = client.send_batch("in", vec![f(1), f(2)]).await.unwrap();
+    assert_eq!(s.flowfiles, 2);
+    assert_eq!(*got.lock().unwrap(), vec![f(1), f(2)]);
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
