@@ -28,7 +28,7 @@ pub(crate) struct Inner {
     site: tokio::sync::Mutex<Option<(Instant, Arc<SiteInfo>, String)>>,
     peer_cache: tokio::sync::Mutex<Option<(Instant, Vec<Peer>)>>,
     pub(crate) penalties: Mutex<Penalties>,
-    pool: Mutex<HashMap<(String, String), Vec<Connection>>>,
+    pub(crate) pool: Mutex<HashMap<(String, String), Vec<Connection>>>,
     transfer_connections: std::sync::atomic::AtomicU64,
 }
 
@@ -111,7 +111,7 @@ impl Client {
         let http = http
             .build()
             .map_err(|e| Error::with_source(Kind::InvalidInput("HTTP client setup".into()), e))?;
-        Ok(Self {
+        let client = Self {
             inner: Arc::new(Inner {
                 cfg,
                 http,
@@ -121,7 +121,47 @@ impl Client {
                 pool: Mutex::new(HashMap::new()),
                 transfer_connections: std::sync::atomic::AtomicU64::new(0),
             }),
-        })
+        };
+        client.spawn_reaper();
+        Ok(client)
+    }
+
+    /// Closes idle pooled connections (with `SHUTDOWN`) once they exceed the idle expiration,
+    /// so NiFi never has to time them out. Runs only inside a tokio runtime and stops when the
+    /// last clone of the client is dropped; without a runtime, expiry is checked on checkout.
+    fn spawn_reaper(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let every = (self.cfg().idle_expiration / 6)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let expired: Vec<Connection> = {
+                    let idle = inner.cfg.idle_expiration;
+                    let mut pool = inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut out = Vec::new();
+                    for list in pool.values_mut() {
+                        let (old, keep): (Vec<_>, Vec<_>) =
+                            list.drain(..).partition(|c| c.last_used.elapsed() >= idle);
+                        *list = keep;
+                        out.extend(old);
+                    }
+                    pool.retain(|_, v| !v.is_empty());
+                    out
+                };
+                drop(inner);
+                for c in expired {
+                    debug!(peer = %c.peer, "closing idle pooled S2S connection");
+                    c.shutdown().await;
+                }
+            }
+        });
     }
 
     fn cfg(&self) -> &ClientBuilder {
@@ -162,6 +202,9 @@ impl Client {
     }
 
     /// Resolves a port by name (or id) for `direction`, re-fetching discovery once on a miss.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
     pub async fn resolve_port(
         &self,
         direction: Direction,

@@ -926,3 +926,37 @@ async fn send_batch_retries_a_transaction_that_failed_mid_way() {
     assert_eq!(*got.lock().unwrap(), vec![f(1), f(2)]);
     assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn reaper_shuts_down_idle_connections_in_the_background() {
+    let (c, mut p) = pipe();
+    let peer = tokio::spawn(async move {
+        p.accept().await;
+        let r = p.read(RequestType::decode).await;
+        p.expect_eof().await;
+        r
+    });
+    let client = Client::builder("http://127.0.0.1:9/nifi")
+        .idle_expiration(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let conn = establish(c).await.unwrap();
+    client.checkin(PORT, conn);
+    assert_eq!(client.pooled_connections(), 1);
+    // Paused time: the runtime auto-advances; the connection's last use is a std Instant, so
+    // age it explicitly, then let the reaper tick.
+    {
+        let mut pool = client.inner.pool.lock().unwrap();
+        for v in pool.values_mut() {
+            for c in v {
+                c.last_used = std::time::Instant::now() - Duration::from_secs(31);
+            }
+        }
+    }
+    let got = tokio::time::timeout(Duration::from_secs(60), peer)
+        .await
+        .expect("reaper closed the connection")
+        .unwrap();
+    assert_eq!(got, Some(RequestType::Shutdown));
+    assert_eq!(client.pooled_connections(), 0);
+}
