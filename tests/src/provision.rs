@@ -615,7 +615,6 @@ pub fn assemble(version: &str, dist: &Path) -> Result<PathBuf, Error> {
 const LOGBACK: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <!-- Written by nifi-testkit: one log file, S2S at INFO (raise org.apache.nifi.remote to DEBUG to see handshakes). -->
 <configuration scan="false">
-  <shutdownHook class="ch.qos.logback.core.hook.DefaultShutdownHook"/>
   <appender name="APP_FILE" class="ch.qos.logback.core.FileAppender">
     <file>${org.apache.nifi.bootstrap.config.log.dir}/nifi-app.log</file>
     <encoder><pattern>%date %level [%thread] %logger{40} %msg%n</pattern></encoder>
@@ -799,15 +798,25 @@ pub fn start(home: &Path, version: &str, ports: Ports, heap: &str) -> Result<u32
     Ok(child.id())
 }
 
+/// Whether `pid` exists and is not a zombie (a child this process never reaped stays a zombie).
+pub fn process_running(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        // The state letter follows the parenthesised command name, which may itself contain spaces.
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
 /// Whether `pid` is alive and its command line is a NiFi JVM (`org.apache.nifi.NiFi`).
 pub fn is_nifi_process(pid: u32) -> bool {
-    // A zombie still has a cmdline file but an empty one, which correctly reads as "not NiFi".
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| {
+    process_running(pid)
+        && fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
             c.split(|b| *b == 0)
                 .any(|arg| arg == b"org.apache.nifi.NiFi")
         })
-        .unwrap_or(false)
 }
 
 /// Resident set size of a process in KiB (from `/proc`), for reports.
@@ -834,11 +843,16 @@ pub fn stop(pid: u32, grace: Duration) -> Result<(), Error> {
         progress(format!("PID {pid} is not a running NiFi; nothing to stop"));
         return Ok(());
     }
+    stop_running(pid, grace)
+}
+
+/// SIGTERM, then SIGKILL after `grace`, without the NiFi check: only for a PID this process spawned.
+fn stop_running(pid: u32, grace: Duration) -> Result<(), Error> {
     progress(format!("stopping NiFi (PID {pid}, SIGTERM)"));
     signal(pid, "-TERM");
     let t = Instant::now();
     while t.elapsed() < grace {
-        if !is_nifi_process(pid) {
+        if !process_running(pid) {
             progress(format!("stopped in {:.1} s", t.elapsed().as_secs_f64()));
             return Ok(());
         }
@@ -847,7 +861,7 @@ pub fn stop(pid: u32, grace: Duration) -> Result<(), Error> {
     progress(format!("still alive after {grace:?}: SIGKILL"));
     signal(pid, "-KILL");
     std::thread::sleep(Duration::from_millis(500));
-    if is_nifi_process(pid) {
+    if process_running(pid) {
         return Err(Error::Provision(format!("PID {pid} survived SIGKILL")));
     }
     Ok(())
@@ -883,7 +897,9 @@ pub async fn wait_ready(
         if about(&http, url).await.is_some() {
             return Ok(t.elapsed());
         }
-        if !is_nifi_process(pid) {
+        // Only "gone or zombie" counts as dead here: right after spawn the cmdline can be briefly
+        // unreadable or the launcher's, so the NiFi-cmdline check would give false alarms.
+        if !process_running(pid) {
             return Err(Error::Provision(format!(
                 "NiFi (PID {pid}) exited during startup:\n{}",
                 log_tail(home, 40)
@@ -1027,7 +1043,8 @@ pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
     let startup = match wait_ready(&url, pid, &home, opts.start_timeout).await {
         Ok(d) => d,
         Err(e) => {
-            let _ = stop(pid, Duration::from_secs(10));
+            // Our own child: stop it even if it never got far enough to look like NiFi.
+            let _ = stop_running(pid, Duration::from_secs(10));
             return Err(e);
         }
     };
