@@ -461,6 +461,7 @@ pub fn run_maven(dir: &Path, args: &[&str]) -> Result<(), Error> {
     let repo = maven_repo();
     let mut cmd = Command::new("mvn");
     cmd.arg("-B")
+        .arg("-Dstyle.color=never")
         .arg(format!("-Dmaven.repo.local={}", repo.display()))
         .args(args)
         .current_dir(dir)
