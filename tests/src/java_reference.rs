@@ -3,7 +3,7 @@
 //! bytes to a port over RAW or HTTP and prints one JSON line ([`SendReport`]).
 //!
 //! It proves the harness (and NiFi's side of the protocol) independently of this project's own client,
-//! and is the baseline for benchmarks. Content is deterministic: byte `j` of FlowFile `i` is
+//! and is the baseline for benchmarks. [`receive`] pulls from an output port the same way. Content is deterministic: byte `j` of FlowFile `i` is
 //! [`content_byte`]`(i, j)`, and every FlowFile carries the given attributes plus `ref.index=i`.
 
 use std::fs;
@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use crate::Error;
 use crate::provision::{self, progress};
+use crate::{Error, QueuedFlowFile};
 
 /// Byte `offset` of the content of FlowFile `index`, as the Java reference client generates it.
 pub fn content_byte(index: u64, offset: u64) -> u8 {
@@ -174,42 +174,152 @@ pub fn build() -> Result<String, Error> {
 /// Builds (if needed) and runs the reference client; returns its report. The Java process uses the
 /// `java` on `PATH` (any Java 17+; the 1.28.1 client needs only Java 8).
 pub fn send(spec: &SendSpec) -> Result<SendReport, Error> {
-    let classpath = build()?;
-    let mut cmd = Command::new("java");
-    cmd.arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
-        .arg("-cp")
-        .arg(&classpath)
-        .arg("org.nifis2s.reference.SendFlowFiles")
-        .args(["--url", &spec.url, "--port", &spec.port])
-        .args(["--transport", spec.transport.as_arg()])
-        .args(["--count", &spec.count.to_string()])
-        .args(["--size", &spec.size.to_string()])
-        .args(["--batch", &spec.batch.to_string()]);
+    let mut args: Vec<String> = vec![
+        "--url".into(),
+        spec.url.clone(),
+        "--port".into(),
+        spec.port.clone(),
+        "--transport".into(),
+        spec.transport.as_arg().into(),
+        "--count".into(),
+        spec.count.to_string(),
+        "--size".into(),
+        spec.size.to_string(),
+        "--batch".into(),
+        spec.batch.to_string(),
+    ];
     if spec.compress {
-        cmd.arg("--compress");
+        args.push("--compress".into());
     }
     for (k, v) in &spec.attributes {
-        cmd.arg("--attr").arg(format!("{k}={v}"));
+        args.push("--attr".into());
+        args.push(format!("{k}={v}"));
     }
-    let out = cmd
+    let stdout = run_java("org.nifis2s.reference.SendFlowFiles", &args)?;
+    parse_summary(&stdout)
+}
+
+/// What to receive.
+#[derive(Debug, Clone)]
+pub struct ReceiveSpec {
+    /// NiFi base URL (`http://127.0.0.1:PORT/nifi`).
+    pub url: String,
+    /// Output port name.
+    pub port: String,
+    /// Transport.
+    pub transport: Transport,
+    /// Stop after this many FlowFiles.
+    pub expect: u64,
+    /// Give up (and fail) after this many seconds.
+    pub timeout_secs: u64,
+    /// Ask for S2S compression.
+    pub compress: bool,
+}
+
+/// The summary line of a receive run.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ReceiveReport {
+    /// `RAW` or `HTTP`.
+    pub transport: String,
+    /// Port name.
+    pub port: String,
+    /// FlowFiles received (and confirmed to NiFi).
+    pub count: u64,
+    /// Content bytes received.
+    pub bytes: u64,
+    /// Non-empty transactions completed.
+    pub transactions: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// Throughput in FlowFiles per second.
+    pub flowfiles_per_sec: f64,
+    /// Throughput in MiB per second.
+    pub mib_per_sec: f64,
+}
+
+#[derive(Deserialize)]
+struct ReceivedLine {
+    attributes: std::collections::BTreeMap<String, String>,
+    content: String,
+}
+
+/// Pulls `spec.expect` FlowFiles from an output port with the reference client; returns them in the
+/// order received, with the summary. Fails if fewer arrive before the deadline.
+pub fn receive(spec: &ReceiveSpec) -> Result<(Vec<QueuedFlowFile>, ReceiveReport), Error> {
+    use base64::Engine as _;
+    let mut args: Vec<String> = vec![
+        "--url".into(),
+        spec.url.clone(),
+        "--port".into(),
+        spec.port.clone(),
+        "--transport".into(),
+        spec.transport.as_arg().into(),
+        "--expect".into(),
+        spec.expect.to_string(),
+        "--timeout".into(),
+        spec.timeout_secs.to_string(),
+        "--print".into(),
+    ];
+    if spec.compress {
+        args.push("--compress".into());
+    }
+    let stdout = run_java("org.nifis2s.reference.ReceiveFlowFiles", &args)?;
+    let mut flowfiles = Vec::new();
+    for line in stdout.lines().filter(|l| l.starts_with("{\"attributes\"")) {
+        let parsed: ReceivedLine = serde_json::from_str(line)
+            .map_err(|e| Error::Unexpected(format!("bad FlowFile line ({e}): {line:.200}")))?;
+        let content = base64::engine::general_purpose::STANDARD
+            .decode(parsed.content)
+            .map_err(|e| Error::Unexpected(format!("bad base64 from the Java client: {e}")))?;
+        flowfiles.push(QueuedFlowFile {
+            attributes: parsed.attributes,
+            content,
+        });
+    }
+    Ok((flowfiles, parse_summary(&stdout)?))
+}
+
+fn run_java(class: &str, args: &[String]) -> Result<String, Error> {
+    let classpath = build()?;
+    let out = Command::new("java")
+        .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+        .arg("-cp")
+        .arg(&classpath)
+        .arg(class)
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| Error::io("running java", e))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: String = stdout
+            .lines()
+            .rev()
+            .take(3)
+            .map(|l| l.chars().take(300).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n");
         return Err(Error::Unexpected(format!(
-            "Java reference client failed ({}):\n{stderr}\n{stdout}",
+            "Java reference client failed ({}):\n{stderr}\n{tail}",
             out.status
         )));
     }
+    Ok(stdout)
+}
+
+fn parse_summary<T: serde::de::DeserializeOwned>(stdout: &str) -> Result<T, Error> {
     let line = stdout
         .lines()
         .rev()
-        .find(|l| l.starts_with('{'))
-        .ok_or_else(|| Error::Unexpected(format!("no JSON line from the Java client: {stdout}")))?;
+        .find(|l| l.starts_with("{\"tool\""))
+        .ok_or_else(|| {
+            Error::Unexpected(format!(
+                "no summary line from the Java client: {stdout:.500}"
+            ))
+        })?;
     serde_json::from_str(line)
-        .map_err(|e| Error::Unexpected(format!("bad JSON line from the Java client ({e}): {line}")))
+        .map_err(|e| Error::Unexpected(format!("bad summary from the Java client ({e}): {line}")))
 }
 
 #[cfg(test)]

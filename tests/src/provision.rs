@@ -994,8 +994,15 @@ pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
     let version = opts.version.as_str();
     let vstate = version_state_file(version);
     let http = reqwest::Client::new();
-    if let Some(inst) = read_state(&vstate)? {
+    // The shared state file may record this version's instance even when the per-version one is
+    // missing (older runs); reusing it also protects its home from being re-assembled under it.
+    let recorded = match read_state(&vstate)? {
+        Some(inst) => Some(inst),
+        None => read_state(&state_file())?.filter(|s| s.version == version),
+    };
+    if let Some(inst) = recorded {
         if inst.process_alive() && about(&http, &inst.url).await.is_some() {
+            write_state(&vstate, &inst)?;
             progress(format!("NiFi {version} already up at {}", inst.url));
             publish_shared(&inst, opts.make_shared, &http).await?;
             return Ok(UpReport {

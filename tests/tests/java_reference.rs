@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nifi_testkit::java_reference::{self, SendSpec, Transport, expected_content};
+use nifi_testkit::java_reference::{self, ReceiveSpec, SendSpec, Transport, expected_content};
 use nifi_testkit::{Nifi, Port, nifi_or_skip};
 
 const COUNT: u64 = 7;
@@ -123,4 +123,64 @@ async fn port_pair_queues_in_front_of_the_output_port() {
         .expect("queued");
     check_queue(&pair.output, 3).await;
     pair.delete().await.expect("delete pair");
+}
+
+/// What the Java client pushed into the pair's input port, the Java client pulls from its output port:
+/// the receive path a receive test of our own client relies on.
+async fn pull_round_trip(transport: Transport, prefix: &str) {
+    let nifi = nifi_or_skip!();
+    let pair = nifi.port_pair(prefix).await.expect("port pair");
+    send(&nifi, &pair.input, transport, 5, 5).await;
+    pair.output
+        .wait_for_queued(5, Duration::from_secs(60))
+        .await
+        .expect("queued");
+    let spec = ReceiveSpec {
+        url: nifi.url().to_owned(),
+        port: pair.output.name().to_owned(),
+        transport,
+        expect: 5,
+        timeout_secs: 60,
+        compress: false,
+    };
+    let (flowfiles, report) = tokio::task::spawn_blocking(move || java_reference::receive(&spec))
+        .await
+        .expect("java client task")
+        .expect("Java reference client receives");
+    eprintln!("java reference receive ({transport:?}): {report:?}");
+    assert_eq!(report.count, 5);
+    assert_eq!(flowfiles.len(), 5);
+    let mut indexes: Vec<u64> = flowfiles
+        .iter()
+        .map(|ff| ff.attributes["ref.index"].parse().unwrap())
+        .collect();
+    for ff in &flowfiles {
+        let i: u64 = ff.attributes["ref.index"].parse().unwrap();
+        for (k, v) in attributes() {
+            assert_eq!(
+                ff.attributes.get(&k),
+                Some(&v),
+                "attribute {k} of FlowFile {i}"
+            );
+        }
+        assert!(
+            ff.content == expected_content(i, SIZE),
+            "content of FlowFile {i} differs"
+        );
+    }
+    indexes.sort_unstable();
+    assert_eq!(indexes, vec![0, 1, 2, 3, 4]);
+    // Received and confirmed: NiFi released them.
+    assert_eq!(pair.output.queued_count().await.unwrap(), 0);
+    pair.delete().await.expect("delete pair");
+}
+
+#[tokio::test]
+async fn java_client_pulls_from_an_output_port_raw() {
+    pull_round_trip(Transport::Raw, "jref-pull-raw").await;
+}
+
+#[tokio::test]
+async fn java_client_pulls_from_an_output_port_http() {
+    pull_round_trip(Transport::Http, "jref-pull-http").await;
 }
