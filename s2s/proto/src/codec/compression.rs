@@ -30,9 +30,9 @@ const CHUNK_HEADER_LEN: usize = 12;
 
 /// Streaming writer of the envelope.
 ///
-/// Call [`write`](Self::write) any number of times, then [`finish`](Self::finish). At least one
-/// byte must be written: NiFi's reader expects a chunk first (NiFi's writer would emit a bare
-/// `00` for an empty stream, which its own reader rejects; a FlowFile is never empty anyway).
+/// Call [`write`](Self::write) any number of times, then [`finish`](Self::finish). An empty
+/// stream is written as one empty chunk: NiFi's reader needs a `SYNC` chunk first (NiFi's own
+/// writer would emit a bare `00`, which its reader rejects; a FlowFile is never empty anyway).
 pub struct Compressor {
     z: Compress,
     pending: Vec<u8>,
