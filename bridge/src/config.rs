@@ -1,0 +1,284 @@
+//! Bridge configuration: a plain serde value with documented defaults, loaded from TOML, then
+//! overridden by environment variables and flags (see `main.rs`), validated once at startup.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::forward::ForwardConfig;
+use crate::limits::Limits;
+use crate::spool::SpoolConfig;
+
+/// When a batch is acknowledged.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AckMode {
+    /// After NiFi's TRANSACTION_FINISHED; the bridge keeps no state.
+    #[default]
+    Nifi,
+    /// After a durable, fsynced write to the local spool.
+    Spool,
+}
+
+impl std::str::FromStr for AckMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "nifi" => Ok(Self::Nifi),
+            "spool" => Ok(Self::Spool),
+            other => Err(format!("ack must be \"nifi\" or \"spool\", not {other:?}")),
+        }
+    }
+}
+
+/// How the bridge reaches NiFi.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NifiConfig {
+    /// NiFi URL(s) for Site-to-Site discovery, e.g. `http://127.0.0.1:8080/nifi`. Required.
+    pub urls: Vec<String>,
+    /// Name of the root-group input port. One of `port_name` / `port_id` is required.
+    pub port_name: Option<String>,
+    /// Id of the root-group input port (preferred: names may change).
+    pub port_id: Option<String>,
+    /// `raw` (default) or `http`.
+    pub transport: String,
+    /// Connect/IO timeout for S2S, in ms. Default 30 000.
+    pub timeout_ms: u64,
+}
+
+impl Default for NifiConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            port_name: None,
+            port_id: None,
+            transport: "raw".into(),
+            timeout_ms: 30_000,
+        }
+    }
+}
+
+/// TLS for the bridge's own listener (rustls).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// One bearer token. `Debug` never shows the secret.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The secret itself (prefer `env`).
+    pub value: Option<String>,
+    /// Name of an environment variable holding the secret.
+    pub env: Option<String>,
+    /// Attributes added to (and overriding) every FlowFile sent with this token.
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("value", &self.value.as_ref().map(|_| "<redacted>"))
+            .field("env", &self.env)
+            .field("attributes", &self.attributes)
+            .finish()
+    }
+}
+
+/// ListenHTTP-compatible endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenHttpConfig {
+    /// Base path. Default `/contentListener`.
+    pub base_path: String,
+    /// Request headers whose (lower-case) name fully matches this regex become attributes. Default: none.
+    pub header_regex: Option<String>,
+    /// Status answered after commit, like ListenHTTP's "Return Code". Default 200.
+    pub return_code: u16,
+}
+
+impl Default for ListenHttpConfig {
+    fn default() -> Self {
+        Self {
+            base_path: "/contentListener".into(),
+            header_regex: None,
+            return_code: 200,
+        }
+    }
+}
+
+/// The whole bridge configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listen address. Default `127.0.0.1:8090`.
+    pub listen: SocketAddr,
+    /// Acknowledgement mode. Default `nifi`.
+    pub ack: AckMode,
+    /// Serve files from this directory at `/` (demo page, wasm package). Default: off.
+    pub static_dir: Option<PathBuf>,
+    /// Allowed browser origins (exact `scheme://host[:port]`, or `*`). Same-origin requests are
+    /// always allowed. Default: none.
+    pub allowed_origins: Vec<String>,
+    /// Bearer tokens. Empty: authentication off.
+    pub tokens: Vec<TokenConfig>,
+    /// TLS for the listener. Default: plain HTTP.
+    pub tls: Option<TlsConfig>,
+    /// How long shutdown waits for in-flight batches, in ms. Default 10 000.
+    pub shutdown_timeout_ms: u64,
+    /// NiFi connection.
+    pub nifi: NifiConfig,
+    /// Input limits.
+    pub limits: Limits,
+    /// Aggregation and retries.
+    pub forward: ForwardConfig,
+    /// Spool (used with `ack = "spool"`).
+    pub spool: SpoolConfig,
+    /// ListenHTTP-compatible endpoint.
+    pub listen_http: ListenHttpConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            ack: AckMode::Nifi,
+            static_dir: None,
+            allowed_origins: Vec::new(),
+            tokens: Vec::new(),
+            tls: None,
+            shutdown_timeout_ms: 10_000,
+            nifi: NifiConfig::default(),
+            limits: Limits::default(),
+            forward: ForwardConfig::default(),
+            spool: SpoolConfig::default(),
+            listen_http: ListenHttpConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML.
+    pub fn from_toml(text: &str) -> Result<Self, crate::Error> {
+        toml::from_str(text).map_err(|e| crate::Error::Config(e.to_string()))
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        let bad = |m: String| Err(crate::Error::Config(m));
+        if !self.listen_http.base_path.starts_with('/') || self.listen_http.base_path.len() < 2 {
+            return bad(format!(
+                "listen_http.base_path must start with '/': {:?}",
+                self.listen_http.base_path
+            ));
+        }
+        if let Some(re) = &self.listen_http.header_regex
+            && let Err(e) = regex::Regex::new(re)
+        {
+            return bad(format!("listen_http.header_regex: {e}"));
+        }
+        if !(200..300).contains(&self.listen_http.return_code) {
+            return bad(format!(
+                "listen_http.return_code must be 2xx, not {}",
+                self.listen_http.return_code
+            ));
+        }
+        for t in &self.tokens {
+            if t.value.is_none() && t.env.is_none() {
+                return bad("every token needs `value` or `env`".into());
+            }
+        }
+        if self.limits.max_records == 0 || self.limits.max_message_bytes < 18 {
+            return bad("limits.max_records must be > 0 and max_message_bytes >= 18".into());
+        }
+        Ok(())
+    }
+}
+
+/// An annotated example of every option with its default (shown by `s2s-bridge --help`).
+pub const EXAMPLE: &str = r#"# s2s-bridge configuration (TOML). Every key is optional; shown with its default.
+listen = "127.0.0.1:8090"        # address:port to listen on
+ack = "nifi"                     # "nifi": ack after NiFi commit | "spool": ack after fsynced spool write
+# static_dir = "./demo"          # serve files at / (demo page, wasm package)
+allowed_origins = []             # browser origins allowed (exact "https://host:port" or "*"); same-origin always ok
+shutdown_timeout_ms = 10000      # graceful shutdown: wait this long for in-flight batches
+
+# [[tokens]]                     # none = authentication off
+# env = "BRIDGE_TOKEN_KIOSK"     # or: value = "secret"
+# attributes = { "client.name" = "kiosk" }   # added to (and override) every FlowFile of this token
+
+# [tls]                          # rustls listener
+# cert = "cert.pem"
+# key = "key.pem"
+
+[nifi]
+urls = []                        # e.g. ["http://127.0.0.1:8080/nifi"]
+# port_name = "bridge-in"        # or port_id = "..."
+transport = "raw"                # "raw" or "http"
+timeout_ms = 30000
+
+[limits]
+max_message_bytes = 8388608      # WebSocket message / HTTP body
+max_records = 10000              # per batch / request
+max_attributes = 256             # per FlowFile
+max_attribute_bytes = 65536      # key + value
+max_content_bytes = 8388608      # per FlowFile
+max_inflight = 16                # unacked batches per WebSocket
+max_connections = 1024           # WebSocket connections
+max_http_requests = 256          # concurrent HTTP ingest requests
+
+[forward]
+max_records = 1000               # per S2S transaction
+max_bytes = 4194304              # per S2S transaction
+linger_ms = 20                   # wait for more batches before sending
+max_transactions = 2             # concurrent S2S transactions
+queue = 1024                     # batches queued before ingest waits
+backoff_initial_ms = 100         # exponential backoff, full jitter
+backoff_max_ms = 10000
+retry_budget_ms = 3000           # ack=nifi: retry this long, then answer "retry after"
+retry_after_ms = 1000            # retry-after sent to clients without a better hint
+
+[spool]
+dir = "spool"
+max_bytes = 1073741824           # unconfirmed bytes; then full_policy applies
+segment_bytes = 16777216
+full_policy = "block"            # "block" (wait block_timeout_ms, then 429) | "reject" (429 at once)
+block_timeout_ms = 2000
+
+[listen_http]
+base_path = "/contentListener"
+# header_regex = "x-.*"          # request headers (lower-case names) that become attributes
+return_code = 200
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_parses_to_the_defaults() {
+        let parsed = Config::from_toml(EXAMPLE).expect("example parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(Config::from_toml("listen = \"127.0.0.1:1\"\nbogus = 1").is_err());
+    }
+
+    #[test]
+    fn token_debug_redacts() {
+        let t = TokenConfig {
+            value: Some("hunter2".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{t:?}").contains("hunter2"));
+    }
+}

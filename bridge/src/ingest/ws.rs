@@ -1,0 +1,328 @@
+//! `/v1/ws`: the WebSocket batch protocol (PROTOCOL.md §1–§7).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use crate::auth::{FixedAttributes, presented_token};
+use crate::codec::{self, DecodeError};
+use crate::config::AckMode;
+use crate::limits::apply_fixed_attributes;
+use crate::protocol::{Ack, AuthMessage, BatchHeader, Hello, SUBPROTOCOL_V1, TYPE_BATCH, close};
+use crate::record::{Outcome, Reason};
+use crate::server::AppState;
+
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub(crate) async fn upgrade(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Ok(slot) = st.ws_slots.clone().try_acquire_owned() else {
+        st.metrics.reject("CONNECTION_LIMIT");
+        tracing::warn!(%peer, "rejected WebSocket: connection limit reached");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [super::retry_after_header(Duration::from_secs(1))],
+            "connection limit reached\n",
+        )
+            .into_response();
+    };
+    if st.closing.is_cancelled() {
+        return super::text(StatusCode::SERVICE_UNAVAILABLE, "bridge is shutting down");
+    }
+    let token = presented_token(&headers, query.as_deref());
+    let ws = ws
+        .protocols([SUBPROTOCOL_V1])
+        .max_message_size(st.cfg.limits.max_message_bytes)
+        .max_frame_size(st.cfg.limits.max_message_bytes);
+    let negotiated = ws.selected_protocol().is_some();
+    ws.on_upgrade(move |socket| async move {
+        st.metrics.ws_connections.inc();
+        Conn {
+            st: st.clone(),
+            socket,
+            peer,
+            _slot: slot,
+        }
+        .run(negotiated, token)
+        .await;
+        st.metrics.ws_connections.dec();
+    })
+}
+
+struct Conn {
+    st: AppState,
+    socket: WebSocket,
+    peer: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Conn {
+    async fn close(&mut self, code: u16, reason: &str) {
+        tracing::debug!(peer = %self.peer, code, reason, "closing WebSocket");
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        // The peer may already be gone; nothing more to do then.
+        let _ = self.socket.send(Message::Close(Some(frame))).await;
+    }
+
+    fn reject_log(&self, what: &'static str, detail: &str) {
+        self.st.metrics.reject(what);
+        tracing::warn!(peer = %self.peer, reason = what, detail, "rejected WebSocket input");
+    }
+
+    async fn run(mut self, negotiated: bool, token: Option<String>) {
+        if !negotiated {
+            self.reject_log("UNSUPPORTED_VERSION", "no supported subprotocol offered");
+            self.close(
+                close::UNSUPPORTED_VERSION,
+                &format!("supported subprotocols: {SUBPROTOCOL_V1}"),
+            )
+            .await;
+            return;
+        }
+        let Some(fixed) = self.authenticate(token).await else {
+            return;
+        };
+        let limits = &self.st.cfg.limits;
+        let hello = Hello {
+            kind: "hello".into(),
+            version: 1,
+            ack_mode: match self.st.cfg.ack {
+                AckMode::Nifi => "nifi".into(),
+                AckMode::Spool => "spool".into(),
+            },
+            max_message_bytes: limits.max_message_bytes,
+            max_records: limits.max_records,
+            max_attributes: limits.max_attributes,
+            max_attribute_bytes: limits.max_attribute_bytes,
+            max_content_bytes: limits.max_content_bytes,
+            max_inflight: limits.max_inflight,
+        };
+        let hello = serde_json::to_string(&hello).unwrap_or_default();
+        if self.socket.send(Message::Text(hello.into())).await.is_err() {
+            return;
+        }
+        self.serve(fixed).await;
+    }
+
+    async fn authenticate(&mut self, token: Option<String>) -> Option<FixedAttributes> {
+        if let Some(t) = token {
+            return match self.st.auth.check(Some(&t)) {
+                Some(a) => Some(a),
+                None => {
+                    self.reject_log("UNAUTHORIZED", "bad token in header or query");
+                    self.close(close::UNAUTHORIZED, "unauthorized").await;
+                    None
+                }
+            };
+        }
+        if !self.st.auth.enabled() {
+            return self.st.auth.check(None);
+        }
+        let first = tokio::time::timeout(AUTH_TIMEOUT, self.socket.recv()).await;
+        let msg = match first {
+            Err(_) => {
+                self.reject_log("AUTH_TIMEOUT", "no auth message");
+                self.close(close::AUTH_TIMEOUT, "no auth message within 10 s")
+                    .await;
+                return None;
+            }
+            Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<AuthMessage>(t.as_str()).ok(),
+            Ok(_) => None,
+        };
+        match msg
+            .filter(|m| m.kind == "auth")
+            .and_then(|m| self.st.auth.check(Some(&m.token)))
+        {
+            Some(a) => Some(a),
+            None => {
+                self.reject_log("UNAUTHORIZED", "missing or bad auth message");
+                self.close(close::UNAUTHORIZED, "unauthorized").await;
+                None
+            }
+        }
+    }
+
+    async fn send_ack(&mut self, id: u64, outcome: &Outcome) -> bool {
+        let ack = Ack::from_outcome(id, outcome).encode();
+        self.socket.send(Message::Binary(ack)).await.is_ok()
+    }
+
+    async fn serve(mut self, fixed: FixedAttributes) {
+        let max_inflight = self.st.cfg.limits.max_inflight;
+        let (ack_tx, mut ack_rx) = mpsc::channel::<(u64, Outcome)>(max_inflight.max(1));
+        let mut inflight: HashSet<u64> = HashSet::new();
+        let mut draining = false;
+        let closing = self.st.closing.clone();
+        let idle = tokio::time::sleep(IDLE_TIMEOUT);
+        tokio::pin!(idle);
+        loop {
+            if draining && inflight.is_empty() {
+                self.close(close::GOING_AWAY, "bridge shutting down").await;
+                return;
+            }
+            tokio::select! {
+                biased;
+                Some((id, outcome)) = ack_rx.recv() => {
+                    inflight.remove(&id);
+                    if !self.send_ack(id, &outcome).await {
+                        return;
+                    }
+                }
+                () = closing.cancelled(), if !draining => draining = true,
+                () = &mut idle, if !draining => {
+                    if inflight.is_empty() {
+                        self.close(1000, "idle").await;
+                        return;
+                    }
+                    idle.as_mut().reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
+                }
+                msg = self.socket.recv(), if !draining => {
+                    idle.as_mut().reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
+                    match msg {
+                        None | Some(Ok(Message::Close(_))) => return,
+                        Some(Err(e)) => {
+                            if is_too_big(&e) {
+                                self.reject_log("LIMIT", "message over max_message_bytes");
+                                let limit = self.st.cfg.limits.max_message_bytes;
+                                self.close(close::MESSAGE_TOO_BIG, &format!("message larger than {limit} bytes")).await;
+                            } else {
+                                tracing::debug!(peer = %self.peer, error = %e, "WebSocket read error");
+                            }
+                            return;
+                        }
+                        Some(Ok(Message::Binary(b))) => {
+                            if !self.batch(b, &fixed, &mut inflight, &ack_tx).await {
+                                return;
+                            }
+                        }
+                        Some(Ok(Message::Text(t))) => {
+                            let is_auth = serde_json::from_str::<AuthMessage>(t.as_str()).is_ok_and(|m| m.kind == "auth");
+                            if is_auth && !self.st.auth.enabled() {
+                                continue;
+                            }
+                            self.reject_log("UNSUPPORTED_DATA", "text message");
+                            self.close(close::UNSUPPORTED_DATA, "only binary batch messages are accepted").await;
+                            return;
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one binary message; `false` ends the connection.
+    async fn batch(
+        &mut self,
+        msg: Bytes,
+        fixed: &FixedAttributes,
+        inflight: &mut HashSet<u64>,
+        acks: &mpsc::Sender<(u64, Outcome)>,
+    ) -> bool {
+        let Some((h, payload)) = BatchHeader::parse(&msg) else {
+            self.reject_log("MALFORMED", "message shorter than the 18-byte batch header");
+            self.close(close::PROTOCOL_ERROR, "truncated batch header")
+                .await;
+            return false;
+        };
+        let limits = self.st.cfg.limits.clone();
+        let refuse = |reason: Reason, m: String| Outcome::rejected(reason, m);
+        let early = if h.kind != TYPE_BATCH || h.flags != 0 {
+            Some(refuse(
+                Reason::Malformed,
+                format!(
+                    "unknown frame type {:#04x} / flags {:#04x}",
+                    h.kind, h.flags
+                ),
+            ))
+        } else if inflight.contains(&h.id) {
+            Some(refuse(
+                Reason::DuplicateId,
+                format!("batch {} is still in flight", h.id),
+            ))
+        } else if inflight.len() >= limits.max_inflight {
+            Some(Outcome::retry(
+                Duration::from_millis(100),
+                Reason::TooManyInflight,
+                format!(
+                    "more than max_inflight = {} unacked batches",
+                    limits.max_inflight
+                ),
+            ))
+        } else if crc32fast::hash(&payload) != h.crc {
+            Some(refuse(
+                Reason::BadCrc,
+                "CRC32 does not match the payload".into(),
+            ))
+        } else if h.count as usize > limits.max_records {
+            Some(refuse(
+                Reason::Limit,
+                format!(
+                    "{} records exceed max_records = {}",
+                    h.count, limits.max_records
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some(outcome) = early {
+            self.reject_log(outcome.reason().name(), &format!("batch {}", h.id));
+            return self.send_ack(h.id, &outcome).await;
+        }
+        let mut records = match codec::decode_all(payload, h.count as usize, &limits) {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = match e {
+                    DecodeError::Limit(_) => Reason::Limit,
+                    _ => Reason::Malformed,
+                };
+                self.reject_log(reason.name(), &format!("batch {}: {e}", h.id));
+                return self.send_ack(h.id, &refuse(reason, e.to_string())).await;
+            }
+        };
+        for r in &mut records {
+            apply_fixed_attributes(r, fixed);
+        }
+        if let Err(e) = limits.check_batch(&records) {
+            self.reject_log("LIMIT", &format!("batch {}: {e}", h.id));
+            return self.send_ack(h.id, &refuse(Reason::Limit, e)).await;
+        }
+        self.st.metrics.received("ws", &records);
+        inflight.insert(h.id);
+        let pipeline = self.st.pipeline.clone();
+        let acks = acks.clone();
+        tokio::spawn(async move {
+            let outcome = pipeline.accept(records).await;
+            // The connection may be gone; the client then resends on a new one.
+            let _ = acks.send((h.id, outcome)).await;
+        });
+        true
+    }
+}
+
+fn is_too_big(e: &axum::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = src {
+        if let Some(t) = err.downcast_ref::<tungstenite::Error>() {
+            return matches!(t, tungstenite::Error::Capacity(_));
+        }
+        src = err.source();
+    }
+    false
+}

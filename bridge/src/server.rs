@@ -1,0 +1,298 @@
+//! The HTTP server: routes, CORS / origin checks, operations endpoints, TLS and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{Auth, Origins};
+use crate::config::{AckMode, Config};
+use crate::forward::Forwarder;
+use crate::ingest;
+use crate::metrics::Metrics;
+use crate::pipeline::{self, Pipeline};
+use crate::sink::Sink;
+use crate::spool::Spool;
+
+/// Shared state of all handlers.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) auth: Arc<Auth>,
+    pub(crate) origins: Origins,
+    pub(crate) sink: Arc<dyn SinkDebug>,
+    pub(crate) closing: CancellationToken,
+    pub(crate) ws_slots: Arc<Semaphore>,
+    pub(crate) http_slots: Arc<Semaphore>,
+    pub(crate) header_regex: Option<regex::Regex>,
+}
+
+/// [`Sink`] plus `Debug`, so the state can derive it.
+pub(crate) trait SinkDebug: Sink + std::fmt::Debug {}
+impl<T: Sink + std::fmt::Debug> SinkDebug for T {}
+
+/// A configured bridge, ready to serve.
+#[derive(Debug)]
+pub struct Bridge {
+    state: AppState,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Bridge {
+    /// Validates `cfg`, opens the spool if `ack = "spool"`, and starts the forwarder on `sink`.
+    pub fn new<S: Sink + std::fmt::Debug>(cfg: Config, sink: S) -> Result<Self, crate::Error> {
+        cfg.validate()?;
+        let metrics = Arc::new(Metrics::new());
+        let sink: Arc<S> = Arc::new(sink);
+        let tracker = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let pipeline = match cfg.ack {
+            AckMode::Nifi => Pipeline::Nifi(Forwarder::start(
+                sink.clone(),
+                cfg.forward.clone(),
+                metrics.clone(),
+                &tracker,
+                stop.clone(),
+            )),
+            AckMode::Spool => {
+                let spool = Spool::open(cfg.spool.clone(), metrics.clone())
+                    .map_err(|e| crate::Error::Spool(e.to_string()))?;
+                pipeline::start_drain(
+                    spool.clone(),
+                    sink.clone(),
+                    cfg.forward.clone(),
+                    metrics.clone(),
+                    &tracker,
+                    stop.clone(),
+                );
+                Pipeline::Spool {
+                    spool,
+                    retry_after: Duration::from_millis(cfg.forward.retry_after_ms),
+                }
+            }
+        };
+        let header_regex = match &cfg.listen_http.header_regex {
+            Some(re) => Some(
+                regex::Regex::new(&format!("^(?:{re})$"))
+                    .map_err(|e| crate::Error::Config(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let state = AppState {
+            auth: Arc::new(Auth::new(&cfg.tokens)?),
+            origins: Origins::new(&cfg.allowed_origins),
+            ws_slots: Arc::new(Semaphore::new(cfg.limits.max_connections)),
+            http_slots: Arc::new(Semaphore::new(cfg.limits.max_http_requests)),
+            cfg: Arc::new(cfg),
+            pipeline,
+            metrics,
+            sink,
+            closing: CancellationToken::new(),
+            header_regex,
+        };
+        Ok(Self {
+            state,
+            tracker,
+            stop,
+        })
+    }
+
+    /// The metrics (for embedding and tests).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.state.metrics.clone()
+    }
+
+    /// The axum router (without TLS or shutdown handling).
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains: WebSocket connections stop
+    /// taking batches, every in-flight batch is answered, queued transactions finish (at most
+    /// `shutdown_timeout_ms`), and the spool drain stops (spooled data stays on disk).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: drop it only at process exit; use `shutdown` to stop.
+    pub async fn serve(
+        self,
+        listener: std::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), crate::Error> {
+        listener.set_nonblocking(true)?;
+        let Self {
+            state,
+            tracker,
+            stop,
+        } = self;
+        let cfg = state.cfg.clone();
+        let closing = state.closing.clone();
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let handle = axum_server::Handle::new();
+        let drain = Duration::from_millis(cfg.shutdown_timeout_ms);
+        {
+            let handle = handle.clone();
+            let closing = closing.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                tracing::info!("shutting down: draining in-flight batches");
+                closing.cancel();
+                handle.graceful_shutdown(Some(drain));
+            });
+        }
+        let result = match &cfg.tls {
+            Some(tls) => {
+                let rustls = crate::tls::server_config(&tls.cert, &tls.key)?;
+                axum_server::from_tcp_rustls(
+                    listener,
+                    axum_server::tls_rustls::RustlsConfig::from_config(rustls),
+                )
+                .handle(handle)
+                .serve(app)
+                .await
+            }
+            None => {
+                axum_server::from_tcp(listener)
+                    .handle(handle)
+                    .serve(app)
+                    .await
+            }
+        };
+        // Every router clone is gone once the server returned: the forwarder sees its queue close.
+        tracker.close();
+        if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+            tracing::warn!("drain timeout: stopping forwarder with batches still in flight");
+        }
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+        result.map_err(crate::Error::Io)
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let base = state
+        .cfg
+        .listen_http
+        .base_path
+        .trim_end_matches('/')
+        .to_owned();
+    let mut r = Router::new()
+        .route("/v1/ws", get(ingest::ws::upgrade))
+        .route("/v1/flowfiles", post(ingest::json::post_flowfiles))
+        .route(&base, post(ingest::listen::post).head(ingest::listen::head))
+        .route(&format!("{base}/healthcheck"), get(ok).head(ok))
+        .route("/healthz", get(ok))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    if let Some(dir) = &state.cfg.static_dir {
+        r = r.fallback_service(tower_http::services::ServeDir::new(dir));
+    } else {
+        r = r.fallback(any(not_found));
+    }
+    r.layer(DefaultBodyLimit::max(state.cfg.limits.max_message_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), cors))
+        .with_state(state)
+}
+
+async fn ok() -> &'static str {
+    "ok\n"
+}
+
+async fn not_found() -> (StatusCode, &'static str) {
+    (StatusCode::NOT_FOUND, "not found\n")
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    if let Err(e) = st.pipeline.local_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response();
+    }
+    match tokio::time::timeout(Duration::from_secs(5), st.sink.ready()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Err(e)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response()
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: NiFi check timed out\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Origin allow-list and CORS: foreign origins get 403 (and a log line); preflights from allowed
+/// origins get 204 with the CORS headers; other responses to allowed origins carry
+/// `Access-Control-Allow-Origin`.
+async fn cors(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
+        return next.run(req).await;
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let allowed = origin.to_str().is_ok_and(|o| st.origins.allows(o, host));
+    if !allowed {
+        st.metrics.reject("FOREIGN_ORIGIN");
+        tracing::warn!(origin = ?origin, path = %req.uri().path(), "rejected: origin not allowed");
+        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    }
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if preflight {
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, HEAD, OPTIONS"),
+        );
+        let requested = req
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("authorization, content-type"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested);
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        return resp;
+    }
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Retry-After"),
+    );
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    resp
+}
