@@ -383,24 +383,29 @@ impl Nifi {
                 PortKind::Input => "source",
                 PortKind::Output => "destination",
             };
+            // A port whose connection was deleted is still returned (so it can be deleted), with an
+            // empty connection id; queue operations on it fail with a clear error.
             let conn = conns
                 .iter()
-                .find(|c| c["component"][side]["id"] == id.as_str())
-                .ok_or_else(|| Error::Unexpected(format!("port {name:?} has no connection")))?;
-            let funnel_id = (kind == PortKind::Input
-                && conn["component"]["destination"]["type"] == "FUNNEL")
-                .then(|| {
-                    conn["component"]["destination"]["id"]
+                .find(|c| c["component"][side]["id"] == id.as_str());
+            let funnel_id = conn
+                .filter(|c| {
+                    kind == PortKind::Input && c["component"]["destination"]["type"] == "FUNNEL"
+                })
+                .and_then(|c| {
+                    c["component"]["destination"]["id"]
                         .as_str()
                         .map(str::to_owned)
-                })
-                .flatten();
+                });
             return Ok(Port {
                 nifi: self.clone(),
                 name: name.to_owned(),
                 id,
                 kind,
-                connection_id: str_field(conn, "id")?,
+                connection_id: conn
+                    .map(|c| str_field(c, "id"))
+                    .transpose()?
+                    .unwrap_or_default(),
                 funnel_id,
             });
         }
@@ -410,7 +415,7 @@ impl Nifi {
     /// Sets the FlowFile-count back-pressure threshold of the connection behind `port` (e.g. 1, to
     /// make NiFi report the destination full after one FlowFile).
     pub async fn set_back_pressure(&self, port: &Port, count: u64) -> Result<()> {
-        let path = format!("/connections/{}", port.connection_id);
+        let path = format!("/connections/{}", port.conn()?);
         let cur = self.api_get(&path).await?;
         self.send(
             reqwest::Method::PUT,
@@ -520,16 +525,27 @@ impl Port {
         self.kind
     }
 
-    /// The id of the connection whose queue this port's FlowFiles sit in.
+    /// The id of the connection whose queue this port's FlowFiles sit in (empty for a port found by
+    /// [`Nifi::port_by_name`] that has no connection).
     pub fn connection_id(&self) -> &str {
         &self.connection_id
+    }
+
+    fn conn(&self) -> Result<&str> {
+        if self.connection_id.is_empty() {
+            return Err(Error::Unexpected(format!(
+                "port {:?} has no connection (no queue)",
+                self.name
+            )));
+        }
+        Ok(&self.connection_id)
     }
 
     /// Number of FlowFiles queued in the port's connection.
     pub async fn queued_count(&self) -> Result<u64> {
         let c = self
             .nifi
-            .api_get(&format!("/connections/{}", self.connection_id))
+            .api_get(&format!("/connections/{}", self.conn()?))
             .await?;
         c["status"]["aggregateSnapshot"]["flowFilesQueued"]
             .as_u64()
@@ -559,7 +575,7 @@ impl Port {
     /// most. It fetches each FlowFile's attributes and content separately: fine for tests, slow for
     /// thousands.
     pub async fn queued_flowfiles(&self) -> Result<Vec<QueuedFlowFile>> {
-        let base = format!("/flowfile-queues/{}", self.connection_id);
+        let base = format!("/flowfile-queues/{}", self.conn()?);
         let created = self
             .nifi
             .post(&format!("{base}/listing-requests"), &json!({}))
@@ -650,7 +666,7 @@ impl Port {
 
     /// Drops every FlowFile queued behind the port; returns when NiFi reports the drop finished.
     pub async fn drain(&self) -> Result<()> {
-        let base = format!("/flowfile-queues/{}/drop-requests", self.connection_id);
+        let base = format!("/flowfile-queues/{}/drop-requests", self.conn()?);
         let created = self.nifi.post(&base, &json!({})).await?;
         let id = created["dropRequest"]["id"]
             .as_str()
@@ -711,8 +727,43 @@ impl Port {
             self.stop().await?;
         }
         let conn_path = format!("/connections/{}", self.connection_id);
-        match self.nifi.api_get(&conn_path).await {
+        let conn = if self.connection_id.is_empty() {
+            Err(Error::Status {
+                method: "GET",
+                url: conn_path.clone(),
+                status: 404,
+                body: String::new(),
+            })
+        } else {
+            self.nifi.api_get(&conn_path).await
+        };
+        match conn {
             Ok(conn) => {
+                // NiFi refuses to delete a connection while either end runs (409), so stop the port
+                // at the other end too (the partner of a port pair).
+                let other = match self.kind {
+                    PortKind::Input => &conn["component"]["destination"],
+                    PortKind::Output => &conn["component"]["source"],
+                };
+                let other_path = match other["type"].as_str() {
+                    Some("INPUT_PORT") => Some("input-ports"),
+                    Some("OUTPUT_PORT") => Some("output-ports"),
+                    _ => None,
+                };
+                if let (Some(kind), Some(id)) = (other_path, other["id"].as_str()) {
+                    let path = format!("/{kind}/{id}");
+                    let cur = self.nifi.api_get(&path).await?;
+                    if cur["component"]["state"] == "RUNNING" {
+                        self.nifi
+                            .send(
+                                reqwest::Method::PUT,
+                                &format!("{path}/run-status"),
+                                Some(&json!({"revision": revision(&cur), "state": "STOPPED",
+                                             "disconnectedNodeAcknowledged": false})),
+                            )
+                            .await?;
+                    }
+                }
                 self.drain().await?;
                 let conn = self.nifi.api_get(&conn_path).await.unwrap_or(conn);
                 self.delete_component(&conn_path, &conn).await?;

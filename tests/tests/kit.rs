@@ -119,3 +119,22 @@ async fn a_dead_url_is_an_error_not_a_skip() {
     assert!(matches!(err, Error::Http { .. }), "{err}");
     assert!(!err.is_not_available());
 }
+
+#[tokio::test]
+async fn each_side_of_a_pair_can_be_deleted_alone() {
+    let nifi = nifi_or_skip!();
+    let pair = nifi.port_pair("kit-halves").await.unwrap();
+    // Deleting the input port must stop the running output port first (NiFi answers 409 otherwise).
+    pair.input.delete().await.unwrap();
+    let orphan = nifi.port_by_name(pair.output.name()).await.unwrap();
+    assert_eq!(orphan.connection_id(), "");
+    assert!(
+        orphan.queued_count().await.is_err(),
+        "no queue behind an orphan port"
+    );
+    orphan.delete().await.unwrap();
+    assert!(matches!(
+        nifi.port_by_name(pair.output.name()).await,
+        Err(Error::NoSuchPort(_))
+    ));
+}

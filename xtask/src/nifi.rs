@@ -67,6 +67,11 @@ pub(crate) enum PortCmd {
         #[arg(long)]
         output: bool,
     },
+    /// Stop and delete a root port with its queue, its connection and its funnel (if any).
+    Delete {
+        /// Exact port name.
+        name: String,
+    },
 }
 
 pub(crate) fn run(cmd: NifiCmd) -> Result<()> {
@@ -170,6 +175,13 @@ async fn run_async(cmd: NifiCmd) -> Result<()> {
                     port.id()
                 );
             }
+            Ok(())
+        }
+        NifiCmd::Port(PortCmd::Delete { name }) => {
+            let nifi = shared().await?;
+            let port = nifi.port_by_name(&name).await?;
+            port.delete().await?;
+            println!("deleted port {name:?} ({})", port.id());
             Ok(())
         }
         NifiCmd::Queue { name } => {
