@@ -190,12 +190,30 @@ async fn unknown_and_stopped_ports_give_typed_errors() {
         .await
         .unwrap_err();
     assert!(e.is_unknown_port(), "{e}");
-    // An id NiFi does not know goes all the way to the handshake: UNKNOWN_PORT from NiFi.
     let e = c
         .receive("00000000-0000-0000-0000-000000000000")
         .await
         .unwrap_err();
     assert!(e.is_unknown_port(), "{e}");
+
+    // A port deleted after discovery (the cached name → id map is stale): NiFi itself answers
+    // UNKNOWN_PORT in the handshake.
+    let gone = nifi.input_port("s2s-gone").await.unwrap();
+    let info = c
+        .resolve_port(s2s::Direction::Send, gone.name())
+        .await
+        .unwrap();
+    assert_eq!(info.id, gone.id());
+    gone.delete().await.unwrap();
+    let e = c.send_transaction(gone.name()).await.unwrap_err();
+    assert!(e.is_unknown_port(), "{e}");
+    assert_eq!(e.response_code(), Some(s2s::ResponseCode::UNKNOWN_PORT));
+    assert!(e.to_string().contains("NiFi answered UNKNOWN_PORT"), "{e}");
+    assert!(!e.is_retryable());
+    // The stale map was dropped: the next attempt re-discovers and fails locally the same way.
+    let e = c.send_transaction(gone.name()).await.unwrap_err();
+    assert!(e.is_unknown_port(), "{e}");
+    assert!(e.to_string().contains("no input port named"), "{e}");
 
     let port = nifi.input_port("s2s-stopped").await.unwrap();
     port.stop().await.unwrap();
