@@ -145,11 +145,13 @@ async fn run_async(cmd: NifiCmd) -> Result<()> {
                     let rss = pid
                         .and_then(provision::rss_kib)
                         .map_or_else(String::new, |k| format!(", RSS {} MiB", k / 1024));
+                    let raw = nifi
+                        .raw_port()
+                        .map_or_else(|| "RAW S2S off".to_owned(), |p| format!("RAW port {p}"));
                     println!(
-                        "# answering: NiFi {} at {} (RAW port {:?}{rss})",
+                        "# answering: NiFi {} at {} ({raw}{rss})",
                         nifi.version(),
-                        nifi.url(),
-                        nifi.raw_port()
+                        nifi.url()
                     );
                     Ok(())
                 }
