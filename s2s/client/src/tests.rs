@@ -960,3 +960,134 @@ async fn reaper_shuts_down_idle_connections_in_the_background() {
     assert_eq!(got, Some(RequestType::Shutdown));
     assert_eq!(client.pooled_connections(), 0);
 }
+
+// ---- TLS ------------------------------------------------------------------------------------
+
+struct Pki {
+    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
+    roots: rustls::RootCertStore,
+    server: (
+        rustls_pki_types::CertificateDer<'static>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+    ),
+    client: (
+        rustls_pki_types::CertificateDer<'static>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+    ),
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf = |names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        (
+            cert.der().clone(),
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    Pki {
+        provider: std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        roots,
+        server: leaf(vec!["localhost".into(), "127.0.0.1".into()]),
+        client: leaf(vec!["s2s-client".into()]),
+    }
+}
+
+#[tokio::test]
+async fn tls_with_client_certificate() {
+    let pki = pki();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(pki.roots.clone()),
+        pki.provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(pki.provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![pki.server.0.clone()], pki.server.1.clone_key())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let raw = l.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let acceptor = acceptor.clone();
+            let g = g.clone();
+            tokio::spawn(async move {
+                // Like NiFi: a client without a certificate fails in the TLS handshake.
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                assert!(tls.get_ref().1.peer_certificates().is_some());
+                good_nifi(
+                    FakePeer {
+                        io: Box::new(tls),
+                        buf: BytesMut::new(),
+                    },
+                    g,
+                )
+                .await;
+            });
+        }
+    });
+    let body =
+        discovery_json(raw).replace("\"siteToSiteSecure\":false", "\"siteToSiteSecure\":true");
+    let http = fake_discovery(body).await;
+    let url = format!("http://127.0.0.1:{http}/nifi");
+
+    // Secure NiFi without TLS configured: a clear, fatal configuration error.
+    let plain = Client::builder(url.clone())
+        .single_node(true)
+        .build()
+        .unwrap();
+    let e = plain.send_batch("in", vec![f(0)]).await.unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("TLS"), "{e}");
+
+    // No client certificate: NiFi (and this fake) refuse in the TLS handshake.
+    let anon = rustls::ClientConfig::builder_with_provider(pki.provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(pki.roots.clone())
+        .with_no_client_auth();
+    let c = Client::builder(url.clone())
+        .single_node(true)
+        .tls(std::sync::Arc::new(anon))
+        .build()
+        .unwrap();
+    assert!(c.send_batch("in", vec![f(0)]).await.is_err());
+
+    let tls = rustls::ClientConfig::builder_with_provider(pki.provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(pki.roots.clone())
+        .with_client_auth_cert(vec![pki.client.0.clone()], pki.client.1.clone_key())
+        .unwrap();
+    let client = Client::builder(url)
+        .single_node(true)
+        .tls(std::sync::Arc::new(tls))
+        .build()
+        .unwrap();
+    let s = client.send_batch("in", vec![f(1), f(2)]).await.unwrap();
+    assert_eq!(s.flowfiles, 2);
+    assert_eq!(*got.lock().unwrap(), vec![f(1), f(2)]);
+    assert!(
+        format!("{client:?}").contains("tls: true"),
+        "Debug shows that TLS is on, never the key material"
+    );
+}
