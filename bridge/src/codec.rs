@@ -50,8 +50,13 @@ pub fn decode_all(
                     "payload ends after {i} of {count} FlowFiles"
                 )));
             }
-            Err(e @ s2s_proto::DecodeError::LimitExceeded { .. }) => {
-                return Err(DecodeError::Limit(format!("FlowFile {i}: {e}")));
+            Err(e @ s2s_proto::DecodeError::LimitExceeded { field, .. }) => {
+                let setting = match field {
+                    "attribute count" => "max_attributes",
+                    "content length" => "max_content_bytes",
+                    _ => "max_attribute_bytes",
+                };
+                return Err(DecodeError::Limit(format!("FlowFile {i}: {e} ({setting})")));
             }
             Err(e) => return Err(DecodeError::Malformed(format!("FlowFile {i}: {e}"))),
         }
