@@ -1,14 +1,153 @@
-//! `cargo xtask wasm …`: building the wasm client package (owned by the wasm-client work).
+//! `cargo xtask wasm …`: the wasm client's toolchain, package, demo and browser tests.
+//!
+//! * `setup`: installs what is missing (wasm32 target, wasm-bindgen-cli at the version pinned in
+//!   Cargo.lock, Debian chromium + chromium-driver, the e2e node packages); idempotent.
+//! * `build`: `wasm-bindgen --target web` package + JS facade + demo in `target/wasm-www/`, the
+//!   folder `s2s-bridge --static` serves.
+//! * `test`: wasm-bindgen-test in headless Chromium, then the Playwright end-to-end run (page →
+//!   bridge → real NiFi, every FlowFile checked in NiFi's queue).
+
+mod e2e;
+mod setup;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::test::{run as exec, workspace_root};
 
 /// Wasm subcommands.
 #[derive(clap::Subcommand)]
 pub(crate) enum WasmCmd {
-    /// Build the JS package with wasm-bindgen `--target web`.
-    Build,
+    /// Install what the wasm build and browser tests need (idempotent; prints what it did).
+    Setup,
+    /// Build the JS package (wasm-bindgen --target web) and the demo into target/wasm-www.
+    Build {
+        /// Debug build (faster to compile, slower to run).
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Run every browser test: wasm-bindgen-test in headless Chromium, then the e2e run against
+    /// the bridge and a real NiFi.
+    Test {
+        /// Only the wasm-bindgen-test suite (no bridge, no NiFi).
+        #[arg(long)]
+        unit_only: bool,
+        /// Records written by the throughput phase of the e2e run.
+        #[arg(long, default_value_t = 5000)]
+        bench_records: u32,
+    },
+    /// Build, then serve the demo through the bridge forwarding to NiFi's input port PORT_NAME.
+    Demo {
+        /// Name of NiFi's root input port (created by the test kit when omitted).
+        #[arg(long)]
+        port_name: Option<String>,
+        /// Listen address of the bridge.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: String,
+    },
 }
 
-pub(crate) fn run(cmd: WasmCmd) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: WasmCmd) -> Result<()> {
     match cmd {
-        WasmCmd::Build => anyhow::bail!("not implemented yet"),
+        WasmCmd::Setup => setup::setup(),
+        WasmCmd::Build { debug } => build(!debug).map(|_| ()),
+        WasmCmd::Test {
+            unit_only,
+            bench_records,
+        } => {
+            setup::check()?;
+            unit_tests()?;
+            if unit_only {
+                return Ok(());
+            }
+            let www = build(true)?;
+            e2e::run_e2e(&www, bench_records)
+        }
+        WasmCmd::Demo { port_name, listen } => {
+            setup::check()?;
+            let www = build(true)?;
+            e2e::demo(&www, port_name, &listen)
+        }
     }
+}
+
+/// Cargo's target dir (honours CARGO_TARGET_DIR, like cargo itself).
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+pub(crate) fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn unit_tests() -> Result<()> {
+    exec(
+        cargo()
+            .args([
+                "test",
+                "-p",
+                "s2s-wasm",
+                "--target",
+                "wasm32-unknown-unknown",
+            ])
+            // The runner's default 20 s is tight for the first start of Chromium on 2 busy cores.
+            .env("WASM_BINDGEN_TEST_TIMEOUT", "120")
+            .env("CHROMEDRIVER", "/usr/bin/chromedriver"),
+    )
+}
+
+/// Builds the package and demo; returns the folder to serve.
+fn build(release: bool) -> Result<PathBuf> {
+    let root = workspace_root();
+    let mut args = vec![
+        "build",
+        "-p",
+        "s2s-wasm",
+        "--lib",
+        "--target",
+        "wasm32-unknown-unknown",
+    ];
+    if release {
+        args.push("--release");
+    }
+    exec(cargo().args(&args))?;
+    let wasm = target_dir()
+        .join("wasm32-unknown-unknown")
+        .join(if release { "release" } else { "debug" })
+        .join("s2s_wasm.wasm");
+    let www = root.join("target/wasm-www");
+    let pkg = www.join("pkg");
+    if www.exists() {
+        std::fs::remove_dir_all(&www).with_context(|| format!("cleaning {}", www.display()))?;
+    }
+    std::fs::create_dir_all(&pkg)?;
+    exec(
+        Command::new(setup::wasm_bindgen_bin("wasm-bindgen"))
+            .args(["--target", "web", "--out-dir"])
+            .arg(&pkg)
+            .arg(&wasm),
+    )?;
+    for (from, to) in [
+        ("wasm-client/js/index.js", "pkg/index.js"),
+        ("wasm-client/js/index.d.ts", "pkg/index.d.ts"),
+        ("wasm-client/demo/index.html", "index.html"),
+        ("wasm-client/demo/app.js", "app.js"),
+        ("wasm-client/demo/style.css", "style.css"),
+    ] {
+        std::fs::copy(root.join(from), www.join(to)).with_context(|| format!("copying {from}"))?;
+    }
+    let size = std::fs::metadata(pkg.join("s2s_wasm_bg.wasm"))?.len();
+    if size == 0 {
+        bail!("wasm-bindgen produced an empty module");
+    }
+    eprintln!(
+        "wasm package + demo in {} (module {} KiB)",
+        www.display(),
+        size / 1024
+    );
+    Ok(www)
 }
