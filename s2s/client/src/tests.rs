@@ -1091,3 +1091,51 @@ async fn tls_with_client_certificate() {
         "Debug shows that TLS is on, never the key material"
     );
 }
+
+// ---- Byte-exact script (tokio-test mock): TV1, handshake, TV3, TV5 through the real driver ----
+
+#[tokio::test]
+async fn scripted_tv5_send_through_the_driver() {
+    let f1 = FlowFile::new("hello")
+        .with_attribute("filename", "hello.txt")
+        .with_attribute("path", "./");
+    let mut handshake = BytesMut::new();
+    let mut hs = s2s_proto::codec::handshake::HandshakeRequest::new(
+        "comms",
+        "nifi://fake:1",
+        Some(PORT.to_owned()),
+    );
+    hs.request_expiration_millis = 30_000;
+    hs.encode(6, &mut handshake).unwrap();
+    let mut tv3 = BytesMut::new();
+    s2s_proto::codec::handshake::encode_codec_negotiation(&mut tv3);
+    let mut tv5 = BytesMut::new();
+    RequestType::SendFlowFiles.encode(&mut tv5);
+    flowfile::encode(&f1, &mut tv5);
+    tv5.extend_from_slice(b"RC\x0b");
+    assert_eq!(tv5.len(), 75);
+    let io = tokio_test::io::Builder::new()
+        .write(b"NiFi\x00\x16SocketFlowFileProtocol\x00\x00\x00\x06")
+        .read(&[0x14])
+        .write(&handshake)
+        .read(b"RC\x01")
+        .write(&tv3)
+        .read(&[0x14])
+        .write(&tv5)
+        .read(b"RC\x0c\x00\x0a4046154554")
+        .write(b"RC\x0c\x00\x00")
+        .read(b"RC\x0d")
+        .build();
+    let conn = Connection::establish(
+        Box::new(io),
+        cfg(Some(PORT)),
+        Some(TIMEOUT),
+        "fake:1".into(),
+    )
+    .await
+    .unwrap();
+    let mut tx = send_tx(conn);
+    tx.send(f1).await.unwrap();
+    let s = tx.commit().await.unwrap();
+    assert_eq!((s.flowfiles, s.bytes, s.destination_full), (1, 5, false));
+}
