@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let limits = DecompressLimits {
         max_chunk_len: 1 << 20,
         max_compressed_chunk_len: 1 << 20,
+        max_total_len: 1 << 24,
     };
     let mut src = BytesMut::from(data);
     let mut plain = BytesMut::new();

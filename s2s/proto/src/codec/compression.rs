@@ -139,6 +139,9 @@ pub struct DecompressLimits {
     /// Maximum compressed length of one chunk. Default 1 MiB + 1 KiB. NiFi writes up to
     /// about 65562 bytes for 64 KiB of incompressible data, so this must stay above 64 KiB.
     pub max_compressed_chunk_len: usize,
+    /// Maximum uncompressed length of one whole envelope. Default 256 MiB + 1 MiB (a
+    /// FlowFile at the default content limit plus its header).
+    pub max_total_len: u64,
 }
 
 impl Default for DecompressLimits {
@@ -146,6 +149,7 @@ impl Default for DecompressLimits {
         Self {
             max_chunk_len: 1024 * 1024,
             max_compressed_chunk_len: 1024 * 1024 + 1024,
+            max_total_len: 257 * 1024 * 1024,
         }
     }
 }
@@ -180,6 +184,8 @@ pub struct Decompressor {
     limits: DecompressLimits,
     state: DState,
     z: Decompress,
+    /// Uncompressed bytes produced by the current envelope.
+    total: u64,
 }
 
 impl std::fmt::Debug for Decompressor {
@@ -204,6 +210,7 @@ impl Decompressor {
             limits,
             state: DState::Chunk,
             z: Decompress::new(true),
+            total: 0,
         }
     }
 
@@ -243,6 +250,7 @@ impl Decompressor {
         let r = self.step_inner(src, dst);
         if r.is_err() {
             self.state = DState::Chunk;
+            self.total = 0;
         }
         r
     }
@@ -261,6 +269,7 @@ impl Decompressor {
                 match b {
                     END => {
                         self.state = DState::Chunk;
+                        self.total = 0;
                         self.z.reset(true);
                         Ok(StepResult::Finished)
                     }
@@ -303,6 +312,14 @@ impl Decompressor {
                     comp_len,
                     self.limits.max_compressed_chunk_len,
                 )?;
+                let total = self.total + raw_len as u64;
+                if total > self.limits.max_total_len {
+                    return Err(DecodeError::LimitExceeded {
+                        field: "envelope uncompressed length",
+                        len: total,
+                        max: self.limits.max_total_len,
+                    });
+                }
                 if src.len() < CHUNK_HEADER_LEN + comp_len {
                     src.reserve(CHUNK_HEADER_LEN + comp_len - src.len());
                     return Ok(StepResult::NeedMore);
@@ -310,6 +327,7 @@ impl Decompressor {
                 src.advance(CHUNK_HEADER_LEN);
                 let compressed = src.split_to(comp_len);
                 self.inflate(&compressed, raw_len, dst)?;
+                self.total = total;
                 self.state = DState::Continuation;
                 Ok(StepResult::Chunk)
             }
@@ -588,6 +606,26 @@ mod tests {
             CompressedFlowFileDecoder::default().decode(&mut env),
             Err(DecodeError::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn envelope_total_is_bounded() {
+        let data = vec![7u8; 3 * CHUNK_SIZE];
+        let mut env = BytesMut::new();
+        compress(&data, &mut env);
+        let mut d = Decompressor::new(DecompressLimits {
+            max_total_len: 2 * CHUNK_SIZE as u64,
+            ..DecompressLimits::default()
+        });
+        let mut dst = BytesMut::new();
+        assert!(matches!(
+            d.decode(&mut env, &mut dst),
+            Err(DecodeError::LimitExceeded {
+                field: "envelope uncompressed length",
+                ..
+            })
+        ));
+        assert_eq!(dst.len(), 2 * CHUNK_SIZE);
     }
 
     #[test]
