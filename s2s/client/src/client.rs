@@ -402,6 +402,7 @@ impl Client {
     ) -> Result<(Connection, PortInfo, bool), Error> {
         let info = self.resolve_port(direction, port).await?;
         let mut targets = self.targets(direction).await?;
+        self.wait_out_penalties(&targets, &info.id).await;
         let mut last = None;
         while !targets.is_empty() {
             let now = Instant::now();
@@ -447,6 +448,29 @@ impl Client {
             }
         }
         Err(last.unwrap_or_else(|| Error::new(Kind::NoPeerAvailable)))
+    }
+
+    /// When every candidate is penalized (e.g. right after NiFi asked to back off), waits until
+    /// the first penalty expires instead of failing with "no peer available": the penalty is
+    /// the backoff.
+    async fn wait_out_penalties(&self, targets: &[Target], port_id: &str) {
+        let wait = {
+            let pen = self
+                .inner
+                .penalties
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let rem: Option<Vec<Duration>> = targets
+                .iter()
+                .map(|t| pen.remaining(&t.addr, port_id, now))
+                .collect();
+            rem.and_then(|r| r.into_iter().min())
+        };
+        if let Some(w) = wait {
+            debug!(?w, "all peers penalized; backing off");
+            tokio::time::sleep(w.min(self.cfg().penalization)).await;
+        }
     }
 
     async fn checkout(&self, addr: &str, port_id: &str) -> Option<Connection> {
@@ -586,6 +610,7 @@ impl Client {
 
     async fn send_with_retry(&self, port: &str, chunk: &[FlowFile]) -> Result<SendSummary, Error> {
         let mut attempt = 0u32;
+        let mut first: Option<Error> = None;
         loop {
             let res = async {
                 let mut tx = self.send_transaction(port).await?;
@@ -600,11 +625,16 @@ impl Client {
                 // Port state (stopped, queues full) will not change within a short backoff:
                 // hand it to the caller, who decides how long to wait.
                 Err(e) if e.is_retryable() && !e.is_port_state() && attempt < 3 => {
+                    first.get_or_insert(e.clone_shallow());
                     attempt += 1;
                     let cap = Duration::from_millis(100 << attempt.min(6));
                     let wait = cap.mul_f64(fastrand::f64());
                     warn!(error = %e, attempt, ?wait, "send failed; retrying the whole transaction");
                     tokio::time::sleep(wait).await;
+                }
+                // "No peer" after a real failure hides the cause: report the cause.
+                Err(e) if matches!(e.kind(), Kind::NoPeerAvailable) => {
+                    return Err(first.unwrap_or(e));
                 }
                 Err(e) => return Err(e),
             }

@@ -79,6 +79,28 @@ impl Error {
         Self::new(Kind::InvalidInput(msg.into()))
     }
 
+    /// A copy with the same kind and the source rendered as text (sources are not `Clone`).
+    pub(crate) fn clone_shallow(&self) -> Self {
+        let kind = match &self.0.kind {
+            Kind::Io => Kind::Io,
+            Kind::Timeout(w) => Kind::Timeout(w),
+            Kind::Discovery(m) => Kind::Discovery(m.clone()),
+            Kind::UnknownPort(m) => Kind::UnknownPort(m.clone()),
+            Kind::PortNotRunning(m) => Kind::PortNotRunning(m.clone()),
+            Kind::DestinationFull => Kind::DestinationFull,
+            Kind::BadChecksum => Kind::BadChecksum,
+            Kind::Unauthorized(m) => Kind::Unauthorized(m.clone()),
+            Kind::Protocol(m) => Kind::Protocol(m.clone()),
+            Kind::InvalidInput(m) => Kind::InvalidInput(m.clone()),
+            Kind::NoPeerAvailable => Kind::NoPeerAvailable,
+            Kind::Closed => Kind::Closed,
+        };
+        match &self.0.source {
+            Some(s) => Self::with_source(kind, s.to_string()),
+            None => Self::new(kind),
+        }
+    }
+
     pub(crate) fn kind(&self) -> &Kind {
         &self.0.kind
     }

@@ -115,6 +115,16 @@ impl Penalties {
             .insert((addr.to_owned(), port_id.map(str::to_owned)), now + for_);
     }
 
+    /// How long `addr` stays penalized for `port_id` (peer-wide or per port), if at all.
+    pub(crate) fn remaining(&self, addr: &str, port_id: &str, now: Instant) -> Option<Duration> {
+        [None, Some(port_id.to_owned())]
+            .into_iter()
+            .filter_map(|p| self.until.get(&(addr.to_owned(), p)))
+            .filter(|t| **t > now)
+            .map(|t| *t - now)
+            .max()
+    }
+
     pub(crate) fn is_penalized(&mut self, addr: &str, port_id: &str, now: Instant) -> bool {
         self.until.retain(|_, t| *t > now);
         self.until.contains_key(&(addr.to_owned(), None))
@@ -169,6 +179,8 @@ mod tests {
         assert!(!p.is_penalized("h:1", "port-b", now));
         p.penalize("h:2", None, Duration::from_secs(3), now);
         assert!(p.is_penalized("h:2", "anything", now));
+        assert_eq!(p.remaining("h:2", "x", now), Some(Duration::from_secs(3)));
+        assert_eq!(p.remaining("h:1", "port-b", now), None);
         assert!(!p.is_penalized("h:2", "anything", now + Duration::from_secs(4)));
     }
 

@@ -1067,6 +1067,7 @@ async fn tls_with_client_certificate() {
         .with_no_client_auth();
     let c = Client::builder(url.clone())
         .single_node(true)
+        .penalization(Duration::from_millis(10))
         .tls(std::sync::Arc::new(anon))
         .build()
         .unwrap();

@@ -261,6 +261,19 @@ async fn backpressure_is_success_then_destination_full() {
         1,
         "nothing duplicated or lost"
     );
+    // Once NiFi has room again, the penalty is waited out and sending resumes.
+    port.drain().await.unwrap();
+    let s = c
+        .send_batch(port.name(), vec![FlowFile::new("after backoff")])
+        .await
+        .unwrap();
+    assert_eq!(s.flowfiles, 1);
+    port.wait_for_queued(1, WAIT).await.unwrap();
+    assert_eq!(
+        port.queued_flowfiles().await.unwrap()[0].content,
+        b"after backoff"
+    );
+    c.close().await;
     port.delete().await.unwrap();
 }
 
