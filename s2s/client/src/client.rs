@@ -625,7 +625,7 @@ impl Client {
                 // Port state (stopped, queues full) will not change within a short backoff:
                 // hand it to the caller, who decides how long to wait.
                 Err(e) if e.is_retryable() && !e.is_port_state() && attempt < 3 => {
-                    first.get_or_insert(e.clone_shallow());
+                    first.get_or_insert_with(|| e.clone_shallow());
                     attempt += 1;
                     let cap = Duration::from_millis(100 << attempt.min(6));
                     let wait = cap.mul_f64(fastrand::f64());
