@@ -1,7 +1,8 @@
 //! The Site-to-Site sink: one S2S SEND transaction per delivery, on the `s2s` client's pool
 //! (peer selection, penalties, peer overrides are the client's).
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use s2s::{Client, Direction};
 
@@ -15,7 +16,14 @@ pub struct S2sSink {
     client: Client,
     port: String,
     label: String,
+    /// When NiFi last said its destination was full. The client then penalizes the peer, so the
+    /// next attempts fail with "no peer available": that is still back-pressure, not an outage.
+    last_full: Arc<Mutex<Option<Instant>>>,
+    timeout: Duration,
 }
+
+/// How long after a "destination full" a peer-less failure still counts as back-pressure.
+const FULL_MEMORY: Duration = Duration::from_secs(30);
 
 impl S2sSink {
     /// Builds the client from the `[nifi]` configuration (no network I/O yet).
@@ -53,12 +61,25 @@ impl S2sSink {
             client,
             port,
             label,
+            last_full: Arc::new(Mutex::new(None)),
+            timeout: Duration::from_millis(cfg.timeout_ms),
         })
     }
 
     /// The underlying client.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    fn mark_full(&self) {
+        *self.last_full.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    fn recently_full(&self) -> bool {
+        self.last_full
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() < FULL_MEMORY)
     }
 
     async fn send(&self, records: &[FlowFile]) -> Result<bool, s2s::Error> {
@@ -71,9 +92,9 @@ impl S2sSink {
 }
 
 /// The one place S2S errors are classified for the bridge (style: retry classification in one place).
-pub(crate) fn classify(e: &s2s::Error) -> Delivery {
+pub(crate) fn classify(e: &s2s::Error, recently_full: bool) -> Delivery {
     let message = e.to_string();
-    if e.is_destination_full() {
+    if e.is_destination_full() || (recently_full && e.is_retryable() && !e.is_port_not_running()) {
         Delivery::Retryable {
             reason: Reason::Backpressure,
             message,
@@ -95,9 +116,37 @@ pub(crate) fn classify(e: &s2s::Error) -> Delivery {
 impl Sink for S2sSink {
     fn deliver<'a>(&'a self, records: &'a [FlowFile]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
-            match self.send(records).await {
-                Ok(destination_full) => Delivery::Committed { destination_full },
-                Err(e) => classify(&e),
+            // NiFi parks a SEND on a pooled connection while the port's queue is full (the
+            // handshake-time PORTS_DESTINATION_FULL check is skipped), so bound the whole
+            // transaction; dropping it closes the connection and NiFi rolls back.
+            let Ok(result) = tokio::time::timeout(self.timeout, self.send(records)).await else {
+                let message = format!("S2S transaction did not finish within {:?}", self.timeout);
+                let reason = if self.recently_full() {
+                    Reason::Backpressure
+                } else {
+                    Reason::Unavailable
+                };
+                return Delivery::Retryable {
+                    reason,
+                    message,
+                    retry_after: None,
+                };
+            };
+            match result {
+                Ok(destination_full) => {
+                    if destination_full {
+                        self.mark_full();
+                    } else {
+                        *self.last_full.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    }
+                    Delivery::Committed { destination_full }
+                }
+                Err(e) => {
+                    if e.is_destination_full() {
+                        self.mark_full();
+                    }
+                    classify(&e, self.recently_full())
+                }
             }
         })
     }

@@ -43,6 +43,11 @@ impl Running {
 }
 
 pub fn start<S: Sink + std::fmt::Debug>(cfg: Config, sink: S) -> Running {
+    if std::env::var_os("BRIDGE_TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("BRIDGE_TEST_LOG"))
+            .try_init();
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let bridge = Bridge::new(cfg, sink).expect("bridge");
