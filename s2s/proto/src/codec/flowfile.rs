@@ -232,11 +232,11 @@ impl FlowFileDecoder {
                     let Some(n) = take_i32(buf) else {
                         return Ok(None);
                     };
-                    let n = check(check_len(
+                    let n = check_len(
                         "attribute count",
                         n.into(),
                         self.limits.max_attributes as u64,
-                    ))?;
+                    )?;
                     self.attributes = Vec::with_capacity(n.min(64));
                     self.state = if n == 0 {
                         State::ContentLen
@@ -272,7 +272,7 @@ impl FlowFileDecoder {
                         return Ok(None);
                     }
                     let n = buf.get_i64();
-                    let len = check(check_len("content length", n, self.limits.max_content_len))?;
+                    let len = check_len("content length", n, self.limits.max_content_len)?;
                     self.state = State::Content { len };
                 }
                 State::Content { len } => {
@@ -293,14 +293,6 @@ impl FlowFileDecoder {
     }
 }
 
-fn check(r: super::reader::Step<usize>) -> Result<usize, DecodeError> {
-    r.map_err(|stop| match stop {
-        super::reader::Stop::Invalid(e) => e,
-        // check_len never asks for more bytes.
-        super::reader::Stop::Incomplete { .. } => unreachable!("check_len is not incremental"),
-    })
-}
-
 fn take_i32(buf: &mut BytesMut) -> Option<i32> {
     (buf.len() >= 4).then(|| buf.get_i32())
 }
@@ -315,7 +307,7 @@ fn take_string(
         return Ok(None);
     }
     let n = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    let len = check(check_len(field, n.into(), max as u64))?;
+    let len = check_len(field, n.into(), max as u64)?;
     if buf.len() < 4 + len {
         buf.reserve((4 + len - buf.len()).min(super::reader::RESERVE_CAP));
         return Ok(None);

@@ -10,7 +10,7 @@ use bytes::{Buf, BufMut, BytesMut};
 
 use super::DecodeError;
 use super::flowfile::{FlowFile, Limits};
-use super::reader::{RESERVE_CAP, Stop, check_len};
+use super::reader::{RESERVE_CAP, check_len};
 
 /// The 7 bytes that start every package.
 pub const MAGIC: [u8; 7] = *b"NiFiFF3";
@@ -214,7 +214,7 @@ impl PackageV3Decoder {
                         return Ok(None);
                     }
                     let n = buf.get_i64();
-                    let len = invalid(check_len("content length", n, self.limits.max_content_len))?;
+                    let len = check_len("content length", n, self.limits.max_content_len)?;
                     self.state = State::Content { len };
                 }
                 State::Content { len } => {
@@ -235,13 +235,6 @@ impl PackageV3Decoder {
     }
 }
 
-fn invalid(r: Result<usize, Stop>) -> Result<usize, DecodeError> {
-    r.map_err(|s| match s {
-        Stop::Invalid(e) => e,
-        Stop::Incomplete { .. } => unreachable!("check_len is not incremental"),
-    })
-}
-
 /// Reads a variable-length field without consuming: `(bytes used, value)`.
 fn peek_len(
     buf: &BytesMut,
@@ -253,13 +246,13 @@ fn peek_len(
     }
     if buf[0] != 0xFF || buf[1] != 0xFF {
         let n = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
-        return invalid(check_len(field, n as i64, max as u64)).map(|n| Some((2, n)));
+        return check_len(field, n as i64, max as u64).map(|n| Some((2, n)));
     }
     if buf.len() < 6 {
         return Ok(None);
     }
     let n = i32::from_be_bytes([buf[2], buf[3], buf[4], buf[5]]);
-    invalid(check_len(field, n.into(), max as u64)).map(|n| Some((6, n)))
+    check_len(field, n.into(), max as u64).map(|n| Some((6, n)))
 }
 
 fn take_string(

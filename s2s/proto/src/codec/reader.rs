@@ -6,7 +6,7 @@
 //! parsed this way are small (protocol strings, peer lists, headers), so re-parsing is cheap;
 //! large payloads (FlowFile content) are handled by stateful decoders instead.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 
 use super::DecodeError;
 
@@ -78,24 +78,23 @@ impl<'a> Reader<'a> {
     /// A Java `int` used as a length or count: must be `0..=max`.
     pub(crate) fn len_i32(&mut self, field: &'static str, max: u64) -> Step<usize> {
         let v = self.i32()?;
-        check_len(field, i64::from(v), max)
+        Ok(check_len(field, i64::from(v), max)?)
     }
 }
 
-pub(crate) fn check_len(field: &'static str, v: i64, max: u64) -> Step<usize> {
+/// Checks a signed length or count read from the wire against `0..=max`.
+pub(crate) fn check_len(field: &'static str, v: i64, max: u64) -> Result<usize, DecodeError> {
     if v < 0 {
-        return Err(DecodeError::Negative { field, value: v }.into());
+        return Err(DecodeError::Negative { field, value: v });
     }
     let v = v as u64;
     if v > max {
-        return Err(DecodeError::LimitExceeded { field, len: v, max }.into());
+        return Err(DecodeError::LimitExceeded { field, len: v, max });
     }
-    usize::try_from(v).map_err(|_| {
-        Stop::Invalid(DecodeError::LimitExceeded {
-            field,
-            len: v,
-            max: usize::MAX as u64,
-        })
+    usize::try_from(v).map_err(|_| DecodeError::LimitExceeded {
+        field,
+        len: v,
+        max: usize::MAX as u64,
     })
 }
 
@@ -111,7 +110,7 @@ pub(crate) fn run<T>(
     match parse(&mut r) {
         Ok(v) => {
             let n = r.position();
-            let _ = buf.split_to(n);
+            buf.advance(n);
             Ok(Some(v))
         }
         Err(Stop::Incomplete { needed }) => {
