@@ -14,8 +14,10 @@ async fn https_listener_serves_ingest() {
     let key = dir.path().join("key.pem");
     std::fs::write(&cert, certified.cert.pem()).expect("write cert");
     std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
-    let mut cfg = Config::default();
-    cfg.tls = Some(TlsConfig { cert, key });
+    let cfg = Config {
+        tls: Some(TlsConfig { cert, key }),
+        ..Config::default()
+    };
     let sink = MemorySink::new();
     let bridge = start(cfg, sink.clone());
     let root = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).expect("root");
