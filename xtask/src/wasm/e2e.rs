@@ -66,9 +66,10 @@ pub(crate) fn run_e2e(www: &Path, bench_records: u32) -> Result<()> {
     let out = workspace_root().join("target/wasm-e2e");
     std::fs::create_dir_all(&out)?;
     let _ = std::fs::remove_file(out.join("expected.json"));
+    // `run` starts commands in the workspace root: give node the script's absolute path (it
+    // resolves playwright-core from the script's folder).
     let script = run(Command::new("node")
-        .arg("e2e.mjs")
-        .current_dir(setup::e2e_dir())
+        .arg(setup::e2e_dir().join("e2e.mjs"))
         .env("BRIDGE_BIN", &bridge)
         .env("BRIDGE_PORT", free_port()?.to_string())
         .env("STATIC_DIR", www)
