@@ -969,3 +969,73 @@ fn compressed_send_and_receive_round_trip() {
         hex("52 43 0c 00 0a 34 30 34 36 31 35 34 35 35 34")
     );
 }
+
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A session in each phase that reads from NiFi.
+    fn session_in_phase(phase: u8) -> ClientSession {
+        let mut s = ClientSession::new(config(Some(PORT))).unwrap();
+        drain(&mut s);
+        let steps: &[&[u8]] = &[&[0x14], b"RC\x01", &[0x14]];
+        for st in steps.iter().take(usize::from(phase.min(3))) {
+            feed(&mut s, st).unwrap();
+        }
+        drain(&mut s);
+        events(&mut s);
+        match phase {
+            4 => s.begin_receive().unwrap(),
+            5 => {
+                s.send_flowfile(&f1()).unwrap();
+                s.finish_send().unwrap();
+            }
+            6 => s.request_peer_list().unwrap(),
+            _ => {}
+        }
+        drain(&mut s);
+        s
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_peer_bytes_never_panic(
+            phase in 0u8..7,
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8),
+        ) {
+            let mut s = session_in_phase(phase);
+            let mut buf = BytesMut::new();
+            for c in chunks {
+                buf.extend_from_slice(&c);
+                if s.handle_input(&mut buf).is_err() {
+                    prop_assert!(s.is_closed());
+                    break;
+                }
+                while s.poll_transmit().is_some() {}
+                while s.poll_event().is_some() {}
+            }
+            let _ = s.handle_eof(&buf);
+        }
+
+        #[test]
+        fn tv7_any_split_gives_the_same_result(cuts in proptest::collection::vec(0usize..62, 0..6)) {
+            let server = hex(TV7_SERVER);
+            let mut cuts = cuts;
+            cuts.push(server.len());
+            cuts.sort_unstable();
+            let mut s = session_in_phase(4);
+            let mut buf = BytesMut::new();
+            let mut at = 0;
+            for c in cuts {
+                buf.extend_from_slice(&server[at..c.max(at)]);
+                at = c.max(at);
+                s.handle_input(&mut buf).unwrap();
+            }
+            prop_assert!(buf.is_empty());
+            let ev = events(&mut s);
+            prop_assert!(matches!(&ev[..], [Event::MoreData, Event::FlowFile(f)] if *f == f1()));
+            prop_assert_eq!(drain(&mut s), hex("52 43 0c 00 0a 34 30 34 36 31 35 34 35 35 34"));
+        }
+    }
+}
