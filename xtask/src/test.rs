@@ -115,8 +115,15 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
 
     // One real NiFi for the whole run: reuse the user's (NIFI_URL, e.g. docker compose) or start ours.
     let user_nifi = std::env::var("NIFI_URL").is_ok();
+    // A NiFi that was already running (e.g. left by `cargo xtask nifi up`) is reused and left alone.
+    let already_up = !user_nifi
+        && xtask(&["nifi", "status"])?
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
     let _guard = NifiGuard {
-        started_here: !user_nifi && !args.keep_nifi,
+        started_here: !user_nifi && !already_up && !args.keep_nifi,
     };
     let mut e2e_env: Vec<(String, String)> = Vec::new();
     if !user_nifi {
