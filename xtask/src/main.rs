@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Start a real NiFi, the bridge and the demo page, and print where to look.
+    Demo,
     /// Run everything CI runs (what `.ci/run` calls).
     Test(test::TestArgs),
     /// Provision and control a real NiFi for tests and demos.
@@ -28,6 +30,7 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Demo => test::demo(),
         Cmd::Test(args) => test::test(args),
         Cmd::Nifi(cmd) => nifi::run(cmd),
         Cmd::Wasm(cmd) => wasm::run(cmd),

@@ -10,6 +10,17 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+/// `cargo xtask demo`: a real NiFi (started or reused, left running), then the wasm package and the
+/// bridge serving the demo page in the foreground until Ctrl-C.
+pub(crate) fn demo() -> Result<()> {
+    run(&mut xtask(&["wasm", "setup"])?)?;
+    run(&mut xtask(&["nifi", "up"])?)?;
+    let env = nifi_env()?;
+    let result = run(xtask(&["wasm", "demo"])?.envs(env.iter().map(|(k, v)| (k, v))));
+    eprintln!("\nNiFi is still running; stop it with `cargo xtask nifi down`.");
+    result
+}
+
 /// Options for `cargo xtask test`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct TestArgs {
@@ -140,6 +151,7 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
     run(cargo().args(["test", "--workspace", "--doc"]))?;
 
     if !args.skip_browser {
+        run(&mut xtask(&["wasm", "setup"])?)?;
         run(xtask(&["wasm", "test"])?.envs(e2e_env.iter().map(|(k, v)| (k, v))))?;
     }
 
