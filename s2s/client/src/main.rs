@@ -328,15 +328,19 @@ async fn recv(a: RecvArgs) -> Result<()> {
     if let Some(d) = &a.out_dir {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
+    // A JSON-lines file is fsynced before each confirm; stdout can only be flushed.
+    let mut sync_file: Option<std::fs::File> = None;
     let mut jsonl: Option<Box<dyn Write>> = match (&a.jsonl, &a.out_dir) {
         (Some(p), _) if p == "-" => Some(Box::new(std::io::stdout())),
-        (Some(p), _) => Some(Box::new(
-            std::fs::OpenOptions::new()
+        (Some(p), _) => {
+            let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(p)
-                .with_context(|| format!("opening {p}"))?,
-        )),
+                .with_context(|| format!("opening {p}"))?;
+            sync_file = Some(f.try_clone()?);
+            Some(Box::new(f))
+        }
         (None, None) => Some(Box::new(std::io::stdout())),
         (None, Some(_)) => None,
     };
@@ -377,6 +381,9 @@ async fn recv(a: RecvArgs) -> Result<()> {
         }
         if let Some(w) = jsonl.as_mut() {
             w.flush()?;
+        }
+        if let Some(f) = &sync_file {
+            f.sync_data()?;
         }
         rx.confirm().await?;
         txs += 1;

@@ -281,3 +281,75 @@ async fn peers_and_failures() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
 }
+
+#[tokio::test]
+async fn recv_jsonl_to_a_file_then_empty_port() {
+    let nifi = nifi_or_skip!();
+    let pair = nifi.port_pair("s2s-cli-file").await.unwrap();
+    let c = s2s::Client::builder(nifi.url()).build().unwrap();
+    c.send_batch(
+        pair.input.name(),
+        vec![
+            s2s::FlowFile::new("alpha").with_attribute("n", "1"),
+            s2s::FlowFile::new(vec![0u8, 1, 2, 255]).with_attribute("n", "2"),
+        ],
+    )
+    .await
+    .unwrap();
+    c.close().await;
+    pair.output.wait_for_queued(2, WAIT).await.unwrap();
+    let file = std::env::temp_dir().join(format!("s2s-cli-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let out = s2s(
+        &[
+            "recv",
+            "--url",
+            nifi.url(),
+            "--port",
+            pair.output.name(),
+            "--jsonl",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    ok(&out);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut got: Vec<(String, Vec<u8>)> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["attributes"]["n"].as_str().unwrap().to_owned(),
+                base64::engine::general_purpose::STANDARD
+                    .decode(v["content_base64"].as_str().unwrap())
+                    .unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("1".to_owned(), b"alpha".to_vec()),
+            ("2".to_owned(), vec![0u8, 1, 2, 255])
+        ]
+    );
+    // Empty port now: succeeds, writes nothing more.
+    let out = s2s(
+        &[
+            "recv",
+            "--url",
+            nifi.url(),
+            "--port",
+            pair.output.name(),
+            "--jsonl",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("received 0 FlowFiles"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+    std::fs::remove_file(&file).ok();
+    pair.delete().await.unwrap();
+}
