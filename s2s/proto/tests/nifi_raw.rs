@@ -56,13 +56,25 @@ impl Raw {
 
     /// Magic, protocol negotiation (stepping down if told to) and handshake.
     fn open(nifi: &Nifi, port_id: Option<&str>, gzip: bool) -> (Self, Response) {
+        Self::open_at(nifi, port_id, gzip, RAW_PROTOCOL_VERSIONS[0], 0)
+    }
+
+    /// Like [`Raw::open`], proposing `first_version` first (stepping down from there) and
+    /// asking for `batch_count` (sent only at protocol >= 5).
+    fn open_at(
+        nifi: &Nifi,
+        port_id: Option<&str>,
+        gzip: bool,
+        first_version: i32,
+        batch_count: u32,
+    ) -> (Self, Response) {
         let raw_port = nifi.raw_port().expect("NiFi has RAW site-to-site enabled");
         let sock = TcpStream::connect(("127.0.0.1", raw_port)).unwrap();
         sock.set_read_timeout(Some(TIMEOUT)).unwrap();
         let mut c = Self {
             sock,
             rx: BytesMut::new(),
-            version: RAW_PROTOCOL_VERSIONS[0],
+            version: first_version,
         };
         let mut out = BytesMut::new();
         encode_magic(&mut out);
@@ -74,6 +86,7 @@ impl Raw {
             match c.read(NegotiationReply::decode) {
                 NegotiationReply::Ok => break,
                 NegotiationReply::DifferentVersion(v) => {
+                    assert!(v < c.version, "NiFi offers a lower version");
                     c.version = step_down(&RAW_PROTOCOL_VERSIONS, v).expect("a common version");
                 }
                 NegotiationReply::Abort => panic!("NiFi aborted protocol negotiation"),
@@ -85,6 +98,7 @@ impl Raw {
             port_id.map(str::to_owned),
         );
         h.gzip = gzip;
+        h.batch_count = batch_count;
         h.encode(c.version, &mut out).unwrap();
         c.send(&out);
         let reply = c.response();
@@ -326,4 +340,54 @@ async fn receive_plain_and_gzip_from_output_port() {
         assert_eq!(left, 0, "NiFi still queues FlowFiles after our commit");
     }
     pair.delete().await.unwrap();
+}
+
+/// The version-dependent handshake (transit URI from v3, BATCH_* from v5) against the real
+/// server at every protocol version, plus the step-down from an unknown version 7.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_protocol_version_sends() {
+    let nifi = nifi_or_skip!();
+    let port = nifi.input_port("proto-versions").await.unwrap();
+    let id = port.id().to_owned();
+    let nifi2 = nifi.clone();
+    tokio::task::spawn_blocking(move || {
+        // 7 is stepped down to 6 by NiFi.
+        let (c, reply) = Raw::open_at(&nifi2, Some(&id), false, 7, 0);
+        assert_eq!(reply.code, ResponseCode::PROPERTIES_OK);
+        assert_eq!(c.version, 6);
+        c.shutdown();
+        for v in 1..=6 {
+            let (mut c, reply) = Raw::open_at(&nifi2, Some(&id), v % 2 == 0, v, 5);
+            assert_eq!(c.version, v, "NiFi accepts version {v} as proposed");
+            assert_eq!(reply.code, ResponseCode::PROPERTIES_OK, "v{v}: {reply:?}");
+            c.negotiate_codec();
+            let f = FlowFile::new(format!("v{v}").into_bytes())
+                .with_attribute("protocol.version", v.to_string());
+            assert_eq!(
+                c.send_transaction(&[f], v % 2 == 0),
+                ResponseCode::TRANSACTION_FINISHED,
+                "v{v}"
+            );
+            c.shutdown();
+        }
+    })
+    .await
+    .unwrap();
+    port.wait_for_queued(6, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let queued = port.queued_flowfiles().await.unwrap();
+    let mut versions: Vec<&str> = queued
+        .iter()
+        .map(|q| q.attributes["protocol.version"].as_str())
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, ["1", "2", "3", "4", "5", "6"]);
+    for q in &queued {
+        assert_eq!(
+            q.content,
+            format!("v{}", q.attributes["protocol.version"]).into_bytes()
+        );
+    }
+    port.delete().await.unwrap();
 }
