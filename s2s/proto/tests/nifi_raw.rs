@@ -17,7 +17,7 @@ use s2s_proto::codec::negotiation::{
     step_down,
 };
 use s2s_proto::codec::peers::{DEFAULT_MAX_PEERS, decode_peer_list};
-use s2s_proto::codec::utf::decode_utf;
+use s2s_proto::codec::utf::{decode_utf, encode_utf};
 use s2s_proto::{DecodeError, FlowFile, Response, ResponseCode};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -389,5 +389,94 @@ async fn every_protocol_version_sends() {
             format!("v{}", q.attributes["protocol.version"]).into_bytes()
         );
     }
+    port.delete().await.unwrap();
+}
+
+/// A v6 handshake with exactly these properties (bypassing `HandshakeRequest`'s rules), and
+/// NiFi's reply to it.
+fn raw_handshake(nifi: &Nifi, props: &[(&str, &str)]) -> (Raw, Response) {
+    let raw_port = nifi.raw_port().unwrap();
+    let sock = TcpStream::connect(("127.0.0.1", raw_port)).unwrap();
+    sock.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut c = Raw {
+        sock,
+        rx: BytesMut::new(),
+        version: 6,
+    };
+    let mut out = BytesMut::new();
+    encode_magic(&mut out);
+    ResourceProposal::new(RAW_PROTOCOL_NAME, 6)
+        .encode(&mut out)
+        .unwrap();
+    c.send(&out.split());
+    assert_eq!(c.read(NegotiationReply::decode), NegotiationReply::Ok);
+    encode_utf("0b0c4f43-8f0e-4e8e-a8a0-1d2c3b4a5f60", &mut out).unwrap();
+    encode_utf(&format!("nifi://127.0.0.1:{raw_port}"), &mut out).unwrap();
+    out.extend_from_slice(&(props.len() as i32).to_be_bytes());
+    for (k, v) in props {
+        encode_utf(k, &mut out).unwrap();
+        encode_utf(v, &mut out).unwrap();
+    }
+    c.send(&out);
+    let reply = c.response();
+    (c, reply)
+}
+
+/// Handshake refusals decode with the message framing of the response-code table.
+#[tokio::test(flavor = "multi_thread")]
+async fn handshake_refusals_are_framed_as_the_table_says() {
+    let nifi = nifi_or_skip!();
+    let port = nifi.input_port("proto-refusals").await.unwrap();
+    port.stop().await.unwrap();
+    let id = port.id().to_owned();
+    let nifi2 = nifi.clone();
+    tokio::task::spawn_blocking(move || {
+        let unknown = "00000000-0000-4000-8000-000000000000";
+        let cases: [(&[(&str, &str)], ResponseCode); 5] = [
+            (
+                &[("GZIP", "false"), ("PORT_IDENTIFIER", unknown)],
+                ResponseCode::UNKNOWN_PORT,
+            ),
+            (
+                &[("GZIP", "false"), ("PORT_IDENTIFIER", &id)],
+                ResponseCode::PORT_NOT_IN_VALID_STATE,
+            ),
+            (
+                &[("GZIP", "false"), ("NO_SUCH_PROPERTY", "1")],
+                ResponseCode::UNKNOWN_PROPERTY_NAME,
+            ),
+            (
+                &[("GZIP", "false"), ("REQUEST_EXPIRATION_MILLIS", "soon")],
+                ResponseCode::ILLEGAL_PROPERTY_VALUE,
+            ),
+            (
+                &[("REQUEST_EXPIRATION_MILLIS", "30000")],
+                ResponseCode::MISSING_PROPERTY,
+            ),
+        ];
+        for (props, want) in cases {
+            let (mut c, reply) = raw_handshake(&nifi2, props);
+            assert_eq!(reply.code, want, "{props:?}: {reply:?}");
+            assert_eq!(reply.message.is_some(), want.carries_message());
+            if let Some(m) = &reply.message {
+                assert!(!m.is_empty(), "{want}: NiFi explains");
+                eprintln!("{want}: {m:?}");
+            }
+            if want == ResponseCode::MISSING_PROPERTY {
+                // The exact bytes of the reference's TV2 error example.
+                assert_eq!(reply.message.as_deref(), Some("Missing Property GZIP"));
+            }
+            // Nothing follows the frame: the buffer holds no stray bytes.
+            assert!(c.rx.is_empty(), "{want}: {:?}", c.rx);
+            let mut probe = [0u8; 1];
+            if want != ResponseCode::PORT_NOT_IN_VALID_STATE {
+                // NiFi closes after these refusals (spec §2.3).
+                let n = c.sock.read(&mut probe).unwrap_or(0);
+                assert_eq!(n, 0, "{want}: connection closed");
+            }
+        }
+    })
+    .await
+    .unwrap();
     port.delete().await.unwrap();
 }
