@@ -902,6 +902,36 @@ impl ReceiveTransaction {
         }
     }
 
+    /// The FlowFiles as a [`Stream`](futures_core::Stream): yields each FlowFile, ends after
+    /// the last one (checksum verified), or yields one error and ends. Then call
+    /// [`confirm`](Self::confirm).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: s2s::Client) -> Result<(), s2s::Error> {
+    /// use futures_util::StreamExt;
+    /// let mut rx = client.receive("out").await?;
+    /// let all: Vec<_> = rx.stream().collect().await;
+    /// for ff in all {
+    ///     let ff = ff?; // persist it
+    /// }
+    /// rx.confirm().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn stream(
+        &mut self,
+    ) -> impl futures_core::Stream<Item = Result<FlowFile, Error>> + Send + '_ {
+        futures_util::stream::unfold((self, false), |(rx, done)| async move {
+            if done {
+                return None;
+            }
+            match rx.next().await {
+                Ok(Some(ff)) => Some((Ok(ff), (rx, false))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), (rx, true))),
+            }
+        })
+    }
+
     /// Tells NiFi the received FlowFiles are safely stored; NiFi then removes them from its
     /// queue. Call only after persisting everything [`next`](Self::next) returned.
     ///

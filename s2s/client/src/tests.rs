@@ -567,10 +567,10 @@ async fn receive_happy_path_confirms_after_persisting() {
         p.rc(ResponseCode::NO_MORE_DATA, None).await;
     });
     let mut rx = receive_tx(establish(c).await.unwrap()).await.unwrap();
-    let mut got = Vec::new();
-    while let Some(ff) = rx.next().await.unwrap() {
-        got.push(ff);
-    }
+    let got: Vec<FlowFile> = {
+        use futures_util::StreamExt;
+        rx.stream().map(Result::unwrap).collect().await
+    };
     assert_eq!(got, vec![f(1), FlowFile::new(Bytes::new()), f(2)]);
     let client = rx.client_for_test();
     let s = rx.confirm().await.unwrap();
