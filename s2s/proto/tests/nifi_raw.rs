@@ -480,3 +480,86 @@ async fn handshake_refusals_are_framed_as_the_table_says() {
     .unwrap();
     port.delete().await.unwrap();
 }
+
+/// The CRC two-phase confirm's failure paths on the real server: our BAD_CHECKSUM on SEND
+/// rolls NiFi back; a wrong CRC on RECEIVE gets NiFi's BAD_CHECKSUM and a rollback.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_checksum_paths_roll_back() {
+    let nifi = nifi_or_skip!();
+    let pair = nifi.port_pair("proto-badcrc").await.unwrap();
+    let (in_id, out_id) = (pair.input.id().to_owned(), pair.output.id().to_owned());
+    let nifi2 = nifi.clone();
+    let in2 = in_id.clone();
+    tokio::task::spawn_blocking(move || {
+        let (mut c, reply) = Raw::open(&nifi2, Some(&in2), false);
+        assert_eq!(reply.code, ResponseCode::PROPERTIES_OK);
+        c.negotiate_codec();
+        let mut out = BytesMut::new();
+        RequestType::SendFlowFiles.encode(&mut out);
+        flowfile::encode(&FlowFile::new(&b"rolled back"[..]), &mut out);
+        ResponseCode::FINISH_TRANSACTION.encode(&mut out);
+        c.send(&out.split());
+        assert_eq!(c.response().code, ResponseCode::CONFIRM_TRANSACTION);
+        ResponseCode::BAD_CHECKSUM.encode(&mut out);
+        c.send(&out);
+        let mut probe = [0u8; 1];
+        assert_eq!(c.sock.read(&mut probe).unwrap_or(0), 0, "NiFi closes");
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        pair.input.queued_count().await.unwrap(),
+        0,
+        "nothing committed"
+    );
+
+    // One real FlowFile, then a RECEIVE answered with a wrong CRC.
+    let nifi2 = nifi.clone();
+    tokio::task::spawn_blocking(move || {
+        let (mut c, _) = Raw::open(&nifi2, Some(&in_id), false);
+        c.negotiate_codec();
+        let f = FlowFile::new(&b"kept"[..]).with_attribute("filename", "kept.txt");
+        assert_eq!(
+            c.send_transaction(&[f], false),
+            ResponseCode::TRANSACTION_FINISHED
+        );
+        c.shutdown();
+    })
+    .await
+    .unwrap();
+    pair.input
+        .wait_for_queued(1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let nifi2 = nifi.clone();
+    tokio::task::spawn_blocking(move || {
+        let (mut c, _) = Raw::open(&nifi2, Some(&out_id), false);
+        c.negotiate_codec();
+        let mut out = BytesMut::new();
+        RequestType::ReceiveFlowFiles.encode(&mut out);
+        c.send(&out.split());
+        assert_eq!(c.response().code, ResponseCode::MORE_DATA);
+        let mut d = FlowFileDecoder::default();
+        let f = c.read(|b| d.decode(b));
+        assert_eq!(&f.content[..], b"kept");
+        assert_eq!(c.response().code, ResponseCode::FINISH_TRANSACTION);
+        Response::with_message(ResponseCode::CONFIRM_TRANSACTION, "12345")
+            .encode(&mut out)
+            .unwrap();
+        c.send(&out);
+        assert_eq!(c.response(), Response::new(ResponseCode::BAD_CHECKSUM));
+    })
+    .await
+    .unwrap();
+    // Rolled back: the same FlowFile is offered again.
+    let nifi2 = nifi.clone();
+    let out_id = pair.output.id().to_owned();
+    let again = tokio::task::spawn_blocking(move || receive_all(&nifi2, &out_id, false))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(&again[0].content[..], b"kept");
+    assert_eq!(again[0].attribute("filename"), Some("kept.txt"));
+    pair.delete().await.unwrap();
+}
