@@ -105,13 +105,13 @@ pub(crate) fn setup() -> Result<()> {
     if !s.bindgen_ok() {
         // No --locked: the CLI's own lockfile pins a webpki-roots release this registry lacks
         // (toolchain.md). The version itself is pinned, equal to the crate in Cargo.lock.
-        let v = s.bindgen_version.clone();
+        let v = &s.bindgen_version;
         step("cargo install wasm-bindgen-cli", &mut || {
             run(Command::new("cargo").args([
                 "install",
                 "wasm-bindgen-cli",
                 "--version",
-                &v,
+                v,
                 "--force",
             ]))
         })?;
