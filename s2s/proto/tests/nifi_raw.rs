@@ -563,3 +563,62 @@ async fn bad_checksum_paths_roll_back() {
     assert_eq!(again[0].attribute("filename"), Some("kept.txt"));
     pair.delete().await.unwrap();
 }
+
+/// Reference §0.1/§2.2: ABORT in protocol negotiation carries no message; an unknown resource
+/// gets no reply at all; SHUTDOWN gets no reply and NiFi closes.
+#[tokio::test(flavor = "multi_thread")]
+async fn negotiation_refusals_and_shutdown() {
+    let nifi = nifi_or_skip!();
+    let raw_port = nifi.raw_port().expect("RAW site-to-site enabled");
+    let nifi2 = nifi.clone();
+    tokio::task::spawn_blocking(move || {
+        let short = Some(Duration::from_secs(3));
+        let connect = |name: &str, version: i32| {
+            let mut sock = TcpStream::connect(("127.0.0.1", raw_port)).unwrap();
+            sock.set_read_timeout(short).unwrap();
+            let mut out = BytesMut::new();
+            encode_magic(&mut out);
+            ResourceProposal::new(name, version)
+                .encode(&mut out)
+                .unwrap();
+            sock.write_all(&out).unwrap();
+            sock
+        };
+        let read_all = |sock: &mut TcpStream| {
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 256];
+            // Until EOF, reset or the short timeout.
+            while let Ok(n) = sock.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&chunk[..n]);
+            }
+            got
+        };
+
+        // No version <= 0 exists: a bare ABORT byte, no message after it.
+        let mut sock = connect(RAW_PROTOCOL_NAME, 0);
+        assert_eq!(read_all(&mut sock), [0xFF]);
+
+        // Unknown resource: nothing at all.
+        let mut sock = connect("NoSuchProtocol", 1);
+        assert_eq!(read_all(&mut sock), Vec::<u8>::new());
+
+        // SHUTDOWN: no reply, connection closed.
+        let (mut c, reply) = Raw::open(&nifi2, None, false);
+        assert_eq!(reply.code, ResponseCode::PROPERTIES_OK);
+        let mut out = BytesMut::new();
+        RequestType::Shutdown.encode(&mut out);
+        c.send(&out);
+        c.sock.set_read_timeout(short).unwrap();
+        let mut probe = [0u8; 16];
+        assert_eq!(
+            c.sock.read(&mut probe).unwrap(),
+            0,
+            "EOF right after SHUTDOWN"
+        );
+    })
+    .await
+    .unwrap();
+}
