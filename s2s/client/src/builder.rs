@@ -39,6 +39,7 @@ pub struct ClientBuilder {
     pub(crate) peer_refresh: Duration,
     pub(crate) max_content_length: u64,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) connector: Option<Arc<dyn crate::Connector>>,
 }
 
 impl ClientBuilder {
@@ -70,6 +71,7 @@ impl ClientBuilder {
             peer_refresh: Duration::from_secs(60),
             max_content_length: 1 << 30,
             tls: None,
+            connector: None,
         }
     }
 
@@ -191,6 +193,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Replaces the built-in TCP (+ TLS) dialer for RAW connections (discovery still uses
+    /// HTTP). Default: none (built-in dialer, honouring the connect timeout and [`tls`](Self::tls)).
+    pub fn connector(mut self, connector: Arc<dyn crate::Connector>) -> Self {
+        self.connector = Some(connector);
+        self
+    }
+
     /// Builds the client. Does no I/O: discovery happens lazily on first use.
     pub fn build(self) -> Result<Client, Error> {
         Client::from_builder(self)
@@ -208,6 +217,7 @@ impl fmt::Debug for ClientBuilder {
             .field("peer_overrides", &self.peer_overrides)
             .field("single_node", &self.single_node)
             .field("tls", &self.tls.is_some())
+            .field("connector", &self.connector.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -344,6 +344,14 @@ impl Client {
     }
 
     async fn dial(&self, t: &Target) -> Result<Box<dyn AsyncStream>, Error> {
+        if let Some(c) = &self.cfg().connector {
+            return with_timeout(
+                self.cfg().connect_timeout,
+                "connecting to NiFi",
+                c.connect(&t.addr, t.secure),
+            )
+            .await;
+        }
         let tcp = match self.cfg().connect_timeout {
             Some(d) => tokio::time::timeout(d, TcpStream::connect(&t.addr))
                 .await

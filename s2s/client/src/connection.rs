@@ -14,6 +14,19 @@ use crate::error::{Error, Kind};
 pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
 
+/// The future a [`Connector`] returns.
+pub type ConnectFuture<'a> =
+    std::pin::Pin<Box<dyn Future<Output = std::io::Result<Box<dyn AsyncStream>>> + Send + 'a>>;
+
+/// Opens the byte stream to a peer, replacing the built-in TCP (+ TLS) dialer: for proxies,
+/// SSH tunnels, in-memory transports or tests. Set with
+/// [`ClientBuilder::connector`](crate::ClientBuilder::connector).
+pub trait Connector: Send + Sync + 'static {
+    /// Connects to `addr` (`host:port`, after peer overrides). `secure` is NiFi's
+    /// `siteToSiteSecure` flag for this peer: the stream must then already be TLS.
+    fn connect<'a>(&'a self, addr: &'a str, secure: bool) -> ConnectFuture<'a>;
+}
+
 /// Write buffer size: small writes (headers, markers) coalesce, large content bypasses it.
 const WRITE_BUFFER: usize = 64 * 1024;
 /// Read chunk reservation.

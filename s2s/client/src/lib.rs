@@ -50,7 +50,7 @@ mod tests;
 
 pub use builder::ClientBuilder;
 pub use client::{Client, ReceiveSummary, ReceiveTransaction, SendSummary, SendTransaction};
-pub use connection::AsyncStream;
+pub use connection::{AsyncStream, ConnectFuture, Connector};
 pub use discovery::{Direction, PortInfo, SiteInfo};
 pub use error::Error;
 pub use peers::Peer;

@@ -1140,3 +1140,42 @@ async fn scripted_tv5_send_through_the_driver() {
     let s = tx.commit().await.unwrap();
     assert_eq!((s.flowfiles, s.bytes, s.destination_full), (1, 5, false));
 }
+
+// ---- Custom connector: the whole client over in-memory pipes ---------------------------------
+
+struct MemConnector {
+    got: std::sync::Arc<std::sync::Mutex<Vec<FlowFile>>>,
+    dialed: std::sync::Mutex<Vec<(String, bool)>>,
+}
+
+impl crate::Connector for MemConnector {
+    fn connect<'a>(&'a self, addr: &'a str, secure: bool) -> crate::ConnectFuture<'a> {
+        Box::pin(async move {
+            self.dialed.lock().unwrap().push((addr.to_owned(), secure));
+            let (c, p) = pipe();
+            tokio::spawn(good_nifi(p, self.got.clone()));
+            Ok(Box::new(c) as Box<dyn crate::AsyncStream>)
+        })
+    }
+}
+
+#[tokio::test]
+async fn custom_connector_carries_the_raw_protocol() {
+    let http = fake_discovery(discovery_json(4242)).await;
+    let mem = std::sync::Arc::new(MemConnector {
+        got: Default::default(),
+        dialed: Default::default(),
+    });
+    let client = Client::builder(format!("http://127.0.0.1:{http}/nifi"))
+        .single_node(true)
+        .peer_override("127.0.0.1:4242", "tunnel:1")
+        .connector(mem.clone())
+        .build()
+        .unwrap();
+    client.send_batch("in", vec![f(1), f(2)]).await.unwrap();
+    assert_eq!(*mem.got.lock().unwrap(), vec![f(1), f(2)]);
+    assert_eq!(
+        *mem.dialed.lock().unwrap(),
+        vec![("tunnel:1".to_owned(), false)]
+    );
+}
