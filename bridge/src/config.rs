@@ -268,6 +268,44 @@ mod tests {
         assert_eq!(parsed, Config::default());
     }
 
+    /// `--help` prints [`EXAMPLE`]: it must mention every option.
+    #[test]
+    fn example_documents_every_key() {
+        fn keys(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+            if let toml::Value::Table(t) = v {
+                for (k, v) in t {
+                    out.push(k.clone());
+                    keys(&format!("{prefix}{k}."), v, out);
+                }
+            }
+        }
+        let mut all = Vec::new();
+        let mut full = Config::default();
+        full.tokens.push(TokenConfig {
+            value: Some("x".into()),
+            env: Some("E".into()),
+            ..Default::default()
+        });
+        full.tls = Some(TlsConfig::default());
+        full.static_dir = Some("d".into());
+        full.nifi.port_name = Some("p".into());
+        full.nifi.port_id = Some("i".into());
+        full.listen_http.header_regex = Some("x".into());
+        keys(
+            "",
+            &toml::Value::try_from(&full).expect("serializes"),
+            &mut all,
+        );
+        for k in all {
+            assert!(
+                EXAMPLE.contains(&format!("{k} ="))
+                    || EXAMPLE.contains(&format!("[{k}]"))
+                    || EXAMPLE.contains(&format!("[[{k}]]")),
+                "EXAMPLE lacks {k}"
+            );
+        }
+    }
+
     #[test]
     fn unknown_keys_are_errors() {
         assert!(Config::from_toml("listen = \"127.0.0.1:1\"\nbogus = 1").is_err());

@@ -143,6 +143,15 @@ impl Conn {
                 return None;
             }
             Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<AuthMessage>(t.as_str()).ok(),
+            Ok(Some(Ok(Message::Binary(_)))) => {
+                self.reject_log("PROTOCOL_ERROR", "batch before hello");
+                self.close(
+                    close::PROTOCOL_ERROR,
+                    "batch sent before hello (authenticate first)",
+                )
+                .await;
+                return None;
+            }
             Ok(_) => None,
         };
         match msg
