@@ -47,11 +47,13 @@ mod error;
 mod peers;
 #[cfg(test)]
 mod tests;
+mod transaction;
 
 pub use builder::ClientBuilder;
-pub use client::{Client, ReceiveSummary, ReceiveTransaction, SendSummary, SendTransaction};
+pub use client::Client;
 pub use connection::{AsyncStream, ConnectFuture, Connector};
 pub use discovery::{Direction, PortInfo, SiteInfo};
 pub use error::Error;
 pub use peers::Peer;
 pub use s2s_proto::{FlowFile, ResponseCode};
+pub use transaction::{ReceiveSummary, ReceiveTransaction, SendSummary, SendTransaction};

@@ -15,8 +15,8 @@ use s2s_proto::codec::response_code::{Response, ResponseCode};
 use s2s_proto::raw::SessionConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-use crate::client::{ReceiveSummary, ReceiveTransaction, SendTransaction};
 use crate::connection::Connection;
+use crate::transaction::{ReceiveSummary, ReceiveTransaction, SendTransaction};
 use crate::{Client, Error};
 
 const PORT: &str = "c56a4180-65aa-42ec-a945-5fd21dec0538";
