@@ -7,6 +7,7 @@
 // events) and records what NiFi must hold.
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
+import http from 'node:http';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -30,13 +31,30 @@ const BASE = `http://127.0.0.1:${PORT}`;
 const started = Date.now();
 
 fs.mkdirSync(OUT_DIR, { recursive: true });
+
+// A second origin serving the same files, for the page that must reload while the bridge (which
+// serves the demo) is down: as an app served by its own web server would be.
+const MIME = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.ts': 'text/plain' };
+const appServer = http.createServer((req, res) => {
+  const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname).replace(/^\/+/, '') || 'index.html';
+  const file = path.join(STATIC_DIR, path.normalize(rel));
+  if (!file.startsWith(STATIC_DIR) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+    res.writeHead(404).end();
+    return;
+  }
+  res.writeHead(200, { 'content-type': MIME[path.extname(file)] ?? 'application/octet-stream' });
+  fs.createReadStream(file).pipe(res);
+});
+appServer.listen(0, '127.0.0.1');
+await once(appServer, 'listening');
+const APP_ORIGIN = `http://127.0.0.1:${appServer.address().port}`;
 const bridgeLog = fs.createWriteStream(path.join(OUT_DIR, 'bridge.log'), { flags: 'a' });
 const step = (msg) => console.log(`[e2e +${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function startBridge(portName) {
   const args = ['--listen', `127.0.0.1:${PORT}`, '--static', STATIC_DIR, '--nifi-url', NIFI_URL,
-    '--port-name', portName, ...BRIDGE_EXTRA];
+    '--port-name', portName, '--allowed-origin', APP_ORIGIN, ...BRIDGE_EXTRA];
   bridgeLog.write(`\n=== ${new Date().toISOString()} ${BRIDGE_BIN} ${args.join(' ')}\n`);
   const proc = spawn(BRIDGE_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout.pipe(bridgeLog, { end: false });
@@ -66,11 +84,11 @@ async function stopBridge(proc) {
   step('bridge stopped');
 }
 
-async function openDemo(context, query = '') {
+async function openDemo(context, query = '', origin = BASE) {
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('[page error]', e));
   page.on('console', (m) => { if (m.type() === 'error') console.error('[page console]', m.text()); });
-  await page.goto(`${BASE}/${query}`);
+  await page.goto(`${origin}/${query}`);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 30000 });
   // Record every status event this tab sees.
   await page.evaluate(() => {
@@ -137,17 +155,29 @@ try {
   assert.equal(await page1.evaluate(() => window.demo.client.depth()), 0, 'outbox empty after flush');
   assert.ok(await page1.evaluate(() => window.demo.client.isUploader), 'the only tab is the uploader');
 
-  // ---- B: bridge down → writes keep working offline → bridge up → everything arrives.
+  // ---- B: bridge down → writes keep working offline → reload → bridge up → everything arrives.
+  // This page comes from its own origin (a separate IndexedDB): it must reload while the bridge,
+  // which serves the demo, is down.
   step('B: bridge down, offline writes');
+  const offline = 'offline-demo';
+  const pageB = await openDemo(context, `?db=${offline}&bridge=ws://127.0.0.1:${PORT}/v1/ws`, APP_ORIGIN);
+  const offlineClientId = await pageB.evaluate(() => window.demo.client.clientId);
   await stopBridge(bridge);
-  const b = await addTodos(page1, makeTodos('offline', 15));
-  b.forEach((t) => expected.push(todoRecord(t)));
-  assert.equal(await page1.evaluate(() => window.demo.client.depth()), 15, 'offline writes wait in the outbox');
-  await page1.waitForFunction(() => window.__events.some((e) => e.type === 'error' && !e.fatal), null, { timeout: 30000 });
-  step('B: uploader reported the outage; restarting the bridge');
+  const b = await addTodos(pageB, makeTodos('offline', 15));
+  b.forEach((t) => expected.push({ ...todoRecord(t), database: offline }));
+  assert.equal(await pageB.evaluate(() => window.demo.client.depth()), 15, 'offline writes wait in the outbox');
+  await pageB.waitForFunction(() => window.__events.some((e) => e.type === 'error' && !e.fatal), null, { timeout: 30000 });
+  step('B: uploader reported the outage; reloading the page');
+  await pageB.reload();
+  await pageB.waitForSelector('body[data-ready="true"]', { timeout: 30000 });
+  await pageB.evaluate(() => { window.__events = []; window.demo.client.onStatus((e) => window.__events.push(e)); });
+  assert.equal(await pageB.evaluate(() => window.demo.client.depth()), 15, 'the outbox survives a reload');
+  assert.equal(await pageB.evaluate(() => window.demo.client.clientId), offlineClientId, 'client id survives a reload');
+  step('B: outbox intact after reload; restarting the bridge');
   bridge = await startBridge(PORT_MAIN);
-  await page1.evaluate(() => window.demo.client.flush({ timeoutMs: 90000 }));
-  assert.equal(await page1.evaluate(() => window.demo.client.depth()), 0);
+  await pageB.evaluate(() => window.demo.client.flush({ timeoutMs: 90000 }));
+  assert.equal(await pageB.evaluate(() => window.demo.client.depth()), 0);
+  await pageB.close();
   step('B: offline writes delivered');
 
   // ---- C: two tabs write concurrently; exactly one uploads; the other takes over on close.
@@ -174,7 +204,7 @@ try {
   await page2.screenshot({ path: shot, fullPage: true });
   step(`C: screenshot ${shot}`);
   await page2.close();
-  report.main = { port: PORT_MAIN, clientIds: { 'todo-demo': clientId, 'e2e-files': files.clientId }, records: expected };
+  report.main = { port: PORT_MAIN, clientIds: { 'todo-demo': clientId, 'e2e-files': files.clientId, [offline]: offlineClientId }, records: expected };
 
   // ---- D: throughput from one tab to NiFi (its own port, count-checked by the xtask).
   step(`D: throughput, ${BENCH} records`);
@@ -214,6 +244,7 @@ try {
 } finally {
   await stopBridge(bridge).catch(() => {});
   await browser.close();
+  appServer.close();
   fs.writeFileSync(path.join(OUT_DIR, 'expected.json'), JSON.stringify(report, null, 1));
 }
 step('browser side passed');

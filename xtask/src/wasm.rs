@@ -34,8 +34,9 @@ pub(crate) enum WasmCmd {
         /// Only the wasm-bindgen-test suite (no bridge, no NiFi).
         #[arg(long)]
         unit_only: bool,
-        /// Records written by the throughput phase of the e2e run.
-        #[arg(long, default_value_t = 5000)]
+        /// Records written by the throughput phase of the e2e run (at most 9000: NiFi's default
+        /// back pressure stops a connection at 10 000 queued FlowFiles, and nothing drains it).
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=9000))]
         bench_records: u32,
     },
     /// Build, then serve the demo through the bridge forwarding to NiFi's input port PORT_NAME.

@@ -160,6 +160,11 @@ impl Connection {
         &self.hello
     }
 
+    /// Whether the bridge closed the connection (e.g. after 120 s of silence, `PROTOCOL.md` §6).
+    pub fn is_closed(&self) -> bool {
+        self.state.closed.borrow().is_some()
+    }
+
     fn check_closed(&self) -> Result<(), Error> {
         match &*self.state.closed.borrow() {
             Some(reason) => Err(Error::Connection(reason.clone())),
