@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod nifi;
 mod test;
 mod wasm;
@@ -22,6 +23,8 @@ enum Cmd {
     /// Provision and control a real NiFi for tests and demos.
     #[command(subcommand)]
     Nifi(nifi::NifiCmd),
+    /// Benchmarks against same-run baselines; writes target/bench/report.md and .json.
+    Bench(bench::BenchArgs),
     /// Build the wasm client package and demo.
     #[command(subcommand)]
     Wasm(wasm::WasmCmd),
@@ -34,5 +37,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test(args) => test::test(args),
         Cmd::Nifi(cmd) => nifi::run(cmd),
         Cmd::Wasm(cmd) => wasm::run(cmd),
+        Cmd::Bench(args) => bench::bench(args),
     }
 }
