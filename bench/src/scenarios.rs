@@ -246,10 +246,12 @@ async fn p2_sink(ctx: &mut Ctx) -> anyhow::Result<()> {
     let content = big_content(size);
     let sink = Sink::start().await?;
     let client = Client::builder(&sink.url).single_node(true).build()?;
-    // Warm-up: discovery and the pooled connection, so runs measure transfer only.
+    // Warm-up: discovery, the pooled connection and first-touch page faults of the sink's
+    // buffer, so runs measure transfer only.
     client
-        .send_batch(PORT_NAME, vec![FlowFile::new("warm")])
+        .send_batch(PORT_NAME, vec![FlowFile::new(content.clone())])
         .await?;
+    s2s_bench::pump::pump(size as u64).await?;
     let (mut s2s, mut pump) = (vec![], vec![]);
     for rep in 0..ctx.reps {
         for contender in order(rep) {

@@ -100,6 +100,11 @@ async fn serve_discovery(l: TcpListener, body: String) {
     }
 }
 
+/// Initial read buffer: one 64 MiB FlowFile plus its header and the next markers.
+const BUFFER: usize = (64 << 20) + (1 << 20);
+/// Free space guaranteed before each read.
+const READ_RESERVE: usize = 1 << 20;
+
 struct Conn {
     s: TcpStream,
     buf: BytesMut,
@@ -115,10 +120,11 @@ impl Conn {
             if let Some(v) = parse(&mut self.buf)? {
                 return Ok(Some(v));
             }
-            // Grow geometrically: a 64 MiB FlowFile is buffered whole by the decoder, and a
-            // fixed small reserve would make every read a tiny one.
-            let want = (self.buf.len()).clamp(256 * 1024, 16 << 20);
-            self.buf.reserve(want);
+            // The decoder buffers a FlowFile whole. One buffer sized for the largest expected
+            // FlowFile, allocated once, is reused: once the previous FlowFile's `Bytes` are
+            // dropped, `reserve` reclaims the space in place instead of reallocating and copying
+            // (which cost ~10% of P2's CPU with geometric growth).
+            self.buf.reserve(READ_RESERVE);
             if self.s.read_buf(&mut self.buf).await? == 0 {
                 if self.buf.is_empty() {
                     return Ok(None);
@@ -160,7 +166,7 @@ async fn serve_raw(s: TcpStream, counters: &Counters) -> anyhow::Result<()> {
     s.set_nodelay(true)?;
     let mut c = Conn {
         s,
-        buf: BytesMut::with_capacity(64 * 1024),
+        buf: BytesMut::with_capacity(BUFFER),
     };
     c.need("the magic", decode_magic).await?;
     let version = c.negotiate().await?;
