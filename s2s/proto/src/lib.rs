@@ -32,6 +32,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod codec;
+pub mod http;
 pub mod raw;
 
 pub use codec::flowfile::FlowFile;
