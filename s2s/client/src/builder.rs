@@ -40,6 +40,21 @@ pub struct ClientBuilder {
     pub(crate) max_content_length: u64,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) connector: Option<Arc<dyn crate::Connector>>,
+    pub(crate) transport: Transport,
+    pub(crate) http_keep_alive: bool,
+    pub(crate) proxy: Option<String>,
+}
+
+/// How FlowFiles travel to and from NiFi.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Transport {
+    /// The RAW socket protocol on `nifi.remote.input.socket.port` (default).
+    #[default]
+    Raw,
+    /// HTTP(S) on NiFi's web port (`/nifi-api/data-transfer`): works through load balancers,
+    /// reverse proxies and HTTP proxies.
+    Http,
 }
 
 impl ClientBuilder {
@@ -72,6 +87,9 @@ impl ClientBuilder {
             max_content_length: 1 << 30,
             tls: None,
             connector: None,
+            transport: Transport::Raw,
+            http_keep_alive: true,
+            proxy: None,
         }
     }
 
@@ -200,6 +218,27 @@ impl ClientBuilder {
         self
     }
 
+    /// RAW sockets or HTTP(S). Same API either way. Default [`Transport::Raw`].
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// HTTP transport: extend open transactions with a `PUT` every TTL/2 so NiFi does not
+    /// expire them. Default `true`; turning it off only makes sense to test expiry.
+    pub fn http_keep_alive(mut self, on: bool) -> Self {
+        self.http_keep_alive = on;
+        self
+    }
+
+    /// Sends every HTTP request (discovery, and the HTTP transport) through this proxy
+    /// (`http://[user:password@]host:port`; `CONNECT` is used for https targets). Default: none
+    /// (reqwest still honours `HTTPS_PROXY`/`HTTP_PROXY` from the environment).
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = Some(url.into());
+        self
+    }
+
     /// Builds the client. Does no I/O: discovery happens lazily on first use.
     pub fn build(self) -> Result<Client, Error> {
         Client::from_builder(self)
@@ -218,6 +257,8 @@ impl fmt::Debug for ClientBuilder {
             .field("single_node", &self.single_node)
             .field("tls", &self.tls.is_some())
             .field("connector", &self.connector.is_some())
+            .field("transport", &self.transport)
+            .field("proxy", &self.proxy.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -9,14 +9,15 @@ use s2s_proto::raw::{Event, SessionConfig};
 use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::builder::ClientBuilder;
+use crate::builder::{ClientBuilder, Transport};
 use crate::connection::{AsyncStream, Connection, with_timeout};
 use crate::discovery::{self, Direction, PortInfo, SiteInfo};
 use crate::error::{Error, Kind};
+use crate::http::{HttpCtx, HttpReceive, HttpSend, OpenTx};
 use crate::peers::{self, Peer, Penalties};
 use crate::transaction::{ReceiveSummary, ReceiveTransaction, SendSummary, SendTransaction};
 
-/// An async NiFi Site-to-Site client (RAW transport). Cheap to clone; clones share the
+/// An async NiFi Site-to-Site client (RAW or HTTP transport, see [`ClientBuilder::transport`]). Cheap to clone; clones share the
 /// discovery cache, peer list, penalties and connection pool.
 #[derive(Clone)]
 pub struct Client {
@@ -84,6 +85,12 @@ impl Client {
         }
         if let Some(tls) = &cfg.tls {
             http = http.use_preconfigured_tls((**tls).clone());
+        }
+        if let Some(p) = &cfg.proxy {
+            let proxy = reqwest::Proxy::all(p.as_str()).map_err(|e| {
+                Error::with_source(Kind::InvalidInput(format!("bad proxy URL {p:?}")), e)
+            })?;
+            http = http.proxy(proxy);
         }
         let http = http
             .build()
@@ -544,6 +551,22 @@ impl Client {
     /// # Cancel safety
     /// Cancel-safe: an interrupted connect leaves nothing behind.
     pub async fn send_transaction(&self, port: &str) -> Result<SendTransaction, Error> {
+        let span = info_span!("s2s.transaction", direction = "send", port = %port);
+        if self.cfg().transport == Transport::Http {
+            let (tx, info) = self
+                .http_open(Direction::Send, port)
+                .instrument(span.clone())
+                .await?;
+            return Ok(SendTransaction {
+                client: self.clone(),
+                conn: None,
+                port_id: info.id,
+                flowfiles: 0,
+                bytes: 0,
+                span,
+                http: Some(HttpSend::new(tx, self.cfg().compression)),
+            });
+        }
         let (conn, info, _) = self.acquire(Direction::Send, port, true).await?;
         Ok(SendTransaction {
             client: self.clone(),
@@ -551,8 +574,107 @@ impl Client {
             port_id: info.id,
             flowfiles: 0,
             bytes: 0,
-            span: info_span!("s2s.transaction", direction = "send", port = %port),
+            span,
+            http: None,
         })
+    }
+
+    fn http_ctx(&self) -> HttpCtx {
+        let c = self.cfg();
+        let hs = s2s_proto::http::HandshakeHeaders {
+            compression: c.compression,
+            request_expiration_millis: c.request_expiration.as_millis() as u64,
+            batch_count: c.receive_batch_count,
+            batch_size: c.receive_batch_size,
+            batch_duration_millis: c.receive_batch_duration.as_millis() as u64,
+        };
+        HttpCtx {
+            http: self.inner.http.clone(),
+            headers: crate::http::handshake_header_map(&hs),
+            io_timeout: c.io_timeout,
+            keep_alive: c.http_keep_alive,
+        }
+    }
+
+    /// The HTTP peers NiFi advertises (`GET /nifi-api/site-to-site/peers`: web ports).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub async fn http_peers(&self) -> Result<Vec<Peer>, Error> {
+        let (_, url) = self.site_info_inner(false).await?;
+        crate::http::fetch_peers(&self.http_ctx(), discovery::api_base(&url)?.as_str()).await
+    }
+
+    /// Candidate API bases for an HTTP transaction: weighted advertised peers (after
+    /// overrides, unpenalized) first, the configured URL last.
+    async fn http_bases(&self, direction: Direction, port_id: &str) -> Result<Vec<String>, Error> {
+        let (_, url) = self.site_info_inner(false).await?;
+        let boot = discovery::api_base(&url)?.to_string();
+        let mut out = Vec::new();
+        if !self.cfg().single_node {
+            match self.http_peers().await {
+                Ok(mut list) => {
+                    let now = Instant::now();
+                    {
+                        let mut pen = self
+                            .inner
+                            .penalties
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
+                        list.retain(|p| !pen.is_penalized(&self.map_peer(p), port_id, now));
+                    }
+                    while !list.is_empty() {
+                        let w = peers::weights(&list, direction);
+                        let Some(i) = peers::pick(&w, fastrand::f64()) else {
+                            break;
+                        };
+                        let p = list.swap_remove(i);
+                        let scheme = if p.secure { "https" } else { "http" };
+                        out.push(format!("{scheme}://{}/nifi-api", self.map_peer(&p)));
+                    }
+                }
+                Err(e) => warn!(error = %e, "HTTP peer list failed; using the configured URL"),
+            }
+        }
+        if !out.contains(&boot) {
+            out.push(boot);
+        }
+        Ok(out)
+    }
+
+    /// Creates an HTTP transaction on the first peer that answers.
+    async fn http_open(
+        &self,
+        direction: Direction,
+        port: &str,
+    ) -> Result<(OpenTx, PortInfo), Error> {
+        let info = self.resolve_port(direction, port).await?;
+        let dir = match direction {
+            Direction::Send => s2s_proto::http::Direction::Send,
+            Direction::Receive => s2s_proto::http::Direction::Receive,
+        };
+        let mut last = None;
+        for base in self.http_bases(direction, &info.id).await? {
+            match OpenTx::create(self.http_ctx(), &base, dir, &info.id).await {
+                Ok(tx) => return Ok((tx, info)),
+                Err(e) if matches!(e.kind(), Kind::Io | Kind::Timeout(_) | Kind::Closed) => {
+                    warn!(peer = %base, error = %e, "HTTP S2S peer failed");
+                    if let Ok(u) = reqwest::Url::parse(&base)
+                        && let (Some(h), Some(p)) = (u.host_str(), u.port_or_known_default())
+                    {
+                        self.penalize(&peers::format_addr(h, p), Some(&info.id));
+                    }
+                    last = Some(e);
+                }
+                Err(e) => {
+                    if e.is_unknown_port() {
+                        *self.inner.site.lock().await = None;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::new(Kind::NoPeerAvailable)))
     }
 
     /// Sends `flowfiles` to the input port `port`, split into transactions by
@@ -632,6 +754,28 @@ impl Client {
     /// Cancel-safe: nothing is received before [`ReceiveTransaction::next`].
     pub async fn receive(&self, port: &str) -> Result<ReceiveTransaction, Error> {
         let span = info_span!("s2s.transaction", direction = "receive", port = %port);
+        if self.cfg().transport == Transport::Http {
+            let limits = s2s_proto::codec::flowfile::Limits {
+                max_content_len: self.cfg().max_content_length,
+                ..Default::default()
+            };
+            let (tx, info) = self
+                .http_open(Direction::Receive, port)
+                .instrument(span.clone())
+                .await?;
+            let h = HttpReceive::begin(tx, self.cfg().compression, limits)
+                .instrument(span.clone())
+                .await?;
+            return Ok(ReceiveTransaction {
+                client: self.clone(),
+                conn: None,
+                port_id: info.id,
+                summary: ReceiveSummary::default(),
+                finished: h.no_data,
+                span,
+                http: Some(h),
+            });
+        }
         let mut allow_pooled = true;
         let (conn, info, finished) = loop {
             let (mut conn, info, reused) =
@@ -657,6 +801,7 @@ impl Client {
             summary: ReceiveSummary::default(),
             finished,
             span,
+            http: None,
         })
     }
 }

@@ -43,6 +43,10 @@ pub(crate) enum Kind {
     NoPeerAvailable,
     /// The peer closed the connection.
     Closed,
+    /// HTTP: NiFi no longer knows the transaction (its TTL passed and it rolled back).
+    TransactionExpired(String),
+    /// HTTP: NiFi failed internally (500) or answered an unexpected status.
+    Server(String),
 }
 
 impl Error {
@@ -94,6 +98,8 @@ impl Error {
             Kind::InvalidInput(m) => Kind::InvalidInput(m.clone()),
             Kind::NoPeerAvailable => Kind::NoPeerAvailable,
             Kind::Closed => Kind::Closed,
+            Kind::TransactionExpired(m) => Kind::TransactionExpired(m.clone()),
+            Kind::Server(m) => Kind::Server(m.clone()),
         };
         match &self.0.source {
             Some(s) => Self::with_source(kind, s.to_string()),
@@ -108,7 +114,7 @@ impl Error {
     /// Whether trying again later (possibly against another peer) may succeed.
     ///
     /// Retryable: I/O errors, closed connections, timeouts, destination full, bad checksum,
-    /// port not running, no peer available. Fatal: unknown port, unauthorized, invalid input
+    /// port not running, no peer available, an expired HTTP transaction, NiFi server errors. Fatal: unknown port, unauthorized, invalid input
     /// and protocol violations (a bug on one side that a retry will not fix).
     pub fn is_retryable(&self) -> bool {
         matches!(
@@ -121,7 +127,15 @@ impl Error {
                 | Kind::PortNotRunning(_)
                 | Kind::NoPeerAvailable
                 | Kind::Discovery(_)
+                | Kind::TransactionExpired(_)
+                | Kind::Server(_)
         )
+    }
+
+    /// Whether NiFi had already expired (and rolled back) the HTTP transaction: nothing of it
+    /// was committed, so resending cannot duplicate.
+    pub fn is_transaction_expired(&self) -> bool {
+        matches!(self.0.kind, Kind::TransactionExpired(_))
     }
 
     /// Whether the error is about the port's state (not running, destination full): retryable,
@@ -188,6 +202,8 @@ impl fmt::Display for Error {
             Kind::InvalidInput(m) => write!(f, "invalid input: {m}")?,
             Kind::NoPeerAvailable => f.write_str("no NiFi peer available")?,
             Kind::Closed => f.write_str("connection closed by peer")?,
+            Kind::TransactionExpired(m) => write!(f, "transaction expired on NiFi: {m}")?,
+            Kind::Server(m) => write!(f, "NiFi server error: {m}")?,
         }
         if let Some(src) = &self.0.source {
             write!(f, ": {src}")?;

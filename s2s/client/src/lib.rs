@@ -1,4 +1,4 @@
-//! Async Apache NiFi Site-to-Site client (RAW transport) on tokio.
+//! Async Apache NiFi Site-to-Site client (RAW and HTTP transports) on tokio.
 //!
 //! ```text
 //!  Client ──discovery (GET /nifi-api/site-to-site, cached)──▶ port name → id, RAW port, secure
@@ -33,6 +33,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The HTTP transport (`/nifi-api/data-transfer` on NiFi's web port) has the same API:
+//! `Client::builder(url).transport(s2s::Transport::Http)`.
+//!
 //! Delivery is at-least-once: a SEND is released only after NiFi's `TRANSACTION_FINISHED`; a
 //! dropped or failed transaction closes its connection so NiFi rolls back. Errors tell
 //! retryable from fatal ([`Error::is_retryable`]).
@@ -44,12 +47,13 @@ mod client;
 mod connection;
 mod discovery;
 mod error;
+mod http;
 mod peers;
 #[cfg(test)]
 mod tests;
 mod transaction;
 
-pub use builder::ClientBuilder;
+pub use builder::{ClientBuilder, Transport};
 pub use client::Client;
 pub use connection::{AsyncStream, ConnectFuture, Connector};
 pub use discovery::{Direction, PortInfo, SiteInfo};

@@ -1,5 +1,5 @@
 //! `s2s`: send FlowFiles to, receive FlowFiles from, and list peers of an Apache NiFi over
-//! RAW Site-to-Site.
+//! Site-to-Site (RAW or HTTP transport).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
@@ -15,7 +15,11 @@ use s2s::{Client, ClientBuilder, FlowFile};
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser)]
-#[command(name = "s2s", version, about = "Apache NiFi Site-to-Site (RAW) client")]
+#[command(
+    name = "s2s",
+    version,
+    about = "Apache NiFi Site-to-Site (RAW/HTTP) client"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -45,6 +49,18 @@ struct CommonArgs {
     /// Ignore the peer list; talk only to the URL's host on the RAW port.
     #[arg(long)]
     single_node: bool,
+    /// Transport: raw (socket port) or http (NiFi's web port, /nifi-api/data-transfer).
+    #[arg(long, value_enum, default_value_t = TransportArg::Raw)]
+    transport: TransportArg,
+    /// HTTP proxy for every HTTP request: http://[user:password@]host:port
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TransportArg {
+    Raw,
+    Http,
 }
 
 #[derive(Args)]
@@ -145,7 +161,14 @@ fn builder(c: &CommonArgs) -> Result<ClientBuilder> {
     let mut b = Client::builder(c.url.clone())
         .connect_timeout(t)
         .io_timeout(t)
-        .single_node(c.single_node);
+        .single_node(c.single_node)
+        .transport(match c.transport {
+            TransportArg::Raw => s2s::Transport::Raw,
+            TransportArg::Http => s2s::Transport::Http,
+        });
+    if let Some(p) = &c.proxy {
+        b = b.proxy(p.clone());
+    }
     for o in &c.peer_override {
         let (from, to) = o
             .split_once('=')

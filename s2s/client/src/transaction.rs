@@ -9,6 +9,7 @@ use tracing::{Instrument, debug};
 use crate::Client;
 use crate::connection::{Connection, map_session_error};
 use crate::error::Error;
+use crate::http::{HttpReceive, HttpSend};
 
 /// What a committed SEND achieved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub struct SendTransaction {
     pub(crate) flowfiles: u64,
     pub(crate) bytes: u64,
     pub(crate) span: tracing::Span,
+    /// Set for the HTTP transport (then `conn` is `None`).
+    pub(crate) http: Option<HttpSend>,
 }
 
 impl SendTransaction {
@@ -59,6 +62,7 @@ impl SendTransaction {
             flowfiles: 0,
             bytes: 0,
             span: tracing::Span::none(),
+            http: None,
         }
     }
 
@@ -81,6 +85,16 @@ impl SendTransaction {
     /// Not cancel-safe: a cancelled call leaves a partly written FlowFile; the transaction is
     /// then unusable and must be dropped (NiFi rolls back).
     pub async fn send(&mut self, flowfile: FlowFile) -> Result<(), Error> {
+        if let Some(h) = self.http.as_mut() {
+            let len = flowfile.content.len() as u64;
+            if let Err(e) = h.send(&flowfile).instrument(self.span.clone()).await {
+                self.http = None;
+                return Err(e);
+            }
+            self.flowfiles += 1;
+            self.bytes += len;
+            return Ok(());
+        }
         let Some(conn) = self.conn.as_mut() else {
             return Err(Error::invalid_input("transaction already failed"));
         };
@@ -120,6 +134,19 @@ impl SendTransaction {
     /// Not cancel-safe: if cancelled, NiFi may or may not have committed (as with any I/O
     /// error during commit); keep the data and resend (duplicates are possible).
     pub async fn commit(mut self) -> Result<SendSummary, Error> {
+        if let Some(mut h) = self.http.take() {
+            if self.flowfiles == 0 {
+                // Nothing to commit; dropping cancels the empty transaction on NiFi.
+                return Ok(SendSummary::default());
+            }
+            let destination_full = h.commit().instrument(self.span.clone()).await?;
+            return Ok(SendSummary {
+                flowfiles: self.flowfiles,
+                bytes: self.bytes,
+                transactions: 1,
+                destination_full,
+            });
+        }
         let Some(mut conn) = self.conn.take() else {
             return Err(Error::invalid_input("transaction already failed"));
         };
@@ -155,6 +182,23 @@ impl SendTransaction {
         })
     }
 
+    /// HTTP transport: ends the upload and verifies the checksum NiFi computed, before
+    /// [`commit`](Self::commit) (which does this itself when it was not called). On RAW the
+    /// checksum exchange is part of the commit and this does nothing.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: drop the transaction if cancelled (NiFi rolls back).
+    pub async fn confirm(&mut self) -> Result<(), Error> {
+        let Some(h) = self.http.as_mut() else {
+            return Ok(());
+        };
+        let res = h.confirm().instrument(self.span.clone()).await;
+        if res.is_err() {
+            self.http = None;
+        }
+        res
+    }
+
     /// Cancels explicitly: tells NiFi (when it can still understand it) and closes the connection.
     ///
     /// # Cancel safety
@@ -180,6 +224,8 @@ pub struct ReceiveTransaction {
     pub(crate) summary: ReceiveSummary,
     pub(crate) finished: bool,
     pub(crate) span: tracing::Span,
+    /// Set for the HTTP transport (then `conn` is `None`).
+    pub(crate) http: Option<HttpReceive>,
 }
 
 impl ReceiveTransaction {
@@ -207,6 +253,7 @@ impl ReceiveTransaction {
             summary: ReceiveSummary::default(),
             finished,
             span: tracing::Span::none(),
+            http: None,
         })
     }
 
@@ -223,6 +270,23 @@ impl ReceiveTransaction {
     pub async fn next(&mut self) -> Result<Option<FlowFile>, Error> {
         if self.finished {
             return Ok(None);
+        }
+        if let Some(h) = self.http.as_mut() {
+            return match h.next().instrument(self.span.clone()).await {
+                Ok(Some(ff)) => {
+                    self.summary.flowfiles += 1;
+                    self.summary.bytes += ff.content.len() as u64;
+                    Ok(Some(ff))
+                }
+                Ok(None) => {
+                    self.finished = true;
+                    Ok(None)
+                }
+                Err(e) => {
+                    self.http = None;
+                    Err(e)
+                }
+            };
         }
         let Some(conn) = self.conn.as_mut() else {
             return Err(Error::invalid_input("transaction already failed"));
@@ -296,6 +360,10 @@ impl ReceiveTransaction {
             return Err(Error::invalid_input(
                 "confirm() before next() returned None: the transaction is rolled back",
             ));
+        }
+        if let Some(mut h) = self.http.take() {
+            h.confirm().instrument(self.span.clone()).await?;
+            return Ok(self.summary);
         }
         let Some(mut conn) = self.conn.take() else {
             return Err(Error::invalid_input("transaction already failed"));
