@@ -51,6 +51,7 @@ mod http;
 mod peers;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 mod transaction;
 
 pub use builder::{ClientBuilder, Transport};

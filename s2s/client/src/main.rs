@@ -55,6 +55,15 @@ struct CommonArgs {
     /// HTTP proxy for every HTTP request: http://[user:password@]host:port
     #[arg(long, value_name = "URL")]
     proxy: Option<String>,
+    /// PEM file with the CA certificate(s) that signed NiFi's certificate (enables TLS).
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// PEM file with the client certificate chain (mutual TLS; needs --key and --ca).
+    #[arg(long, value_name = "PEM", requires = "key", requires = "ca")]
+    cert: Option<PathBuf>,
+    /// PEM file with the client private key.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -168,6 +177,10 @@ fn builder(c: &CommonArgs) -> Result<ClientBuilder> {
         });
     if let Some(p) = &c.proxy {
         b = b.proxy(p.clone());
+    }
+    if let Some(ca) = &c.ca {
+        let client = c.cert.as_deref().zip(c.key.as_deref());
+        b = b.tls(s2s::tls::client_config_from_pem(ca, client)?);
     }
     for o in &c.peer_override {
         let (from, to) = o
