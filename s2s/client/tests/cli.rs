@@ -353,3 +353,63 @@ async fn recv_jsonl_to_a_file_then_empty_port() {
     std::fs::remove_file(&file).ok();
     pair.delete().await.unwrap();
 }
+
+/// `--transport http`: send JSON lines compressed, then receive them back as JSON lines.
+#[tokio::test]
+async fn transport_http_send_then_recv_jsonl() {
+    let nifi = nifi_or_skip!();
+    let pair = nifi.port_pair("s2s-cli-http").await.unwrap();
+    let jsonl = "{\"attributes\":{\"filename\":\"h1\",\"k\":\"𝄞\"},\"content\":\"over http 1\"}\n\
+                 {\"attributes\":{\"filename\":\"h2\"},\"content\":\"over http 22\"}\n";
+    let out = s2s(
+        &[
+            "send",
+            "--url",
+            nifi.url(),
+            "--transport",
+            "http",
+            "--port",
+            pair.input.name(),
+            "--compress",
+            "--jsonl",
+            "-",
+        ],
+        Some(jsonl.as_bytes()),
+    );
+    let stdout = ok(&out);
+    assert!(
+        stdout.contains("committed 2 FlowFiles / 23 bytes"),
+        "{stdout}"
+    );
+    pair.output.wait_for_queued(2, WAIT).await.unwrap();
+    let out = s2s(
+        &[
+            "recv",
+            "--url",
+            nifi.url(),
+            "--transport",
+            "http",
+            "--port",
+            pair.output.name(),
+            "--jsonl",
+            "-",
+        ],
+        None,
+    );
+    let stdout = ok(&out);
+    let mut lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines.sort_by_key(|v| v["attributes"]["filename"].as_str().unwrap().to_owned());
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let content = |v: &serde_json::Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v["content_base64"].as_str().unwrap())
+            .unwrap()
+    };
+    assert_eq!(content(&lines[0]), b"over http 1");
+    assert_eq!(lines[0]["attributes"]["k"], "𝄞");
+    assert_eq!(content(&lines[1]), b"over http 22");
+    pair.delete().await.unwrap();
+}
