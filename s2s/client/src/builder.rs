@@ -43,6 +43,7 @@ pub struct ClientBuilder {
     pub(crate) transport: Transport,
     pub(crate) http_keep_alive: bool,
     pub(crate) proxy: Option<String>,
+    pub(crate) client_dn: Option<String>,
 }
 
 /// How FlowFiles travel to and from NiFi.
@@ -90,6 +91,7 @@ impl ClientBuilder {
             transport: Transport::Raw,
             http_keep_alive: true,
             proxy: None,
+            client_dn: None,
         }
     }
 
@@ -209,6 +211,25 @@ impl ClientBuilder {
     pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(config);
         self
+    }
+
+    /// TLS from PEM files: trust the CA certificates in `ca_pem`, present `client`'s
+    /// certificate and key (mutual TLS, what NiFi's RAW S2S requires). Host names are verified.
+    /// The certificate's subject DN is remembered so an "unauthorized" error can name it.
+    ///
+    /// # Errors
+    /// See [`tls::client_config_from_pem`](crate::tls::client_config_from_pem).
+    pub fn tls_pem(
+        mut self,
+        ca_pem: &std::path::Path,
+        client: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<Self, Error> {
+        self.tls = Some(crate::tls::client_config_from_pem(ca_pem, client)?);
+        self.client_dn = match client {
+            Some((cert, _)) => Some(crate::tls::certificate_subject(cert)?),
+            None => None,
+        };
+        Ok(self)
     }
 
     /// Replaces the built-in TCP (+ TLS) dialer for RAW connections (discovery still uses

@@ -551,6 +551,12 @@ impl Client {
     /// # Cancel safety
     /// Cancel-safe: an interrupted connect leaves nothing behind.
     pub async fn send_transaction(&self, port: &str) -> Result<SendTransaction, Error> {
+        self.send_transaction_inner(port)
+            .await
+            .map_err(|e| e.with_identity(self.cfg().client_dn.as_deref()))
+    }
+
+    async fn send_transaction_inner(&self, port: &str) -> Result<SendTransaction, Error> {
         let span = info_span!("s2s.transaction", direction = "send", port = %port);
         if self.cfg().transport == Transport::Http {
             let (tx, info) = self
@@ -753,6 +759,12 @@ impl Client {
     /// # Cancel safety
     /// Cancel-safe: nothing is received before [`ReceiveTransaction::next`].
     pub async fn receive(&self, port: &str) -> Result<ReceiveTransaction, Error> {
+        self.receive_inner(port)
+            .await
+            .map_err(|e| e.with_identity(self.cfg().client_dn.as_deref()))
+    }
+
+    async fn receive_inner(&self, port: &str) -> Result<ReceiveTransaction, Error> {
         let span = info_span!("s2s.transaction", direction = "receive", port = %port);
         if self.cfg().transport == Transport::Http {
             let limits = s2s_proto::codec::flowfile::Limits {

@@ -107,6 +107,22 @@ impl Error {
         }
     }
 
+    /// An unauthorized error extended with the identity the client presented, so the user
+    /// knows which DN needs NiFi's policies.
+    pub(crate) fn with_identity(self, dn: Option<&str>) -> Self {
+        let Kind::Unauthorized(m) = &self.0.kind else {
+            return self;
+        };
+        let who = match dn {
+            Some(dn) => format!("{m} (client presented DN {dn:?})"),
+            None => format!("{m} (no client certificate configured)"),
+        };
+        Self(Box::new(Inner {
+            kind: Kind::Unauthorized(who),
+            source: self.0.source,
+        }))
+    }
+
     pub(crate) fn kind(&self) -> &Kind {
         &self.0.kind
     }
@@ -251,5 +267,16 @@ mod tests {
             Some(ResponseCode::UNKNOWN_PORT)
         );
         assert!(Error::io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)).is_closed());
+        let e = Error::new(Kind::Unauthorized("User DN is not known".into()))
+            .with_identity(Some("CN=client, OU=NIFI"));
+        assert!(e.is_unauthorized());
+        assert!(e.to_string().contains("CN=client, OU=NIFI"), "{e}");
+        let e = Error::new(Kind::Unauthorized("no".into())).with_identity(None);
+        assert!(e.to_string().contains("no client certificate"), "{e}");
+        assert!(
+            Error::new(Kind::DestinationFull)
+                .with_identity(Some("x"))
+                .is_destination_full()
+        );
     }
 }

@@ -180,7 +180,7 @@ fn builder(c: &CommonArgs) -> Result<ClientBuilder> {
     }
     if let Some(ca) = &c.ca {
         let client = c.cert.as_deref().zip(c.key.as_deref());
-        b = b.tls(s2s::tls::client_config_from_pem(ca, client)?);
+        b = b.tls_pem(ca, client)?;
     }
     for o in &c.peer_override {
         let (from, to) = o

@@ -67,6 +67,22 @@ pub fn client_config_from_pem(
     Ok(Arc::new(config))
 }
 
+/// The subject DN of the first certificate in `cert_pem`, as NiFi names the client
+/// (`CN=…, OU=…`, before NiFi's identity mapping).
+///
+/// # Errors
+/// [`Error`] (invalid input) naming the file when it holds no parsable certificate.
+pub fn certificate_subject(cert_pem: &Path) -> Result<String, Error> {
+    let first = CertificateDer::pem_file_iter(cert_pem)
+        .map_err(|e| bad_file("certificate file", cert_pem, e))?
+        .next()
+        .ok_or_else(|| bad_file("certificate file", cert_pem, "no CERTIFICATE in it"))?
+        .map_err(|e| bad_file("certificate file", cert_pem, e))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&first)
+        .map_err(|e| bad_file("certificate file", cert_pem, e))?;
+    Ok(cert.subject().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +219,13 @@ mod tests {
             e.contains("UnknownIssuer") || e.contains("BadSignature"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn subject_dn_of_the_client_certificate() {
+        let p = pki("dn");
+        let dn = certificate_subject(&p.dir.join("client.pem")).unwrap();
+        assert_eq!(dn, "CN=client");
     }
 
     #[test]
