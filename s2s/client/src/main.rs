@@ -431,7 +431,12 @@ async fn recv(a: RecvArgs) -> Result<()> {
 
 async fn peers(a: CommonArgs) -> Result<()> {
     let client = builder(&a)?.build()?;
-    let list = client.peers().await?;
+    // Each transport has its own peer list: RAW ports from REQUEST_PEER_LIST, web ports from
+    // /site-to-site/peers.
+    let list = match a.transport {
+        TransportArg::Raw => client.peers().await?,
+        TransportArg::Http => client.http_peers().await?,
+    };
     if list.is_empty() {
         println!("(NiFi advertised no peers)");
     }

@@ -413,3 +413,28 @@ async fn transport_http_send_then_recv_jsonl() {
     assert_eq!(content(&lines[1]), b"over http 22");
     pair.delete().await.unwrap();
 }
+
+/// `peers --transport http` lists the HTTP peers: NiFi's web port.
+#[tokio::test]
+async fn peers_over_http_lists_the_web_port() {
+    let nifi = nifi_or_skip!();
+    let out = s2s(&["peers", "--url", nifi.url(), "--transport", "http"], None);
+    let stdout = ok(&out);
+    let web_port = nifi
+        .url()
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let web_port = web_port.rsplit_once(':').unwrap().1;
+    assert!(
+        stdout.lines().any(|l| l
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .ends_with(&format!(":{web_port}"))),
+        "{stdout}"
+    );
+}
