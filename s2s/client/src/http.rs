@@ -381,6 +381,16 @@ impl HttpSend {
     }
 }
 
+impl Drop for HttpSend {
+    fn drop(&mut self) {
+        // Cut an unfinished upload off mid-body (instead of ending it cleanly), so NiFi can
+        // never take a dropped transaction's FlowFiles as complete; `OpenTx` then cancels.
+        if let Some(post) = self.post.take() {
+            post.abort();
+        }
+    }
+}
+
 /// The HTTP half of a RECEIVE transaction: `GET …/flow-files` read incrementally.
 #[derive(Debug)]
 pub(crate) struct HttpReceive {

@@ -441,3 +441,43 @@ async fn http_through_authenticating_proxy() {
     assert!(err.to_string().contains("407"), "{err}");
     pair.delete().await.unwrap();
 }
+
+/// A dropped HTTP SEND (mid-upload) and a dropped HTTP RECEIVE commit nothing: NiFi queues
+/// nothing from the first and redelivers everything of the second.
+#[tokio::test]
+async fn http_dropped_transactions_roll_back() {
+    let nifi = nifi_or_skip!();
+    let pair = nifi.port_pair("http-drop").await.unwrap();
+    let c = http_client(&nifi, false).build().unwrap();
+    let mut tx = c.send_transaction(pair.input.name()).await.unwrap();
+    for ff in flowfiles(3, "dropped") {
+        tx.send(ff).await.unwrap();
+    }
+    drop(tx);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(pair.output.queued_count().await.unwrap(), 0);
+
+    let sent = flowfiles(3, "kept");
+    c.send_batch(pair.input.name(), sent).await.unwrap();
+    pair.output.wait_for_queued(3, WAIT).await.unwrap();
+    let mut rx = c.receive(pair.output.name()).await.unwrap();
+    assert!(rx.next().await.unwrap().is_some());
+    drop(rx);
+    // NiFi gets the cancel and puts the FlowFiles back.
+    pair.output.wait_for_queued(3, WAIT).await.unwrap();
+    let mut got = 0;
+    for _ in 0..10 {
+        let mut rx = c.receive(pair.output.name()).await.unwrap();
+        let mut n = 0;
+        while rx.next().await.unwrap().is_some() {
+            n += 1;
+        }
+        rx.confirm().await.unwrap();
+        got += n;
+        if n == 0 || got >= 3 {
+            break;
+        }
+    }
+    assert_eq!(got, 3, "everything redelivered, exactly once");
+    pair.delete().await.unwrap();
+}
