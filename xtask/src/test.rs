@@ -30,6 +30,9 @@ pub(crate) struct TestArgs {
     /// Skip the headless-Chromium tests of the wasm client.
     #[arg(long)]
     skip_browser: bool,
+    /// Do not start the NiFi 2.x side instance (its e2e tests then skip outside CI, fail in CI).
+    #[arg(long)]
+    skip_2x: bool,
     /// Leave the NiFi this run started running afterwards.
     #[arg(long)]
     keep_nifi: bool,
@@ -83,15 +86,25 @@ fn nifi_env() -> Result<Vec<(String, String)>> {
         .collect())
 }
 
+/// The 2.x lane: a second, side instance on the Temurin 25 JDK that the 2.x e2e tests find through
+/// its own state file (`target/nifi/<version>/nifi.env`).
+const NIFI_2X: &str = "2.3.0";
+
 /// Stops the NiFi that this run started, on every exit path.
 struct NifiGuard {
     started_here: bool,
+    /// `Some(version)` for a side instance: stopped with `nifi down --version`.
+    version: Option<&'static str>,
 }
 
 impl Drop for NifiGuard {
     fn drop(&mut self) {
         if self.started_here {
-            match xtask(&["nifi", "down"]).map(|mut c| run(&mut c)) {
+            let mut args = vec!["nifi", "down"];
+            if let Some(v) = self.version {
+                args.extend(["--version", v]);
+            }
+            match xtask(&args).map(|mut c| run(&mut c)) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) | Err(e) => eprintln!("warning: stopping NiFi failed: {e:#}"),
             }
@@ -137,12 +150,33 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
             .is_ok_and(|s| s.success());
     let _guard = NifiGuard {
         started_here: !user_nifi && !already_up && !args.keep_nifi,
+        version: None,
     };
     let mut e2e_env: Vec<(String, String)> = Vec::new();
     if !user_nifi {
         run(&mut xtask(&["nifi", "up"])?)?;
         e2e_env = nifi_env()?;
     }
+    // The 2.x lane runs beside it (unless the user brought their own NiFi): the 2.x e2e tests
+    // (RAW and HTTP, send and receive, compression off and on) fail without it in CI.
+    let _guard_2x = if user_nifi || args.skip_2x {
+        None
+    } else {
+        let state = workspace_root().join(format!("target/nifi/{NIFI_2X}/nifi.env"));
+        // A state file left by `cargo xtask nifi up --version …` means someone else's instance.
+        let up_before = state.exists();
+        run(&mut xtask(&[
+            "nifi",
+            "up",
+            "--version",
+            NIFI_2X,
+            "--no-shared",
+        ])?)?;
+        Some(NifiGuard {
+            started_here: !up_before && !args.keep_nifi,
+            version: Some(NIFI_2X),
+        })
+    };
     // S2S_E2E=1 makes every e2e test fail (not skip) when NiFi is unreachable.
     e2e_env.push(("S2S_E2E".into(), "1".into()));
 
