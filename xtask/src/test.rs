@@ -179,6 +179,9 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
     };
     // S2S_E2E=1 makes every e2e test fail (not skip) when NiFi is unreachable.
     e2e_env.push(("S2S_E2E".into(), "1".into()));
+    if _guard_2x.is_some() {
+        e2e_env.push(("NIFI_2X_REQUIRED".into(), "1".into()));
+    }
 
     run(cargo()
         .args(["test", "--workspace", "--all-targets"])

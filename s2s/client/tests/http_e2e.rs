@@ -194,6 +194,14 @@ async fn raw_2_3_send_receive_compression_off_on() {
     }
 }
 
+/// The 2.x lane is required when `cargo xtask test` started it (`NIFI_2X_REQUIRED=1`), or in CI
+/// when no NiFi of the user's was given (`NIFI_URL`): a user pointing the tests at their own
+/// (e.g. dockerized) NiFi has no 2.x side instance, and those cells then skip with a message.
+fn lane_2x_required() -> bool {
+    std::env::var("NIFI_2X_REQUIRED").is_ok_and(|v| v == "1")
+        || (nifi_required() && std::env::var_os("NIFI_URL").is_none())
+}
+
 async fn nifi_2x() -> Option<Nifi> {
     let path = version_state_file("2.3.0");
     let inst = match read_state(&path) {
@@ -203,7 +211,7 @@ async fn nifi_2x() -> Option<Nifi> {
                 "no NiFi 2.3.0 side instance ({}: {other:?})",
                 path.display()
             );
-            assert!(!nifi_required(), "{why}");
+            assert!(!lane_2x_required(), "{why}");
             eprintln!("SKIPPED: {why}");
             return None;
         }
@@ -212,7 +220,7 @@ async fn nifi_2x() -> Option<Nifi> {
         Ok(n) => Some(n),
         Err(e) => {
             let why = format!("NiFi 2.3.0 at {} does not answer: {e}", inst.url);
-            assert!(!nifi_required(), "{why}");
+            assert!(!lane_2x_required(), "{why}");
             eprintln!("SKIPPED: {why}");
             None
         }

@@ -139,7 +139,7 @@ impl Default for Limits {
 
 /// Largest reservation made for content still in flight: large contents grow the buffer as
 /// bytes arrive instead of trusting the announced length up front.
-const CONTENT_RESERVE_CAP: usize = 4 * 1024 * 1024;
+pub(crate) const CONTENT_RESERVE_CAP: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 enum State {

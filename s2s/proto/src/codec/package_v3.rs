@@ -220,7 +220,7 @@ impl PackageV3Decoder {
                 State::Content { len } => {
                     let len = *len;
                     if buf.len() < len {
-                        buf.reserve((len - buf.len()).min(4 * 1024 * 1024));
+                        buf.reserve((len - buf.len()).min(super::flowfile::CONTENT_RESERVE_CAP));
                         return Ok(None);
                     }
                     let content = buf.split_to(len).freeze();
