@@ -161,8 +161,13 @@ impl Nifi {
         } else {
             format!("{url}/nifi")
         };
+        // No idle keep-alive pool: a test may sit for minutes between two REST calls, and NiFi's
+        // Jetty closes idle connections on its own clock. Reusing one that Jetty is closing at that
+        // instant fails the request with "connection closed before message completed" (it failed a
+        // CI run that way). A fresh loopback connection per call costs well under a millisecond.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|source| Error::Http {
                 method: "BUILD",
