@@ -54,12 +54,12 @@ async fn main() -> anyhow::Result<()> {
                     })
                     .collect();
                 loop {
-                    ws.send(Message::Binary(encode_batch(b as u64, &recs)))
+                    ws.send(Message::Binary(encode_batch(b as u64, &recs).unwrap()))
                         .await?;
                     let Some(Ok(Message::Binary(a))) = ws.next().await else {
                         anyhow::bail!("connection lost")
                     };
-                    let ack = Ack::decode(&a).ok_or_else(|| anyhow::anyhow!("bad ack"))?;
+                    let ack = Ack::decode(&a)?;
                     match ack.status {
                         AckStatus::Committed => break,
                         AckStatus::Retry => {

@@ -33,56 +33,46 @@ pub enum Reason {
 }
 
 impl Reason {
+    const ALL: [Self; 11] = [
+        Self::Ok,
+        Self::BadCrc,
+        Self::Malformed,
+        Self::Limit,
+        Self::DuplicateId,
+        Self::TooManyInflight,
+        Self::Backpressure,
+        Self::Unavailable,
+        Self::ShuttingDown,
+        Self::DestinationRejected,
+        Self::Internal,
+    ];
+
     /// The wire value of PROTOCOL.md §5.
     pub fn code(self) -> u16 {
+        use s2s_bridge_protocol::reason;
         match self {
-            Self::Ok => 0,
-            Self::BadCrc => 1,
-            Self::Malformed => 2,
-            Self::Limit => 3,
-            Self::DuplicateId => 4,
-            Self::TooManyInflight => 5,
-            Self::Backpressure => 6,
-            Self::Unavailable => 7,
-            Self::ShuttingDown => 8,
-            Self::DestinationRejected => 9,
-            Self::Internal => 10,
+            Self::Ok => reason::OK,
+            Self::BadCrc => reason::BAD_CRC,
+            Self::Malformed => reason::MALFORMED,
+            Self::Limit => reason::LIMIT,
+            Self::DuplicateId => reason::DUPLICATE_ID,
+            Self::TooManyInflight => reason::TOO_MANY_INFLIGHT,
+            Self::Backpressure => reason::BACKPRESSURE,
+            Self::Unavailable => reason::UNAVAILABLE,
+            Self::ShuttingDown => reason::SHUTTING_DOWN,
+            Self::DestinationRejected => reason::DESTINATION_REJECTED,
+            Self::Internal => reason::INTERNAL,
         }
     }
 
     /// Upper-case name used in JSON answers, logs and metric labels.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Ok => "OK",
-            Self::BadCrc => "BAD_CRC",
-            Self::Malformed => "MALFORMED",
-            Self::Limit => "LIMIT",
-            Self::DuplicateId => "DUPLICATE_ID",
-            Self::TooManyInflight => "TOO_MANY_INFLIGHT",
-            Self::Backpressure => "BACKPRESSURE",
-            Self::Unavailable => "UNAVAILABLE",
-            Self::ShuttingDown => "SHUTTING_DOWN",
-            Self::DestinationRejected => "DESTINATION_REJECTED",
-            Self::Internal => "INTERNAL",
-        }
+        s2s_bridge_protocol::reason::name(self.code())
     }
 
     /// Inverse of [`Reason::code`], for clients decoding acks.
     pub fn from_code(code: u16) -> Option<Self> {
-        Some(match code {
-            0 => Self::Ok,
-            1 => Self::BadCrc,
-            2 => Self::Malformed,
-            3 => Self::Limit,
-            4 => Self::DuplicateId,
-            5 => Self::TooManyInflight,
-            6 => Self::Backpressure,
-            7 => Self::Unavailable,
-            8 => Self::ShuttingDown,
-            9 => Self::DestinationRejected,
-            10 => Self::Internal,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|r| r.code() == code)
     }
 }
 

@@ -40,13 +40,16 @@ async fn ws_batch_is_acked_only_after_the_sink_committed() {
     assert_eq!((hello.version, hello.ack_mode.as_str()), (1, "nifi"));
     let records = vec![ff("a", "alpha"), ff("b", "")];
     let sent = Instant::now();
-    send(&mut ws, encode_batch(42, &records)).await;
+    send(&mut ws, encode_batch(42, &records).unwrap()).await;
     let a = ack(&mut ws).await;
     assert!(
         sent.elapsed() >= Duration::from_millis(300),
         "ack came before the sink's commit"
     );
-    assert_eq!((a.status, a.id, a.reason), (AckStatus::Committed, 42, 0));
+    assert_eq!(
+        (a.status, a.batch_id, a.reason),
+        (AckStatus::Committed, 42, 0)
+    );
     let got = sink.delivered();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].attribute("id"), Some("a"));
@@ -69,7 +72,8 @@ async fn ws_client_cannot_spoof_token_attributes() {
         encode_batch(
             1,
             &[ff("x", "y").with_attribute("client.name", "someone-else")],
-        ),
+        )
+        .unwrap(),
     )
     .await;
     assert_eq!(ack(&mut ws).await.status, AckStatus::Committed);
@@ -100,7 +104,7 @@ async fn ws_wrong_or_missing_token_is_closed_4401_and_first_message_auth_works()
         .expect("connect");
     send_text(&mut good, r#"{"type":"auth","token":"tok-1"}"#).await;
     hello(&mut good).await;
-    send(&mut good, encode_batch(1, &[ff("a", "b")])).await;
+    send(&mut good, encode_batch(1, &[ff("a", "b")]).unwrap()).await;
     assert_eq!(ack(&mut good).await.status, AckStatus::Committed);
     bridge.shutdown().await;
 }
@@ -158,49 +162,49 @@ async fn bad_crc_truncated_payload_and_limits_are_rejected_and_the_connection_ke
         .expect("connect");
     hello(&mut ws).await;
 
-    let mut bad_crc = encode_batch(1, &[ff("a", "b")]).to_vec();
+    let mut bad_crc = encode_batch(1, &[ff("a", "b")]).unwrap().to_vec();
     bad_crc[14] ^= 0xff;
     send(&mut ws, bad_crc).await;
     let a = ack(&mut ws).await;
     assert_eq!(
-        (a.status, a.id, a.reason()),
+        (a.status, a.batch_id, Reason::from_code(a.reason)),
         (AckStatus::Rejected, 1, Some(Reason::BadCrc))
     );
 
     // Header claims 2 FlowFiles, payload holds 1 (CRC fixed up so the decode is what fails).
-    let mut short = encode_batch(2, &[ff("a", "b")]).to_vec();
+    let mut short = encode_batch(2, &[ff("a", "b")]).unwrap().to_vec();
     short[13] = 2;
     send(&mut ws, short).await;
     let a = ack(&mut ws).await;
     assert_eq!(
-        (a.status, a.id, a.reason()),
+        (a.status, a.batch_id, Reason::from_code(a.reason)),
         (AckStatus::Rejected, 2, Some(Reason::Malformed))
     );
 
     // Payload cut in the middle of a FlowFile, CRC recomputed over what is left.
-    let full = encode_batch(3, &[ff("a", "bbbbbbbb")]);
+    let full = encode_batch(3, &[ff("a", "bbbbbbbb")]).unwrap();
     let mut cut = full[..full.len() - 3].to_vec();
     let crc = crc32fast::hash(&cut[BATCH_HEADER_LEN..]);
     cut[14..18].copy_from_slice(&crc.to_be_bytes());
     send(&mut ws, cut).await;
     let a = ack(&mut ws).await;
     assert_eq!(
-        (a.status, a.reason()),
+        (a.status, Reason::from_code(a.reason)),
         (AckStatus::Rejected, Some(Reason::Malformed))
     );
 
     let many = (0..6).fold(ff("m", "x"), |f, i| f.with_attribute(format!("k{i}"), "v"));
-    send(&mut ws, encode_batch(4, &[many])).await;
+    send(&mut ws, encode_batch(4, &[many]).unwrap()).await;
     let a = ack(&mut ws).await;
     assert_eq!(
-        (a.status, a.reason()),
+        (a.status, Reason::from_code(a.reason)),
         (AckStatus::Rejected, Some(Reason::Limit))
     );
     assert!(a.message.contains("max_attributes"), "{}", a.message);
 
-    send(&mut ws, encode_batch(5, &[ff("ok", "fine")])).await;
+    send(&mut ws, encode_batch(5, &[ff("ok", "fine")]).unwrap()).await;
     let a = ack(&mut ws).await;
-    assert_eq!((a.status, a.id), (AckStatus::Committed, 5));
+    assert_eq!((a.status, a.batch_id), (AckStatus::Committed, 5));
     assert_eq!(
         sink.delivered().len(),
         1,
@@ -226,14 +230,18 @@ async fn truncated_header_closes_1002_and_oversize_closes_1009_others_keep_worki
         .await
         .expect("connect");
     hello(&mut b).await;
-    send(&mut b, encode_batch(1, &[ff("big", &"x".repeat(10_000))])).await;
+    send(
+        &mut b,
+        encode_batch(1, &[ff("big", &"x".repeat(10_000))]).unwrap(),
+    )
+    .await;
     assert_eq!(close_code(&mut b).await, 1009);
 
     let mut c = connect(&bridge.ws_url(""), None, None)
         .await
         .expect("connect");
     hello(&mut c).await;
-    send(&mut c, encode_batch(7, &[ff("ok", "small")])).await;
+    send(&mut c, encode_batch(7, &[ff("ok", "small")]).unwrap()).await;
     assert_eq!(ack(&mut c).await.status, AckStatus::Committed);
     bridge.shutdown().await;
 }
@@ -247,10 +255,10 @@ async fn backpressure_becomes_retry_after_ack_429_and_503() {
         .await
         .expect("connect");
     hello(&mut ws).await;
-    send(&mut ws, encode_batch(9, &[ff("a", "b")])).await;
+    send(&mut ws, encode_batch(9, &[ff("a", "b")]).unwrap()).await;
     let a = ack(&mut ws).await;
     assert_eq!(
-        (a.status, a.reason()),
+        (a.status, Reason::from_code(a.reason)),
         (AckStatus::Retry, Some(Reason::Backpressure))
     );
     assert!(a.retry_after_ms > 0);
@@ -282,7 +290,7 @@ async fn backpressure_becomes_retry_after_ack_429_and_503() {
 
     // Once NiFi has room again, the same batch goes through.
     sink.set_mode(MemoryMode::Accept);
-    send(&mut ws, encode_batch(9, &[ff("a", "b")])).await;
+    send(&mut ws, encode_batch(9, &[ff("a", "b")]).unwrap()).await;
     assert_eq!(ack(&mut ws).await.status, AckStatus::Committed);
     assert_eq!(sink.delivered().len(), 1);
     bridge.shutdown().await;
@@ -577,7 +585,11 @@ async fn spool_mode_acks_while_nifi_is_down_and_drains_later() {
         .expect("connect");
     assert_eq!(hello(&mut ws).await.ack_mode, "spool");
     for i in 0..5u64 {
-        send(&mut ws, encode_batch(i, &[ff(&format!("s{i}"), "data")])).await;
+        send(
+            &mut ws,
+            encode_batch(i, &[ff(&format!("s{i}"), "data")]).unwrap(),
+        )
+        .await;
     }
     for _ in 0..5 {
         assert_eq!(ack(&mut ws).await.status, AckStatus::Committed);
@@ -641,11 +653,11 @@ async fn shutdown_answers_in_flight_batches_then_closes_1001() {
         .await
         .expect("connect");
     hello(&mut ws).await;
-    send(&mut ws, encode_batch(11, &[ff("late", "x")])).await;
+    send(&mut ws, encode_batch(11, &[ff("late", "x")]).unwrap()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stopping = tokio::spawn(bridge.shutdown());
     let a = ack(&mut ws).await;
-    assert_eq!((a.status, a.id), (AckStatus::Committed, 11));
+    assert_eq!((a.status, a.batch_id), (AckStatus::Committed, 11));
     assert_eq!(close_code(&mut ws).await, 1001);
     stopping.await.expect("shutdown");
     assert_eq!(sink.delivered().len(), 1);
@@ -667,7 +679,11 @@ async fn aggregates_batches_from_many_clients_into_few_transactions() {
         clients.push(ws);
     }
     for (i, ws) in clients.iter_mut().enumerate() {
-        send(ws, encode_batch(i as u64, &[ff(&format!("c{i}"), "x")])).await;
+        send(
+            ws,
+            encode_batch(i as u64, &[ff(&format!("c{i}"), "x")]).unwrap(),
+        )
+        .await;
     }
     for ws in &mut clients {
         assert_eq!(ack(ws).await.status, AckStatus::Committed);

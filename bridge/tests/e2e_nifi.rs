@@ -49,13 +49,13 @@ async fn websocket_batches_land_in_nifi_with_exact_attributes_and_acks_follow_co
             .with_attribute("empty.value", ""),
     ];
     let batch2 = vec![ff("ws-3", "")];
-    send(&mut ws, encode_batch(1, &batch1)).await;
-    send(&mut ws, encode_batch(2, &batch2)).await;
+    send(&mut ws, encode_batch(1, &batch1).unwrap()).await;
+    send(&mut ws, encode_batch(2, &batch2).unwrap()).await;
     let mut acked = BTreeSet::new();
     for _ in 0..2 {
         let a = ack(&mut ws).await;
         assert_eq!(a.status, AckStatus::Committed, "{a:?}");
-        acked.insert(a.id);
+        acked.insert(a.batch_id);
         // Acked only after NiFi's commit: what was acked is already queued in NiFi.
         let expected =
             if acked.contains(&1) { 2 } else { 0 } + if acked.contains(&2) { 1 } else { 0 };
@@ -63,7 +63,7 @@ async fn websocket_batches_land_in_nifi_with_exact_attributes_and_acks_follow_co
         assert!(
             queued >= expected,
             "ack for batch {} arrived before NiFi had it ({queued} queued)",
-            a.id
+            a.batch_id
         );
     }
     assert_eq!(acked, BTreeSet::from([1, 2]));
@@ -165,14 +165,14 @@ async fn full_nifi_queue_turns_into_retry_after_and_429_then_recovers() {
         .await
         .expect("connect");
     hello(&mut ws).await;
-    send(&mut ws, encode_batch(1, &[ff("bp-1", "first")])).await;
+    send(&mut ws, encode_batch(1, &[ff("bp-1", "first")]).unwrap()).await;
     assert_eq!(ack(&mut ws).await.status, AckStatus::Committed);
     port.wait_for_queued(1, WAIT).await.expect("queued");
     // The connection is now at its threshold: NiFi refuses more with PORTS_DESTINATION_FULL.
-    send(&mut ws, encode_batch(2, &[ff("bp-2", "second")])).await;
+    send(&mut ws, encode_batch(2, &[ff("bp-2", "second")]).unwrap()).await;
     let a = ack(&mut ws).await;
     assert_eq!(
-        (a.status, a.reason()),
+        (a.status, Reason::from_code(a.reason)),
         (AckStatus::Retry, Some(Reason::Backpressure)),
         "{a:?}"
     );
@@ -189,7 +189,7 @@ async fn full_nifi_queue_turns_into_retry_after_and_429_then_recovers() {
     port.drain().await.expect("drain");
     let deadline = Instant::now() + WAIT;
     loop {
-        send(&mut ws, encode_batch(2, &[ff("bp-2", "second")])).await;
+        send(&mut ws, encode_batch(2, &[ff("bp-2", "second")]).unwrap()).await;
         let a = ack(&mut ws).await;
         if a.status == AckStatus::Committed {
             break;
@@ -223,7 +223,7 @@ async fn spool_fills_while_port_is_stopped_and_drains_when_it_starts() {
         let recs: Vec<_> = (0..4)
             .map(|i| ff(&format!("sp-{b}-{i}"), "spooled"))
             .collect();
-        send(&mut ws, encode_batch(b, &recs)).await;
+        send(&mut ws, encode_batch(b, &recs).unwrap()).await;
     }
     for _ in 0..5 {
         assert_eq!(ack(&mut ws).await.status, AckStatus::Committed);
@@ -320,12 +320,12 @@ async fn spool_survives_kill_9_and_every_acked_record_arrives() {
     for b in 0..12u64 {
         let ids: Vec<String> = (0..8).map(|i| format!("k-{b}-{i}")).collect();
         let recs: Vec<_> = ids.iter().map(|id| ff(id, "kill -9 me")).collect();
-        send(&mut ws, encode_batch(b, &recs)).await;
+        send(&mut ws, encode_batch(b, &recs).unwrap()).await;
         sent.insert(b, ids);
         if b < 10 {
             let a = ack(&mut ws).await;
             assert_eq!(a.status, AckStatus::Committed);
-            acked_ids.extend(sent[&a.id].iter().cloned());
+            acked_ids.extend(sent[&a.batch_id].iter().cloned());
         }
     }
     // SIGKILL with the last batches possibly unacked: no shutdown, no flush.

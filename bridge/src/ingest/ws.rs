@@ -15,7 +15,7 @@ use crate::auth::{FixedAttributes, presented_token};
 use crate::codec::{self, DecodeError};
 use crate::config::AckMode;
 use crate::limits::apply_fixed_attributes;
-use crate::protocol::{Ack, AuthMessage, BatchHeader, Hello, SUBPROTOCOL_V1, TYPE_BATCH, close};
+use crate::protocol::{self, Auth, BatchHeader, Hello, SUBPROTOCOL_V1, TYPE_BATCH, close};
 use crate::record::{Outcome, Reason};
 use crate::server::AppState;
 
@@ -100,20 +100,21 @@ impl Conn {
         };
         let limits = &self.st.cfg.limits;
         let hello = Hello {
-            kind: "hello".into(),
             version: 1,
             ack_mode: match self.st.cfg.ack {
                 AckMode::Nifi => "nifi".into(),
                 AckMode::Spool => "spool".into(),
             },
-            max_message_bytes: limits.max_message_bytes,
-            max_records: limits.max_records,
-            max_attributes: limits.max_attributes,
-            max_attribute_bytes: limits.max_attribute_bytes,
-            max_content_bytes: limits.max_content_bytes,
-            max_inflight: limits.max_inflight,
-        };
-        let hello = serde_json::to_string(&hello).unwrap_or_default();
+            limits: protocol::Limits {
+                max_message_bytes: limits.max_message_bytes,
+                max_records: limits.max_records,
+                max_attributes: limits.max_attributes,
+                max_attribute_bytes: limits.max_attribute_bytes,
+                max_content_bytes: limits.max_content_bytes,
+                max_inflight: limits.max_inflight,
+            },
+        }
+        .to_json();
         if self.socket.send(Message::Text(hello.into())).await.is_err() {
             return;
         }
@@ -142,7 +143,7 @@ impl Conn {
                     .await;
                 return None;
             }
-            Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<AuthMessage>(t.as_str()).ok(),
+            Ok(Some(Ok(Message::Text(t)))) => Auth::from_json(t.as_str()),
             Ok(Some(Ok(Message::Binary(_)))) => {
                 self.reject_log("PROTOCOL_ERROR", "batch before hello");
                 self.close(
@@ -154,10 +155,7 @@ impl Conn {
             }
             Ok(_) => None,
         };
-        match msg
-            .filter(|m| m.kind == "auth")
-            .and_then(|m| self.st.auth.check(Some(&m.token)))
-        {
+        match msg.and_then(|m| self.st.auth.check(Some(&m.token))) {
             Some(a) => Some(a),
             None => {
                 self.reject_log("UNAUTHORIZED", "missing or bad auth message");
@@ -168,7 +166,7 @@ impl Conn {
     }
 
     async fn send_ack(&mut self, id: u64, outcome: &Outcome) -> bool {
-        let ack = Ack::from_outcome(id, outcome).encode();
+        let ack = protocol::ack_for(id, outcome).encode();
         self.socket.send(Message::Binary(ack)).await.is_ok()
     }
 
@@ -221,7 +219,7 @@ impl Conn {
                             }
                         }
                         Some(Ok(Message::Text(t))) => {
-                            let is_auth = serde_json::from_str::<AuthMessage>(t.as_str()).is_ok_and(|m| m.kind == "auth");
+                            let is_auth = Auth::from_json(t.as_str()).is_some();
                             if is_auth && !self.st.auth.enabled() {
                                 continue;
                             }

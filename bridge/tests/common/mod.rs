@@ -100,7 +100,7 @@ pub async fn next(ws: &mut Ws) -> Message {
 
 pub async fn hello(ws: &mut Ws) -> Hello {
     match next(ws).await {
-        Message::Text(t) => serde_json::from_str(t.as_str()).expect("hello JSON"),
+        Message::Text(t) => Hello::from_json(t.as_str()).expect("hello JSON"),
         other => panic!("expected hello, got {other:?}"),
     }
 }

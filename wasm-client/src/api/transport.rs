@@ -132,7 +132,10 @@ impl Connection {
             conn.wait_until(deadline, "connecting").await?;
         }
         if let Some(token) = token {
-            let auth = serde_json::json!({ "type": "auth", "token": token }).to_string();
+            let auth = s2s_bridge_protocol::Auth {
+                token: token.to_owned(),
+            }
+            .to_json();
             conn.ws
                 .send_with_str(&auth)
                 .map_err(|e| Error::Connection(crate::api::error::describe(&e)))?;
