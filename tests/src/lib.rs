@@ -43,6 +43,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod certs;
 mod error;
 pub mod java_reference;
 pub mod provision;
@@ -100,6 +101,9 @@ struct Inner {
     raw_port: Option<u16>,
     version: String,
     root_id: String,
+    /// Secured NiFi: the test PKI, and the id of the kit's own user (the client certificate's DN),
+    /// which every port this kit creates is authorized for.
+    tls: Option<(certs::TlsFiles, String)>,
 }
 
 impl fmt::Debug for Nifi {
@@ -155,33 +159,87 @@ impl Nifi {
     /// Connects to the NiFi at `url` (`http://host:port/nifi`; the REST API is `{url}-api`). When
     /// `raw_port` is `None`, it is taken from NiFi's `/site-to-site` answer (if RAW S2S is enabled).
     pub async fn connect(url: &str, raw_port: Option<u16>) -> Result<Self> {
+        Self::connect_with(url, raw_port, None).await
+    }
+
+    /// Connects to the instance recorded in a state file (plain or secured).
+    pub async fn from_state(inst: &provision::Instance) -> Result<Self> {
+        Self::connect_with(&inst.url, inst.raw_port, inst.tls.as_ref()).await
+    }
+
+    /// Connects to the **secured** instance of `version` started by
+    /// `cargo xtask nifi up --secure --version V` (state in `target/nifi/<V>-secure/nifi.env`).
+    ///
+    /// Errors with [`Error::NotAvailable`] when that state file is missing or its NiFi does not
+    /// answer (callers decide whether that skips or fails, e.g. on `NIFI_SECURE_REQUIRED=1`).
+    pub async fn secured(version: &str) -> Result<Self> {
+        let path = provision::secure_state_file(version);
+        let Some(inst) = provision::read_state(&path)? else {
+            return Err(Error::NotAvailable(format!(
+                "no secured NiFi {version}: {} does not exist (run `cargo xtask nifi up --secure --version {version}`)",
+                path.display()
+            )));
+        };
+        if inst.tls.is_none() {
+            return Err(Error::Unexpected(format!(
+                "{} has no NIFI_TLS_* entries",
+                path.display()
+            )));
+        }
+        Self::from_state(&inst).await.map_err(|e| {
+            Error::NotAvailable(format!(
+                "{} points to {}, which does not answer: {e}",
+                path.display(),
+                inst.url
+            ))
+        })
+    }
+
+    /// [`Nifi::connect`], over mutual TLS when `tls` is given: the REST client trusts only the test
+    /// CA and presents the authorized client certificate, and the kit grants its own user (the
+    /// certificate's DN) what tests need, through NiFi's policy API: "retrieve site-to-site
+    /// details", view/modify the root process group and its data (create ports, list and drop
+    /// queues), and on every port it creates "receive/send data via site-to-site".
+    pub async fn connect_with(
+        url: &str,
+        raw_port: Option<u16>,
+        tls: Option<&certs::TlsFiles>,
+    ) -> Result<Self> {
         let url = url.trim_end_matches('/').to_owned();
         let url = if url.ends_with("/nifi") {
             url
         } else {
             format!("{url}/nifi")
         };
-        // No idle keep-alive pool: a test may sit for minutes between two REST calls, and NiFi's
-        // Jetty closes idle connections on its own clock. Reusing one that Jetty is closing at that
-        // instant fails the request with "connection closed before message completed" (it failed a
-        // CI run that way). A fresh loopback connection per call costs well under a millisecond.
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(0)
-            .build()
-            .map_err(|source| Error::Http {
-                method: "BUILD",
-                url: url.clone(),
-                source,
-            })?;
+        // No idle keep-alive pool (see `provision::rest_client`).
+        let http = provision::rest_client(tls)?;
         let api = format!("{url}-api");
         let about = get(&http, &format!("{api}/flow/about")).await?;
         let version = about["about"]["version"]
             .as_str()
             .unwrap_or("unknown")
             .to_owned();
-        let root = get(&http, &format!("{api}/process-groups/root")).await?;
-        let root_id = str_field(&root, "id")?;
+        // The flow endpoint (not /process-groups/root): it only needs "view the user interface",
+        // which a fresh secured NiFi's initial admin has, while its root group policies may not
+        // exist yet.
+        let root = get(&http, &format!("{api}/flow/process-groups/root")).await?;
+        let root_id = str_field_of(&root["processGroupFlow"], "id")?;
+        let tls = match tls {
+            None => None,
+            Some(t) => {
+                let user = self_user_id(&http, &api).await?;
+                for (action, resource) in [
+                    ("read", "/site-to-site".to_owned()),
+                    ("read", format!("/process-groups/{root_id}")),
+                    ("write", format!("/process-groups/{root_id}")),
+                    ("read", format!("/data/process-groups/{root_id}")),
+                    ("write", format!("/data/process-groups/{root_id}")),
+                ] {
+                    grant_policy(&http, &api, action, &resource, &user).await?;
+                }
+                Some((t.clone(), user))
+            }
+        };
         let raw_port = match raw_port {
             Some(p) => Some(p),
             None => {
@@ -199,8 +257,35 @@ impl Nifi {
                 raw_port,
                 version,
                 root_id,
+                tls,
             }),
         })
+    }
+
+    /// The test PKI of a secured NiFi (`None` for a plain one).
+    pub fn tls(&self) -> Option<&certs::TlsFiles> {
+        self.inner.tls.as_ref().map(|(t, _)| t)
+    }
+
+    /// Grants `user_id` the policy `action` (`read`/`write`) on `resource` (e.g. `/site-to-site`),
+    /// creating the policy if NiFi has none for exactly that resource.
+    pub async fn grant(&self, action: &str, resource: &str, user_id: &str) -> Result<()> {
+        grant_policy(&self.inner.http, &self.inner.api, action, resource, user_id).await
+    }
+
+    /// On a secured NiFi, authorizes the kit's user for S2S on a port: "receive data via
+    /// site-to-site" (`/data-transfer/input-ports/{id}`) or "send data via site-to-site"
+    /// (`/data-transfer/output-ports/{id}`). Nothing to do on a plain NiFi.
+    async fn authorize_port(&self, kind: PortKind, id: &str) -> Result<()> {
+        if let Some((_, user)) = &self.inner.tls {
+            self.grant(
+                "write",
+                &format!("/data-transfer/{}/{id}", kind.path()),
+                user,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Base URL, e.g. `http://127.0.0.1:8080/nifi`: what S2S clients are configured with.
@@ -274,6 +359,7 @@ impl Nifi {
         let conn = self
             .connect_components(&port_id, "INPUT_PORT", &funnel_id, "FUNNEL")
             .await?;
+        self.authorize_port(PortKind::Input, &port_id).await?;
         let port = Port {
             nifi: self.clone(),
             name: name.to_owned(),
@@ -317,6 +403,8 @@ impl Nifi {
         let conn = self
             .connect_components(&in_id, "INPUT_PORT", &out_id, "OUTPUT_PORT")
             .await?;
+        self.authorize_port(PortKind::Input, &in_id).await?;
+        self.authorize_port(PortKind::Output, &out_id).await?;
         let pair = PortPair {
             input: Port {
                 nifi: self.clone(),
@@ -909,4 +997,88 @@ async fn request(
 
 async fn get(http: &reqwest::Client, url: &str) -> Result<Value> {
     request(http, reqwest::Method::GET, url, None).await
+}
+
+/// The user id of the identity this client authenticates as (`/flow/current-user`), looked up in
+/// `/tenants/users`.
+async fn self_user_id(http: &reqwest::Client, api: &str) -> Result<String> {
+    let me = get(http, &format!("{api}/flow/current-user")).await?;
+    let identity = str_field_of(&me, "identity")?;
+    let users = get(http, &format!("{api}/tenants/users")).await?;
+    users["users"]
+        .as_array()
+        .and_then(|us| {
+            us.iter()
+                .find(|u| u["component"]["identity"] == identity.as_str())
+        })
+        .and_then(|u| u["id"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Error::Unexpected(format!(
+                "NiFi knows no user {identity:?} (the kit's own certificate DN)"
+            ))
+        })
+}
+
+/// Adds `user_id` to the policy `action` on exactly `resource`, creating it if needed.
+///
+/// `GET /policies/{action}{resource}` answers 404 when no policy exists for exactly that resource
+/// (the UI then shows the inherited one); a policy found for another resource is treated the same.
+async fn grant_policy(
+    http: &reqwest::Client,
+    api: &str,
+    action: &str,
+    resource: &str,
+    user_id: &str,
+) -> Result<()> {
+    let found = match get(http, &format!("{api}/policies/{action}{resource}")).await {
+        Ok(p) if p["component"]["resource"] == resource => Some(p),
+        Ok(_) | Err(Error::Status { status: 404, .. }) => None,
+        Err(e) => return Err(e),
+    };
+    match found {
+        None => {
+            request(
+                http,
+                reqwest::Method::POST,
+                &format!("{api}/policies"),
+                Some(&json!({"revision": rev0(), "component": {
+                    "action": action, "resource": resource,
+                    "users": [{"id": user_id}], "userGroups": []}})),
+            )
+            .await?;
+        }
+        Some(p) => {
+            let c = &p["component"];
+            let mut users: Vec<Value> = c["users"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|u| u["id"].as_str().map(|id| json!({"id": id})))
+                .collect();
+            if users.iter().any(|u| u["id"] == user_id) {
+                return Ok(());
+            }
+            users.push(json!({"id": user_id}));
+            let groups: Vec<Value> = c["userGroups"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|g| g["id"].as_str().map(|id| json!({"id": id})))
+                .collect();
+            let id = str_field(&p, "id")?;
+            request(
+                http,
+                reqwest::Method::PUT,
+                &format!("{api}/policies/{id}"),
+                Some(&json!({"revision": revision(&p), "component": {
+                    "id": id, "action": action, "resource": resource,
+                    "users": users, "userGroups": groups}})),
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::certs::{self, TlsFiles};
 
 /// The NiFi version `cargo xtask nifi up` provisions by default.
 ///
@@ -64,6 +65,9 @@ pub struct Instance {
     pub version: String,
     /// NiFi home directory (absent for a NiFi this kit did not start).
     pub home: Option<PathBuf>,
+    /// For a secured NiFi: the test PKI (CA, client identities, stores) the kit generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
 }
 
 impl Instance {
@@ -80,6 +84,16 @@ impl Instance {
         if let Some(h) = &self.home {
             let _ = writeln!(s, "NIFI_HOME={}", h.display());
         }
+        if let Some(t) = &self.tls {
+            for (k, v) in tls_env(t) {
+                // Single quotes keep DNs (`CN=…, OU=…`) one value when the file is `source`d.
+                if v.contains([' ', ',', '\'', '"', '$']) {
+                    let _ = writeln!(s, "{k}='{}'", v.replace('\'', "'\\''"));
+                } else {
+                    let _ = writeln!(s, "{k}={v}");
+                }
+            }
+        }
         s
     }
 
@@ -92,22 +106,36 @@ impl Instance {
             pid: None,
             version: String::new(),
             home: None,
+            tls: None,
         };
+        let mut tls = Vec::new();
         for line in text.lines() {
             let Some((k, v)) = line.split_once('=') else {
                 continue;
             };
             let v = v.trim();
+            let unquoted;
+            let v = match v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+                Some(inner) => {
+                    unquoted = inner.replace("'\\''", "'");
+                    unquoted.as_str()
+                }
+                None => v,
+            };
             match k.trim() {
                 "NIFI_URL" => url = Some(v.to_owned()),
                 "NIFI_RAW_PORT" => inst.raw_port = v.parse().ok(),
                 "NIFI_PID" => inst.pid = v.parse().ok(),
                 "NIFI_VERSION" => inst.version = v.to_owned(),
                 "NIFI_HOME" => inst.home = Some(PathBuf::from(v)),
+                k if k.starts_with("NIFI_TLS_") => tls.push((k.to_owned(), v.to_owned())),
                 _ => {}
             }
         }
         inst.url = url.ok_or_else(|| Error::Provision("state file has no NIFI_URL".into()))?;
+        if !tls.is_empty() {
+            inst.tls = Some(tls_from_env(&tls)?);
+        }
         Ok(inst)
     }
 
@@ -115,6 +143,88 @@ impl Instance {
     pub fn process_alive(&self) -> bool {
         self.pid.is_some_and(is_nifi_process)
     }
+}
+
+/// The `NIFI_TLS_*` lines of a secured instance's state file.
+fn tls_env(t: &TlsFiles) -> Vec<(&'static str, String)> {
+    let p = |p: &Path| p.display().to_string();
+    vec![
+        ("NIFI_TLS_CA", p(&t.ca)),
+        ("NIFI_TLS_CLIENT_CERT", p(&t.client_cert)),
+        ("NIFI_TLS_CLIENT_KEY", p(&t.client_key)),
+        ("NIFI_TLS_CLIENT_P12", p(&t.client_p12)),
+        (
+            "NIFI_TLS_CLIENT_P12_PASSWORD",
+            t.client_p12_password.clone(),
+        ),
+        ("NIFI_TLS_CLIENT_DN", t.client_dn.clone()),
+        ("NIFI_TLS_OTHER_CERT", p(&t.other_cert)),
+        ("NIFI_TLS_OTHER_KEY", p(&t.other_key)),
+        ("NIFI_TLS_OTHER_DN", t.other_dn.clone()),
+        ("NIFI_TLS_ROGUE_CA", p(&t.rogue_ca)),
+        ("NIFI_TLS_ROGUE_CLIENT_CERT", p(&t.rogue_client_cert)),
+        ("NIFI_TLS_ROGUE_CLIENT_KEY", p(&t.rogue_client_key)),
+        ("NIFI_TLS_KEYSTORE", p(&t.keystore)),
+        ("NIFI_TLS_TRUSTSTORE", p(&t.truststore)),
+        ("NIFI_TLS_STORE_PASSWORD", t.store_password.clone()),
+    ]
+}
+
+fn tls_from_env(kv: &[(String, String)]) -> Result<TlsFiles, Error> {
+    let get = |k: &str| {
+        kv.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| Error::Provision(format!("state file has NIFI_TLS_* but no {k}")))
+    };
+    let path = |k: &str| get(k).map(PathBuf::from);
+    Ok(TlsFiles {
+        ca: path("NIFI_TLS_CA")?,
+        client_cert: path("NIFI_TLS_CLIENT_CERT")?,
+        client_key: path("NIFI_TLS_CLIENT_KEY")?,
+        client_p12: path("NIFI_TLS_CLIENT_P12")?,
+        client_p12_password: get("NIFI_TLS_CLIENT_P12_PASSWORD")?,
+        client_dn: get("NIFI_TLS_CLIENT_DN")?,
+        other_cert: path("NIFI_TLS_OTHER_CERT")?,
+        other_key: path("NIFI_TLS_OTHER_KEY")?,
+        other_dn: get("NIFI_TLS_OTHER_DN")?,
+        rogue_ca: path("NIFI_TLS_ROGUE_CA")?,
+        rogue_client_cert: path("NIFI_TLS_ROGUE_CLIENT_CERT")?,
+        rogue_client_key: path("NIFI_TLS_ROGUE_CLIENT_KEY")?,
+        keystore: path("NIFI_TLS_KEYSTORE")?,
+        truststore: path("NIFI_TLS_TRUSTSTORE")?,
+        store_password: get("NIFI_TLS_STORE_PASSWORD")?,
+    })
+}
+
+/// A reqwest client for NiFi's REST API: plain for an unsecured NiFi; for a secured one it trusts
+/// only the test CA and presents the authorized client certificate (rustls, no OpenSSL).
+pub fn rest_client(tls: Option<&TlsFiles>) -> Result<reqwest::Client, Error> {
+    // No idle keep-alive pool: a test may sit for minutes between two REST calls, and NiFi's
+    // Jetty closes idle connections on its own clock. Reusing one that Jetty is closing at that
+    // instant fails the request with "connection closed before message completed" (it failed a
+    // CI run that way). A fresh loopback connection per call costs well under a millisecond
+    // (a TLS handshake on loopback: a few milliseconds).
+    let mut b = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0);
+    if let Some(t) = tls {
+        let read =
+            |p: &Path| fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e));
+        let ca = reqwest::Certificate::from_pem(&read(&t.ca)?)
+            .map_err(|e| Error::Provision(format!("CA {}: {e}", t.ca.display())))?;
+        let mut pem = read(&t.client_cert)?;
+        pem.extend_from_slice(&read(&t.client_key)?);
+        let id = reqwest::Identity::from_pem(&pem)
+            .map_err(|e| Error::Provision(format!("client identity: {e}")))?;
+        b = b
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .identity(id);
+    }
+    b.build()
+        .map_err(|e| Error::Provision(format!("building the REST client: {e}")))
 }
 
 /// The workspace root: `git rev-parse --show-toplevel` from this crate, else the parent of this
@@ -156,6 +266,23 @@ pub fn state_file() -> PathBuf {
 /// The state file of one version's instance, `target/nifi/<version>/nifi.env`.
 pub fn version_state_file(version: &str) -> PathBuf {
     nifi_dir().join(version).join("nifi.env")
+}
+
+/// The home (and state) directory name of an instance: `<version>` or `<version>-secure`.
+pub fn instance_name(version: &str, secure: bool) -> String {
+    if secure {
+        format!("{version}-secure")
+    } else {
+        version.to_owned()
+    }
+}
+
+/// The state file of one version's **secured** instance, `target/nifi/<version>-secure/nifi.env`
+/// (never the shared `nifi.env`: tests that expect a plain NiFi must not find a secured one).
+pub fn secure_state_file(version: &str) -> PathBuf {
+    nifi_dir()
+        .join(instance_name(version, true))
+        .join("nifi.env")
 }
 
 /// The download cache: `$NIFI_S2S_CACHE`, else `~/.cache/nifi-s2s`. Maven's local repository is
@@ -552,6 +679,85 @@ pub fn fetch(version: &str) -> Result<PathBuf, Error> {
     Ok(dist)
 }
 
+/// NiFi 1.x loads its property-protection implementations from `lib/properties/` (relative to its
+/// working directory) whenever it reads `authorizers.xml`, i.e. only when secured; without them
+/// startup fails with "No implementations found [ProtectionSchemeResolver]". The factory refers to
+/// every provider class (else `NoClassDefFoundError: AwsKmsSensitivePropertyProvider`), but no cloud
+/// SDK is touched while no property is protected, so the provider jars are taken without their
+/// dependencies.
+fn secure_extras(version: &str) -> Vec<Coord> {
+    if !version.starts_with("1.") {
+        return Vec::new();
+    }
+    let mut v: Vec<Coord> = [
+        "nifi-property-protection-factory",
+        "nifi-property-protection-shared",
+        "nifi-property-protection-cipher",
+        "nifi-property-protection-aws",
+        "nifi-property-protection-azure",
+        "nifi-property-protection-gcp",
+        "nifi-property-protection-hashicorp",
+    ]
+    .into_iter()
+    .map(|a| Coord::new(GROUP, a, version))
+    .collect();
+    v.push(Coord::new("commons-codec", "commons-codec", "1.15"));
+    v
+}
+
+/// Downloads (once) the extra jars a secured home of `version` needs into
+/// `<cache>/dist/<version>-secure-extras/lib/properties/`; `None` when the version needs none.
+pub fn fetch_secure_extras(version: &str) -> Result<Option<PathBuf>, Error> {
+    let extras = secure_extras(version);
+    if extras.is_empty() {
+        return Ok(None);
+    }
+    let cache = cache_dir();
+    let dist = cache.join("dist").join(format!("{version}-secure-extras"));
+    if dist.join(".complete").is_file() {
+        return Ok(Some(dist));
+    }
+    let build = cache.join("build").join(format!("{version}-secure-extras"));
+    for d in [&build, &dist] {
+        if d.exists() {
+            fs::remove_dir_all(d).map_err(|e| Error::io(format!("cleaning {}", d.display()), e))?;
+        }
+        fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+    }
+    let exec = copy_execution(
+        "properties",
+        "copy",
+        &dist.join("lib").join("properties"),
+        &extras,
+    );
+    let pom = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<!-- Generated by nifi-testkit (provision.rs): extra jars of a secured NiFi {version}; do not edit. -->
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>nifi-s2s.provision</groupId>
+  <artifactId>nifi-secure-extras</artifactId>
+  <version>{version}</version>
+  <packaging>pom</packaging>
+  <build><plugins><plugin>
+    <groupId>org.apache.maven.plugins</groupId>
+    <artifactId>maven-dependency-plugin</artifactId>
+    <version>{DEPENDENCY_PLUGIN}</version>
+    <configuration><markersDirectory>{markers}</markersDirectory></configuration>
+    <executions>
+{exec}    </executions>
+  </plugin></plugins></build>
+</project>
+"#,
+        markers = build.join("markers").display(),
+    );
+    fs::write(build.join("pom.xml"), pom).map_err(|e| Error::io("writing the extras pom", e))?;
+    run_maven(&build, &["validate"])?;
+    fs::write(dist.join(".complete"), "")
+        .map_err(|e| Error::io("marking the extras download complete", e))?;
+    Ok(Some(dist))
+}
+
 fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
     fs::create_dir_all(to).map_err(|e| Error::io(format!("creating {}", to.display()), e))?;
     let entries =
@@ -577,7 +783,12 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
 /// Lays out (or refreshes) the NiFi home `target/nifi/<version>/` from the downloaded artifacts, with
 /// an empty flow and empty repositories; keeps `work/nar` (the unpacked NARs) so warm starts are fast.
 pub fn assemble(version: &str, dist: &Path) -> Result<PathBuf, Error> {
-    let home = nifi_dir().join(version);
+    assemble_into(&nifi_dir().join(version), dist)
+}
+
+/// [`assemble`] into an explicit home directory (e.g. `target/nifi/<version>-secure`).
+pub fn assemble_into(home: &Path, dist: &Path) -> Result<PathBuf, Error> {
+    let home = home.to_path_buf();
     let t = Instant::now();
     for stale in [
         "flowfile_repository",
@@ -589,6 +800,7 @@ pub fn assemble(version: &str, dist: &Path) -> Result<PathBuf, Error> {
         "logs",
         "conf",
         "lib",
+        "tls",
     ] {
         let p = home.join(stale);
         if p.exists() {
@@ -682,7 +894,17 @@ fn set_properties(text: &str, overrides: &[(&str, String)]) -> String {
 
 /// Writes `conf/nifi.properties`: HTTP only on 127.0.0.1, unsecured RAW and HTTP S2S, the advertised
 /// S2S host 127.0.0.1, no authorizer/login provider, no archive churn.
-pub fn configure(home: &Path, version: &str, ports: Ports) -> Result<(), Error> {
+///
+/// With `tls`: HTTPS only (the web port), RAW S2S over TLS (`nifi.remote.input.secure=true`), HTTP S2S
+/// over https, the generated PKCS#12 keystore/truststore, and `conf/authorizers.xml` with a
+/// file-based user group provider and access policy provider whose initial user and initial admin
+/// is the client certificate's DN.
+pub fn configure(
+    home: &Path,
+    version: &str,
+    ports: Ports,
+    tls: Option<&TlsFiles>,
+) -> Result<(), Error> {
     let path = home.join("conf").join("nifi.properties");
     let text = fs::read_to_string(&path)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
@@ -721,8 +943,81 @@ pub fn configure(home: &Path, version: &str, ports: Ports) -> Result<(), Error> 
     if version.starts_with("2.") {
         o.push(("nifi.flow.configuration.file", "./conf/flow.json.gz".into()));
     }
-    fs::write(&path, set_properties(&text, &o))
+    if let Some(t) = tls {
+        let abs = |p: &Path| p.display().to_string();
+        let pw = &t.store_password;
+        o.extend([
+            ("nifi.web.http.host", e()),
+            ("nifi.web.http.port", e()),
+            ("nifi.web.https.host", "127.0.0.1".into()),
+            ("nifi.web.https.port", ports.web.to_string()),
+            ("nifi.remote.input.secure", "true".into()),
+            ("nifi.security.keystore", abs(&t.keystore)),
+            ("nifi.security.keystoreType", "PKCS12".into()),
+            ("nifi.security.keystorePasswd", pw.clone()),
+            ("nifi.security.keyPasswd", pw.clone()),
+            ("nifi.security.truststore", abs(&t.truststore)),
+            ("nifi.security.truststoreType", "PKCS12".into()),
+            ("nifi.security.truststorePasswd", pw.clone()),
+            ("nifi.security.user.authorizer", "managed-authorizer".into()),
+        ]);
+        let authorizers = home.join("conf").join("authorizers.xml");
+        fs::write(&authorizers, authorizers_xml(&t.client_dn))
+            .map_err(|e| Error::io(format!("writing {}", authorizers.display()), e))?;
+        for stale in ["users.xml", "authorizations.xml"] {
+            let _ = fs::remove_file(home.join("conf").join(stale));
+        }
+    }
+    // Later entries win: the secured overrides replace the plain ones of the same key.
+    let mut merged: Vec<(&str, String)> = Vec::with_capacity(o.len());
+    for (k, v) in o {
+        match merged.iter_mut().find(|(m, _)| *m == k) {
+            Some(slot) => slot.1 = v,
+            None => merged.push((k, v)),
+        }
+    }
+    fs::write(&path, set_properties(&text, &merged))
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// Minimal XML escaping for a DN placed in an element.
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `conf/authorizers.xml` for a secured test NiFi: users and policies in files under `conf/`
+/// (relative to the home, NiFi's working directory), the client DN as the only user and the
+/// initial admin. The admin gets NiFi's admin policies (UI, tenants, policies, controller) but not
+/// the data or S2S ones; [`crate::Nifi`] grants those through the REST API.
+fn authorizers_xml(admin_dn: &str) -> String {
+    let dn = xml_escape(admin_dn);
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<!-- Written by nifi-testkit (provision.rs) for a secured test NiFi. -->
+<authorizers>
+    <userGroupProvider>
+        <identifier>file-user-group-provider</identifier>
+        <class>org.apache.nifi.authorization.FileUserGroupProvider</class>
+        <property name="Users File">./conf/users.xml</property>
+        <property name="Initial User Identity 1">{dn}</property>
+    </userGroupProvider>
+    <accessPolicyProvider>
+        <identifier>file-access-policy-provider</identifier>
+        <class>org.apache.nifi.authorization.FileAccessPolicyProvider</class>
+        <property name="User Group Provider">file-user-group-provider</property>
+        <property name="Authorizations File">./conf/authorizations.xml</property>
+        <property name="Initial Admin Identity">{dn}</property>
+    </accessPolicyProvider>
+    <authorizer>
+        <identifier>managed-authorizer</identifier>
+        <class>org.apache.nifi.authorization.StandardManagedAuthorizer</class>
+        <property name="Access Policy Provider">file-access-policy-provider</property>
+    </authorizer>
+</authorizers>
+"#
+    )
 }
 
 /// The `java` binary for a version: `$NIFI_S2S_JAVA_HOME/bin/java` if set, Temurin 25 for 2.x, else
@@ -891,11 +1186,21 @@ pub async fn wait_ready(
     home: &Path,
     timeout: Duration,
 ) -> Result<Duration, Error> {
-    let http = reqwest::Client::new();
+    wait_ready_with(&reqwest::Client::new(), url, pid, home, timeout).await
+}
+
+/// [`wait_ready`] with a given REST client (a secured NiFi needs [`rest_client`] with the test PKI).
+pub async fn wait_ready_with(
+    http: &reqwest::Client,
+    url: &str,
+    pid: u32,
+    home: &Path,
+    timeout: Duration,
+) -> Result<Duration, Error> {
     let t = Instant::now();
     let mut last_report = Instant::now();
     loop {
-        if about(&http, url).await.is_some() {
+        if about(http, url).await.is_some() {
             return Ok(t.elapsed());
         }
         // Only "gone or zombie" counts as dead here: right after spawn the cmdline can be briefly
@@ -956,8 +1261,11 @@ pub struct UpOptions {
     /// How long to wait for `/flow/about`.
     pub start_timeout: Duration,
     /// Also record the instance in the shared state file `target/nifi/nifi.env` (unless that one
-    /// points to another live NiFi).
+    /// points to another live NiFi). Ignored for a secured instance (never shared).
     pub make_shared: bool,
+    /// Start NiFi secured: HTTPS, RAW S2S over TLS, certificate users, a generated test PKI. Its home
+    /// and state file are `target/nifi/<version>-secure/` ([`secure_state_file`]).
+    pub secure: bool,
 }
 
 impl Default for UpOptions {
@@ -969,6 +1277,7 @@ impl Default for UpOptions {
             heap: "512m".into(),
             start_timeout: Duration::from_secs(300),
             make_shared: true,
+            secure: false,
         }
     }
 }
@@ -992,19 +1301,23 @@ pub struct UpReport {
 /// state files. An instance of that version that is already up and answering is reused.
 pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
     let version = opts.version.as_str();
-    let vstate = version_state_file(version);
-    let http = reqwest::Client::new();
+    let secure = opts.secure;
+    let make_shared = opts.make_shared && !secure;
+    let name = instance_name(version, secure);
+    let vstate = nifi_dir().join(&name).join("nifi.env");
     // The shared state file may record this version's instance even when the per-version one is
     // missing (older runs); reusing it also protects its home from being re-assembled under it.
     let recorded = match read_state(&vstate)? {
         Some(inst) => Some(inst),
-        None => read_state(&state_file())?.filter(|s| s.version == version),
+        None if !secure => read_state(&state_file())?.filter(|s| s.version == version),
+        None => None,
     };
     if let Some(inst) = recorded {
+        let http = rest_client(inst.tls.as_ref())?;
         if inst.process_alive() && about(&http, &inst.url).await.is_some() {
             write_state(&vstate, &inst)?;
-            progress(format!("NiFi {version} already up at {}", inst.url));
-            publish_shared(&inst, opts.make_shared, &http).await?;
+            progress(format!("NiFi {name} already up at {}", inst.url));
+            publish_shared(&inst, make_shared, &http).await?;
             return Ok(UpReport {
                 instance: inst,
                 reused: true,
@@ -1023,7 +1336,17 @@ pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
     let dist = fetch(version)?;
     let download = t.elapsed();
     let t = Instant::now();
-    let home = assemble(version, &dist)?;
+    let home = assemble_into(&nifi_dir().join(&name), &dist)?;
+    let tls = if secure {
+        if let Some(extras) = fetch_secure_extras(version)? {
+            copy_tree(&extras, &home)?;
+            let _ = fs::remove_file(home.join(".complete"));
+        }
+        let files = certs::generate(&home.join("tls"), &[], &certs::random_password())?;
+        Some(files)
+    } else {
+        None
+    };
     let free = free_ports(3)?;
     let ports = Ports {
         web: opts.web_port.unwrap_or(free[0]),
@@ -1036,19 +1359,21 @@ pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
             ports.web
         )));
     }
-    configure(&home, version, ports)?;
+    configure(&home, version, ports, tls.as_ref())?;
     let assembly = t.elapsed();
     let java = java_for(version);
     progress(format!(
-        "starting NiFi {version} with {} (web {}, RAW {}), log {}",
+        "starting NiFi {name} with {} (web {}, RAW {}), log {}",
         java.display(),
         ports.web,
         ports.raw,
         home.join("logs/nifi-app.log").display()
     ));
     let pid = start(&home, version, ports, &opts.heap)?;
-    let url = format!("http://127.0.0.1:{}/nifi", ports.web);
-    let startup = match wait_ready(&url, pid, &home, opts.start_timeout).await {
+    let scheme = if secure { "https" } else { "http" };
+    let url = format!("{scheme}://127.0.0.1:{}/nifi", ports.web);
+    let http = rest_client(tls.as_ref())?;
+    let startup = match wait_ready_with(&http, &url, pid, &home, opts.start_timeout).await {
         Ok(d) => d,
         Err(e) => {
             // Our own child: stop it even if it never got far enough to look like NiFi.
@@ -1062,11 +1387,12 @@ pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
         pid: Some(pid),
         version: version.into(),
         home: Some(home),
+        tls,
     };
     write_state(&vstate, &instance)?;
-    publish_shared(&instance, opts.make_shared, &http).await?;
+    publish_shared(&instance, make_shared, &http).await?;
     progress(format!(
-        "NiFi {version} up in {:.1} s: NIFI_URL={} NIFI_RAW_PORT={}",
+        "NiFi {name} up in {:.1} s: NIFI_URL={} NIFI_RAW_PORT={}",
         startup.as_secs_f64(),
         instance.url,
         ports.raw
@@ -1112,6 +1438,16 @@ pub fn down(version: Option<&str>) -> Result<Option<Instance>, Error> {
         Some(v) => version_state_file(v),
         None => state_file(),
     };
+    down_at(&path)
+}
+
+/// Stops the secured instance of `version` ([`secure_state_file`]) and removes its state file.
+pub fn down_secure(version: &str) -> Result<Option<Instance>, Error> {
+    down_at(&secure_state_file(version))
+}
+
+fn down_at(path: &Path) -> Result<Option<Instance>, Error> {
+    let path = path.to_path_buf();
     let Some(inst) = read_state(&path)? else {
         progress(format!(
             "no state file at {}: nothing to stop",
@@ -1123,6 +1459,9 @@ pub fn down(version: Option<&str>) -> Result<Option<Instance>, Error> {
         stop(pid, Duration::from_secs(30))?;
     }
     remove_state(&path);
+    if inst.tls.is_some() {
+        return Ok(Some(inst));
+    }
     remove_state(&version_state_file(&inst.version));
     if let Some(shared) = read_state(&state_file())?
         && shared.url == inst.url
@@ -1144,8 +1483,19 @@ mod tests {
             pid: Some(42),
             version: "1.18.0".into(),
             home: Some("/x/y".into()),
+            tls: None,
         };
         assert_eq!(Instance::from_env(&inst.to_env()).unwrap(), inst);
+        let dir = std::env::temp_dir().join(format!("nifi-testkit-state-{}", std::process::id()));
+        let secured = Instance {
+            url: "https://127.0.0.1:8443/nifi".into(),
+            tls: Some(certs::generate(&dir, &[], "pw-abcdefghijkl").unwrap()),
+            ..inst
+        };
+        let env = secured.to_env();
+        assert!(env.contains("NIFI_TLS_CLIENT_DN='CN=s2s-test-client, OU=nifi-s2s'\n"));
+        assert_eq!(Instance::from_env(&env).unwrap(), secured);
+        let _ = fs::remove_dir_all(dir);
         assert!(Instance::from_env("NIFI_RAW_PORT=1\n").is_err());
     }
 

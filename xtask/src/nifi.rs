@@ -31,12 +31,34 @@ pub(crate) enum NifiCmd {
         /// Do not point target/nifi/nifi.env at this instance (a second, side instance).
         #[arg(long)]
         no_shared: bool,
+        /// Start a secured NiFi: HTTPS web port, RAW S2S over TLS, certificate users and policies,
+        /// a freshly generated test PKI. Home and state in target/nifi/<V>-secure/ (never shared);
+        /// the state file adds NIFI_TLS_* (CA, client cert/key/PKCS#12, DNs, wrong-DN and
+        /// rogue-CA material).
+        #[arg(long)]
+        secure: bool,
     },
     /// Stop NiFi by PID (TERM, then KILL after 30 s) and remove its state file.
     Down {
         /// Stop this version's instance instead of the shared one.
         #[arg(long)]
         version: Option<String>,
+        /// Stop the secured instance of --version (default version if not given).
+        #[arg(long)]
+        secure: bool,
+    },
+    /// Write a test PKI (CA, NiFi keystore/truststore, client PEM + PKCS#12) for a secured NiFi,
+    /// e.g. the `tls` profile of docker-compose.yml. Test material only.
+    Certs {
+        /// Output directory.
+        #[arg(long, default_value = "certs")]
+        out: std::path::PathBuf,
+        /// Extra DNS names/IPs for the server certificate (127.0.0.1 and localhost are always in).
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// Password of the keystore, truststore and client.p12.
+        #[arg(long, default_value = "nifi-s2s-test-pass")]
+        password: String,
     },
     /// Print the state of the shared NiFi (exit code 1 if it is not answering).
     Status,
@@ -96,13 +118,15 @@ async fn run_async(cmd: NifiCmd) -> Result<()> {
             raw_port,
             timeout,
             no_shared,
+            secure,
         } => {
             let opts = UpOptions {
                 version,
                 web_port,
                 raw_port,
                 start_timeout: Duration::from_secs(timeout),
-                make_shared: !no_shared,
+                make_shared: !no_shared && !secure,
+                secure,
                 ..UpOptions::default()
             };
             let report = provision::up(&opts).await?;
@@ -119,7 +143,9 @@ async fn run_async(cmd: NifiCmd) -> Result<()> {
                     report.startup.as_secs_f64()
                 );
             }
-            let state = if opts.make_shared {
+            let state = if opts.secure {
+                provision::secure_state_file(&inst.version)
+            } else if opts.make_shared {
                 provision::state_file()
             } else {
                 provision::version_state_file(&inst.version)
@@ -128,8 +154,29 @@ async fn run_async(cmd: NifiCmd) -> Result<()> {
             print!("{}", inst.to_env());
             Ok(())
         }
-        NifiCmd::Down { version } => {
-            provision::down(version.as_deref())?;
+        NifiCmd::Down { version, secure } => {
+            if secure {
+                let v = version.as_deref().unwrap_or(provision::DEFAULT_VERSION);
+                provision::down_secure(v)?;
+            } else {
+                provision::down(version.as_deref())?;
+            }
+            Ok(())
+        }
+        NifiCmd::Certs {
+            out,
+            sans,
+            password,
+        } => {
+            let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
+            let t = nifi_testkit::certs::generate(&out, &sans, &password)?;
+            eprintln!(
+                "[nifi] test PKI in {} (server SANs 127.0.0.1, localhost{}); client DN {:?}",
+                out.display(),
+                sans.iter().map(|s| format!(", {s}")).collect::<String>(),
+                t.client_dn
+            );
+            println!("keystore.p12 truststore.p12 ca.pem client.pem client.key client.p12");
             Ok(())
         }
         NifiCmd::Status => {
