@@ -32,17 +32,19 @@ impl FlowFileReader {
         buf: &mut BytesMut,
         crc: &mut TransactionChecksum,
     ) -> Result<Option<FlowFile>, DecodeError> {
-        let decoded = match self {
-            Self::Plain(d) => d.decode(buf)?,
-            Self::Compressed(d) => d.decode(buf)?,
-        };
-        let Some(ff) = decoded else {
-            return Ok(None);
-        };
-        // The decoder consumed exactly the (inflated) codec bytes; re-encoding the header
-        // reproduces them byte for byte (lengths and UTF-8 round-trip), so the CRC covers what
-        // NiFi sent.
-        crc.add_flowfile(&ff);
-        Ok(Some(ff))
+        match self {
+            // Hashes the bytes as they arrive, while they are cache-hot.
+            Self::Plain(d) => d.decode_with_checksum(buf, crc),
+            Self::Compressed(d) => {
+                let Some(ff) = d.decode(buf)? else {
+                    return Ok(None);
+                };
+                // The decoder consumed exactly the inflated codec bytes; re-encoding the
+                // header reproduces them byte for byte (lengths and UTF-8 round-trip), so the
+                // CRC covers what NiFi sent.
+                crc.add_flowfile(&ff);
+                Ok(Some(ff))
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use super::receive::FlowFileReader;
 use super::{Event, SessionConfig, SessionError};
@@ -39,10 +39,30 @@ pub struct ClientSession {
     config: SessionConfig,
     state: State,
     version: i32,
-    out: VecDeque<Bytes>,
+    out: VecDeque<Outgoing>,
     scratch: BytesMut,
     events: VecDeque<Event>,
+    /// CRC of the SEND in progress. Large content is hashed slice by slice as
+    /// [`poll_transmit`](ClientSession::poll_transmit) hands it out, so the CRC reads each slice
+    /// while it is cache-hot, just before the socket copy reads it again.
+    send_crc: TransactionChecksum,
+    /// Queued chunks still to be added to `send_crc` (CRC order is wire order).
+    crc_pending: usize,
 }
+
+/// A queued chunk; `crc` chunks are codec bytes not yet added to the send CRC.
+#[derive(Debug)]
+struct Outgoing {
+    bytes: Bytes,
+    crc: bool,
+}
+
+/// Content up to this size is hashed when queued (one pass over a small buffer is cheap);
+/// larger content is queued as slices of at most [`SLICE`] bytes, hashed on transmit.
+const EAGER_CRC_MAX: usize = 64 * 1024;
+/// Largest slice of content handed to the driver at once: fits in L2/L3 between the CRC pass
+/// and the socket write, and bounds each write call.
+const SLICE: usize = 1024 * 1024;
 
 #[derive(Debug)]
 enum State {
@@ -58,7 +78,6 @@ enum State {
 
 #[derive(Debug)]
 struct Send {
-    crc: TransactionChecksum,
     flowfiles: u64,
     bytes: u64,
     phase: SendPhase,
@@ -108,6 +127,8 @@ impl ClientSession {
             out: VecDeque::new(),
             scratch: BytesMut::new(),
             events: VecDeque::new(),
+            send_crc: TransactionChecksum::new(),
+            crc_pending: 0,
         };
         encode_magic(&mut s.scratch);
         ResourceProposal::new(RAW_PROTOCOL_NAME, version).encode(&mut s.scratch)?;
@@ -129,14 +150,34 @@ impl ClientSession {
         matches!(self.state, State::Closed)
     }
 
-    /// The next bytes to write to the peer. Large FlowFile content comes out as its own
-    /// `Bytes`, shared with the caller's FlowFile (no copy).
+    /// The next bytes to write to the peer. FlowFile content comes out as its own `Bytes`
+    /// (slices of at most 1 MiB for large content), shared with the caller's FlowFile (no
+    /// copy). Write each chunk before polling the next: large content is added to the
+    /// transaction CRC here, one slice at a time, so the CRC and the write both read it from
+    /// cache.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if let Some(b) = self.out.pop_front() {
-            return Some(b);
+        if let Some(o) = self.out.pop_front() {
+            if o.crc {
+                self.send_crc.update(&o.bytes);
+                self.crc_pending -= 1;
+            }
+            return Some(o.bytes);
         }
         (!self.scratch.is_empty()).then(|| self.scratch.split().freeze())
+    }
+
+    /// Adds every queued, not yet transmitted chunk to the send CRC (in wire order), so the
+    /// CRC is complete without waiting for `poll_transmit`.
+    fn settle_crc(&mut self) {
+        if self.crc_pending == 0 {
+            return;
+        }
+        for o in self.out.iter_mut().filter(|o| o.crc) {
+            self.send_crc.update(&o.bytes);
+            o.crc = false;
+        }
+        self.crc_pending = 0;
     }
 
     /// The next event for the application.
@@ -145,14 +186,19 @@ impl ClientSession {
         self.events.pop_front()
     }
 
-    fn push_bytes(&mut self, b: Bytes) {
+    /// Queues `b` after whatever is in `scratch`; `crc`: add it to the send CRC on transmit.
+    fn push_bytes(&mut self, b: Bytes, crc: bool) {
         if b.is_empty() {
             return;
         }
         if !self.scratch.is_empty() {
-            self.out.push_back(self.scratch.split().freeze());
+            self.out.push_back(Outgoing {
+                bytes: self.scratch.split().freeze(),
+                crc: false,
+            });
         }
-        self.out.push_back(b);
+        self.crc_pending += usize::from(crc);
+        self.out.push_back(Outgoing { bytes: b, crc });
     }
 
     fn fail<T>(&mut self, e: SessionError) -> Result<T, SessionError> {
@@ -295,7 +341,16 @@ impl ClientSession {
                 };
                 match (send.phase, resp.code) {
                     (SendPhase::AwaitConfirm, ResponseCode::CONFIRM_TRANSACTION) => {
-                        let local = send.crc.to_decimal();
+                        // NiFi has read everything, so normally all was transmitted already;
+                        // a driver that reads before writing everything still gets a full CRC.
+                        if self.crc_pending > 0 {
+                            for o in self.out.iter_mut().filter(|o| o.crc) {
+                                self.send_crc.update(&o.bytes);
+                                o.crc = false;
+                            }
+                            self.crc_pending = 0;
+                        }
+                        let local = self.send_crc.to_decimal();
                         let remote = resp.message.unwrap_or_default();
                         // Versions 1-3 exchange the CRC strings without comparing them.
                         if self.version >= 4 && remote != local {
@@ -484,8 +539,9 @@ impl ClientSession {
                     return Err(SessionError::InvalidState("no port in the handshake"));
                 }
                 RequestType::SendFlowFiles.encode(&mut self.scratch);
+                self.settle_crc();
+                self.send_crc = TransactionChecksum::new();
                 self.state = State::Sending(Send {
-                    crc: TransactionChecksum::new(),
                     flowfiles: 0,
                     bytes: 0,
                     phase: SendPhase::Streaming,
@@ -496,26 +552,45 @@ impl ClientSession {
             }
             _ => return Err(SessionError::InvalidState("send_flowfile outside a SEND")),
         }
-        let mut header = BytesMut::new();
-        encode_header(flowfile, &mut header);
         let State::Sending(s) = &mut self.state else {
             unreachable!("state set above")
         };
-        s.crc.update(&header);
-        s.crc.update(&flowfile.content);
         s.flowfiles += 1;
         s.bytes += flowfile.content.len() as u64;
+        let content = &flowfile.content;
         if self.config.compression {
-            // One envelope per FlowFile, as NiFi's CompressionOutputStream does.
+            // One envelope per FlowFile, as NiFi's CompressionOutputStream does. The CRC
+            // covers the uncompressed bytes and runs slice by slice beside the deflater.
+            self.settle_crc();
+            let mut header = BytesMut::new();
+            encode_header(flowfile, &mut header);
+            self.send_crc.update(&header);
             let mut env = BytesMut::new();
             let mut z = Compressor::new();
             z.write(&header, &mut env);
-            z.write(&flowfile.content, &mut env);
+            for slice in content.chunks(SLICE) {
+                self.send_crc.update(slice);
+                z.write(slice, &mut env);
+            }
             z.finish(&mut env);
-            self.push_bytes(env.freeze());
+            self.push_bytes(env.freeze(), false);
+        } else if content.len() <= EAGER_CRC_MAX {
+            self.settle_crc();
+            let start = self.scratch.len();
+            encode_header(flowfile, &mut self.scratch);
+            self.send_crc.update(&self.scratch[start..]);
+            self.send_crc.update(content);
+            self.push_bytes(content.clone(), false);
         } else {
-            self.scratch.put_slice(&header);
-            self.push_bytes(flowfile.content.clone());
+            let mut header = BytesMut::new();
+            encode_header(flowfile, &mut header);
+            self.push_bytes(header.freeze(), true);
+            let mut at = 0;
+            while at < content.len() {
+                let end = (at + SLICE).min(content.len());
+                self.push_bytes(content.slice(at..end), true);
+                at = end;
+            }
         }
         Ok(())
     }

@@ -54,7 +54,12 @@ fn feed(s: &mut ClientSession, bytes: &[u8]) -> Result<(), SessionError> {
 
 /// A session that went through negotiation, handshake and codec negotiation.
 fn ready(port: Option<&str>) -> ClientSession {
-    let mut s = ClientSession::new(config(port)).unwrap();
+    ready_cfg(config(port))
+}
+
+fn ready_cfg(cfg: SessionConfig) -> ClientSession {
+    let port = cfg.port_id.clone();
+    let mut s = ClientSession::new(cfg).unwrap();
     drain(&mut s);
     feed(&mut s, &[0x14]).unwrap();
     feed(&mut s, b"RC\x01").unwrap();
@@ -338,17 +343,124 @@ fn tv6_two_flowfile_send_markers_and_crc() {
 
 #[test]
 fn send_content_is_not_copied() {
-    let content = Bytes::from(vec![7u8; 1 << 20]);
+    // Large content goes out as consecutive zero-copy slices of the caller's `Bytes`.
+    let content = Bytes::from(vec![7u8; (5 << 20) / 2]);
     let ff = FlowFile::new(content.clone());
     let mut s = ready(Some(PORT));
     s.send_flowfile(&ff).unwrap();
     let chunks: Vec<Bytes> = std::iter::from_fn(|| s.poll_transmit()).collect();
-    assert!(
-        chunks
-            .iter()
-            .any(|c| c.as_ptr() == content.as_ptr() && c.len() == content.len()),
-        "the content must be queued as the caller's own Bytes"
+    let slices: Vec<&Bytes> = chunks
+        .iter()
+        .filter(|c| {
+            let (a, b) = (content.as_ptr() as usize, c.as_ptr() as usize);
+            b >= a && b < a + content.len()
+        })
+        .collect();
+    assert_eq!(slices.len(), 3, "2.5 MiB in slices of at most 1 MiB");
+    let mut at = content.as_ptr() as usize;
+    for c in &slices {
+        assert_eq!(
+            c.as_ptr() as usize,
+            at,
+            "slices are contiguous and in order"
+        );
+        assert!(c.len() <= 1 << 20);
+        at += c.len();
+    }
+    assert_eq!(at, content.as_ptr() as usize + content.len());
+}
+
+/// FlowFiles of every size class (empty, small, just over the eager-CRC bound, several
+/// slices) mixed in one transaction: the CRC computed slice by slice at transmit time must
+/// equal the peer's, whether or not the driver drains `poll_transmit` between FlowFiles.
+#[test]
+fn fake_peer_mixed_sizes_crc_per_slice() {
+    let sizes = [3 << 20, 0, 1000, 64 * 1024 + 1, 64 * 1024, (1 << 20) + 7, 5];
+    let ffs: Vec<FlowFile> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            FlowFile::new((0..n).map(|j| (j * 31 + i) as u8).collect::<Vec<u8>>())
+                .with_attribute("i", i.to_string())
+        })
+        .collect();
+    for drain_between in [false, true] {
+        {
+            let mut nifi = FakeNifi::new();
+            let mut c = ClientSession::new(config(Some(PORT))).unwrap();
+            let mut cbuf = BytesMut::new();
+            drive(&mut c, &mut nifi, &mut cbuf).unwrap();
+            for round in 0..2 {
+                for ff in &ffs {
+                    c.send_flowfile(ff).unwrap();
+                    if drain_between {
+                        while let Some(b) = c.poll_transmit() {
+                            nifi.inbuf.extend_from_slice(&b);
+                        }
+                    }
+                }
+                c.finish_send().unwrap();
+                let ev = drive(&mut c, &mut nifi, &mut cbuf).unwrap();
+                assert!(
+                    matches!(ev[..], [Event::SendCommitted { flowfiles: 7, .. }]),
+                    "drain {drain_between}, round {round}: {ev:?}"
+                );
+            }
+            assert_eq!(nifi.committed.len(), 14);
+            assert_eq!(nifi.committed[..7], ffs[..]);
+        }
+    }
+}
+
+/// A driver that feeds NiFi's answer before writing everything (impossible with a real peer,
+/// legal for the API) still gets the full CRC, not a partial one.
+#[test]
+fn crc_is_complete_when_confirm_arrives_before_transmit() {
+    let big = FlowFile::new(vec![9u8; 3 << 20]);
+    let small = FlowFile::new(vec![1u8; 10]).with_attribute("a", "b");
+    let mut expected = TransactionChecksum::new();
+    expected.add_flowfile(&big);
+    expected.add_flowfile(&small);
+    let mut s = ready(Some(PORT));
+    s.send_flowfile(&big).unwrap();
+    s.send_flowfile(&small).unwrap();
+    s.finish_send().unwrap();
+    let _ = s.poll_transmit(); // only the request
+    let mut b = BytesMut::new();
+    Response::with_message(ResponseCode::CONFIRM_TRANSACTION, expected.to_decimal())
+        .encode(&mut b)
+        .unwrap();
+    s.handle_input(&mut b).unwrap();
+    // Accepted: the CRC matched; what is left of the content is still queued.
+    assert!(std::iter::from_fn(|| s.poll_transmit()).count() > 1);
+}
+
+/// With compression the CRC covers the uncompressed bytes of large content too, in order.
+#[test]
+fn compressed_large_content_crc() {
+    let big = FlowFile::new(
+        (0..(3u32 << 20))
+            .map(|i| (i % 7) as u8)
+            .collect::<Vec<u8>>(),
     );
+    let small = FlowFile::new(vec![1u8; 10]).with_attribute("a", "b");
+    let mut expected = TransactionChecksum::new();
+    for ff in [&small, &big, &small] {
+        expected.add_flowfile(ff);
+    }
+    let mut cfg = config(Some(PORT));
+    cfg.compression = true;
+    let mut s = ready_cfg(cfg);
+    for ff in [&small, &big, &small] {
+        s.send_flowfile(ff).unwrap();
+    }
+    s.finish_send().unwrap();
+    while s.poll_transmit().is_some() {}
+    let mut b = BytesMut::new();
+    Response::with_message(ResponseCode::CONFIRM_TRANSACTION, expected.to_decimal())
+        .encode(&mut b)
+        .unwrap();
+    s.handle_input(&mut b).unwrap();
 }
 
 #[test]
