@@ -44,6 +44,12 @@ pub struct ClientBuilder {
     pub(crate) http_keep_alive: bool,
     pub(crate) proxy: Option<String>,
     pub(crate) client_dn: Option<String>,
+    /// Trust anchors given explicitly (PEM CA file or PKCS#12 truststore).
+    pub(crate) tls_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// CA certificates bundled in a PKCS#12 keystore: trusted only when no CA was given.
+    pub(crate) tls_bundled_cas: Vec<rustls_pki_types::CertificateDer<'static>>,
+    pub(crate) tls_identity: Option<crate::tls::Identity>,
+    pub(crate) auth: Option<crate::auth::Credentials>,
 }
 
 /// How FlowFiles travel to and from NiFi.
@@ -92,6 +98,10 @@ impl ClientBuilder {
             http_keep_alive: true,
             proxy: None,
             client_dn: None,
+            tls_roots: Vec::new(),
+            tls_bundled_cas: Vec::new(),
+            tls_identity: None,
+            auth: None,
         }
     }
 
@@ -224,12 +234,129 @@ impl ClientBuilder {
         ca_pem: &std::path::Path,
         client: Option<(&std::path::Path, &std::path::Path)>,
     ) -> Result<Self, Error> {
-        self.tls = Some(crate::tls::client_config_from_pem(ca_pem, client)?);
-        self.client_dn = match client {
-            Some((cert, _)) => Some(crate::tls::certificate_subject(cert)?),
+        self.tls_roots = crate::tls::load_pem_cas(ca_pem)?;
+        self.tls_identity = match client {
+            Some((cert, key)) => Some(crate::tls::load_pem_identity(cert, key)?),
             None => None,
         };
+        self.tls_bundled_cas.clear();
+        self.rebuild_tls()?;
         Ok(self)
+    }
+
+    /// Trusts the CA certificates of a PEM file (replacing CAs given before). Combine with
+    /// [`tls_pkcs12`](Self::tls_pkcs12) for a client certificate.
+    ///
+    /// # Errors
+    /// Invalid input naming the file when it is missing or holds no certificate.
+    pub fn tls_ca_pem(mut self, ca_pem: &std::path::Path) -> Result<Self, Error> {
+        self.tls_roots = crate::tls::load_pem_cas(ca_pem)?;
+        self.rebuild_tls()?;
+        Ok(self)
+    }
+
+    /// Mutual TLS with the private key and certificate chain of a PKCS#12 keystore
+    /// (`.p12`/`.pfx`, what NiFi's toolkit and `keytool` produce). The password only unlocks
+    /// the file here; it is not kept.
+    ///
+    /// Trust: the CAs of [`tls_ca_pem`](Self::tls_ca_pem) or
+    /// [`tls_truststore_pkcs12`](Self::tls_truststore_pkcs12) when given (in any order);
+    /// otherwise the CA certificates bundled in this keystore (the issuer of the client
+    /// certificate, which usually also issued NiFi's).
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), s2s::Error> {
+    /// let password = std::env::var("S2S_PKCS12_PASSWORD").unwrap_or_default();
+    /// let client = s2s::Client::builder("https://nifi.example.com:8443/nifi")
+    ///     .tls_pkcs12(std::path::Path::new("client.p12"), &password)?
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Invalid input naming the file, with a [`tls::Pkcs12Error`](crate::tls::Pkcs12Error)
+    /// source: wrong password, no private key, no certificate, unsupported algorithm.
+    pub fn tls_pkcs12(mut self, path: &std::path::Path, password: &str) -> Result<Self, Error> {
+        let (identity, others) = crate::tls::load_pkcs12_identity(path, password)?;
+        self.tls_identity = Some(identity);
+        self.tls_bundled_cas = others;
+        self.rebuild_tls()?;
+        Ok(self)
+    }
+
+    /// Trusts every certificate of a PKCS#12 truststore (NiFi's `truststore.p12`), replacing
+    /// CAs given before.
+    ///
+    /// # Errors
+    /// Invalid input naming the file, with a [`tls::Pkcs12Error`](crate::tls::Pkcs12Error)
+    /// source (wrong password, no certificate, …).
+    pub fn tls_truststore_pkcs12(
+        mut self,
+        path: &std::path::Path,
+        password: &str,
+    ) -> Result<Self, Error> {
+        self.tls_roots = crate::tls::load_pkcs12_trust(path, password)?;
+        self.rebuild_tls()?;
+        Ok(self)
+    }
+
+    /// Recomposes the rustls configuration from the TLS pieces given so far. Without any
+    /// trust anchor yet the configuration waits (checked in [`build`](Self::build)).
+    fn rebuild_tls(&mut self) -> Result<(), Error> {
+        self.client_dn = self.tls_identity.as_ref().and_then(|i| i.subject());
+        let roots = if self.tls_roots.is_empty() {
+            &self.tls_bundled_cas
+        } else {
+            &self.tls_roots
+        };
+        if roots.is_empty() {
+            self.tls = None;
+            return Ok(());
+        }
+        self.tls = Some(crate::tls::build_config(roots, self.tls_identity.as_ref())?);
+        Ok(())
+    }
+
+    /// The leaf certificate (DER) the client presents in mutual TLS, if one is configured
+    /// through [`tls_pem`](Self::tls_pem) or [`tls_pkcs12`](Self::tls_pkcs12).
+    pub fn client_certificate(&self) -> Option<&[u8]> {
+        self.tls_identity
+            .as_ref()
+            .and_then(|i| i.chain.first())
+            .map(|c| c.as_ref())
+    }
+
+    /// HTTP transport: send `Authorization: Bearer <token>` on every request (discovery, peer
+    /// list, data transfer). For NiFi 2.x single-user or OIDC setups, with a token obtained
+    /// elsewhere. Never printed in `Debug` or logs.
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.auth = Some(crate::auth::Credentials::Token(crate::auth::Secret::new(
+            token.into(),
+        )));
+        self
+    }
+
+    /// HTTP transport: log in with `POST {api}/access/token` (form `username`, `password`)
+    /// and send the JWT NiFi answers as a bearer token. The token is renewed (by logging in
+    /// again) at 80% of its lifetime (`exp` of the JWT) and once when NiFi answers 401.
+    /// The password is never printed in `Debug` or logs.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), s2s::Error> {
+    /// let password = std::env::var("NIFI_PASSWORD").unwrap_or_default();
+    /// let client = s2s::Client::builder("https://localhost:8443/nifi")
+    ///     .tls_ca_pem(std::path::Path::new("ca.pem"))?
+    ///     .transport(s2s::Transport::Http)
+    ///     .login("admin", password)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn login(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.auth = Some(crate::auth::Credentials::Login {
+            username: username.into(),
+            password: crate::auth::Secret::new(password.into()),
+        });
+        self
     }
 
     /// Replaces the built-in TCP (+ TLS) dialer for RAW connections (discovery still uses
@@ -262,6 +389,12 @@ impl ClientBuilder {
 
     /// Builds the client. Does no I/O: discovery happens lazily on first use.
     pub fn build(self) -> Result<Client, Error> {
+        if self.tls.is_none() && self.tls_identity.is_some() {
+            return Err(Error::invalid_input(
+                "a client certificate was given but no CA to trust: add a CA (PEM) or a \
+                 PKCS#12 truststore",
+            ));
+        }
         Client::from_builder(self)
     }
 }
@@ -280,6 +413,8 @@ impl fmt::Debug for ClientBuilder {
             .field("connector", &self.connector.is_some())
             .field("transport", &self.transport)
             .field("proxy", &self.proxy.is_some())
+            .field("client_dn", &self.client_dn)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }

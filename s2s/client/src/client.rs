@@ -26,7 +26,8 @@ pub struct Client {
 
 pub(crate) struct Inner {
     pub(crate) cfg: ClientBuilder,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
+    pub(crate) auth: Option<Arc<crate::auth::TokenSource>>,
     site: tokio::sync::Mutex<Option<(Instant, Arc<SiteInfo>, String)>>,
     peer_cache: tokio::sync::Mutex<Option<(Instant, Vec<Peer>)>>,
     pub(crate) penalties: Mutex<Penalties>,
@@ -95,10 +96,20 @@ impl Client {
         let http = http
             .build()
             .map_err(|e| Error::with_source(Kind::InvalidInput("HTTP client setup".into()), e))?;
+        let auth = match &cfg.auth {
+            Some(creds) => Some(Arc::new(crate::auth::TokenSource::new(
+                creds.clone(),
+                http.clone(),
+                discovery::api_base(&cfg.urls[0])?.as_str(),
+                cfg.io_timeout,
+            ))),
+            None => None,
+        };
         let client = Self {
             inner: Arc::new(Inner {
                 cfg,
                 http,
+                auth,
                 site: tokio::sync::Mutex::new(None),
                 peer_cache: tokio::sync::Mutex::new(None),
                 penalties: Mutex::new(Penalties::default()),
@@ -170,7 +181,14 @@ impl Client {
         }
         let mut last = None;
         for url in &self.cfg().urls {
-            match discovery::fetch_site_info(&self.inner.http, url, self.cfg().io_timeout).await {
+            match discovery::fetch_site_info(
+                &self.inner.http,
+                url,
+                self.cfg().io_timeout,
+                self.inner.auth.as_deref(),
+            )
+            .await
+            {
                 Ok(info) => {
                     let info = Arc::new(info);
                     *guard = Some((Instant::now(), info.clone(), url.clone()));
@@ -524,6 +542,12 @@ impl Client {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// How many times the client logged in to NiFi for a bearer token (see
+    /// [`ClientBuilder::login`]): once, plus once per renewal.
+    pub fn logins(&self) -> u64 {
+        self.inner.auth.as_ref().map_or(0, |a| a.logins())
+    }
+
     /// Number of idle pooled connections (for tests and metrics).
     pub fn pooled_connections(&self) -> usize {
         let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
@@ -599,6 +623,7 @@ impl Client {
             headers: crate::http::handshake_header_map(&hs),
             io_timeout: c.io_timeout,
             keep_alive: c.http_keep_alive,
+            auth: self.inner.auth.clone(),
         }
     }
 

@@ -133,32 +133,59 @@ pub(crate) fn api_base(url: &str) -> Result<reqwest::Url, Error> {
     Ok(u)
 }
 
-/// One discovery round trip.
+/// One discovery round trip (with the bearer token when configured; a 401 to a token from a
+/// login renews it and retries once).
 pub(crate) async fn fetch_site_info(
     http: &reqwest::Client,
     url: &str,
     timeout: Option<Duration>,
+    auth: Option<&crate::auth::TokenSource>,
 ) -> Result<SiteInfo, Error> {
     let base = api_base(url)?;
     let target = format!("{}/site-to-site", base.as_str().trim_end_matches('/'));
-    let mut req = http
-        .get(&target)
-        .header("Accept", "application/json")
-        .header("x-nifi-site-to-site-protocol-version", "1");
-    if let Some(t) = timeout {
-        req = req.timeout(t);
-    }
-    let resp = req.send().await.map_err(|e| {
-        if e.is_timeout() {
-            Error::with_source(Kind::Timeout("fetching site-to-site details"), e)
-        } else {
-            Error::with_source(Kind::Discovery(format!("GET {target}")), e)
+    let mut retried = false;
+    let resp = loop {
+        let mut req = http
+            .get(&target)
+            .header("Accept", "application/json")
+            .header("x-nifi-site-to-site-protocol-version", "1");
+        if let Some(t) = timeout {
+            req = req.timeout(t);
         }
-    })?;
+        let used = match auth {
+            Some(a) => {
+                let h = a.header().await?;
+                req = crate::auth::authorize(req, &h);
+                Some(h)
+            }
+            None => None,
+        };
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                Error::with_source(Kind::Timeout("fetching site-to-site details"), e)
+            } else {
+                Error::with_source(Kind::Discovery(format!("GET {target}")), e)
+            }
+        })?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED
+            && !retried
+            && let (Some(a), Some(h)) = (auth, &used)
+            && a.rejected(h).await
+        {
+            retried = true;
+            continue;
+        }
+        break resp;
+    };
     let status = resp.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        let why = if auth.is_some() {
+            "the bearer token was refused or lacks the 'retrieve site-to-site details' policy"
+        } else {
+            "NiFi wants an identity: a client certificate, or a token (bearer_token/login) for HTTP"
+        };
         return Err(Error::new(Kind::Unauthorized(format!(
-            "GET {target} answered {status}"
+            "GET {target} answered {status}: {why}"
         ))));
     }
     if !status.is_success() {

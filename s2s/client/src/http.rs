@@ -43,6 +43,7 @@ pub(crate) struct HttpCtx {
     pub(crate) headers: HeaderMap,
     pub(crate) io_timeout: Option<Duration>,
     pub(crate) keep_alive: bool,
+    pub(crate) auth: Option<std::sync::Arc<crate::auth::TokenSource>>,
 }
 
 impl std::fmt::Debug for HttpCtx {
@@ -63,8 +64,53 @@ pub(crate) fn handshake_header_map(h: &HandshakeHeaders) -> HeaderMap {
 }
 
 impl HttpCtx {
-    fn request(&self, method: Method, url: &str) -> RequestBuilder {
-        self.http.request(method, url).headers(self.headers.clone())
+    /// A request with the protocol headers and, when configured, the bearer token.
+    async fn request(&self, method: Method, url: &str) -> Result<RequestBuilder, Error> {
+        let req = self.http.request(method, url).headers(self.headers.clone());
+        Ok(match &self.auth {
+            Some(a) => crate::auth::authorize(req, &a.header().await?),
+            None => req,
+        })
+    }
+
+    /// Sends a body-less request; a 401 to a token obtained by login renews the token and
+    /// retries once (NiFi may have restarted or the token expired early).
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        accept: &'static str,
+    ) -> Result<Response, Error> {
+        let mut retried = false;
+        loop {
+            let mut req = self
+                .http
+                .request(method.clone(), url)
+                .headers(self.headers.clone());
+            let used = match &self.auth {
+                Some(a) => {
+                    let h = a.header().await?;
+                    req = crate::auth::authorize(req, &h);
+                    Some(h)
+                }
+                None => None,
+            };
+            let resp = req
+                .header(ACCEPT, accept)
+                .send()
+                .await
+                .map_err(|e| transport_error("talking to NiFi", e))?;
+            if resp.status() == StatusCode::UNAUTHORIZED
+                && !retried
+                && let (Some(a), Some(h)) = (&self.auth, &used)
+                && a.rejected(h).await
+            {
+                debug!("NiFi answered 401 to the bearer token; logging in again");
+                retried = true;
+                continue;
+            }
+            return Ok(resp);
+        }
     }
 }
 
@@ -141,13 +187,11 @@ impl OpenTx {
         port_id: &str,
     ) -> Result<Self, Error> {
         let url = proto::create_transaction_url(api_base, direction, port_id);
-        let resp = timed(ctx.io_timeout, "creating an HTTP S2S transaction", async {
-            ctx.request(Method::POST, &url)
-                .header(ACCEPT, "application/json")
-                .send()
-                .await
-                .map_err(|e| transport_error("creating an HTTP S2S transaction", e))
-        })
+        let resp = timed(
+            ctx.io_timeout,
+            "creating an HTTP S2S transaction",
+            ctx.send(Method::POST, &url, "application/json"),
+        )
         .await?;
         if resp.status() != StatusCode::CREATED {
             return Err(error_from_response("create transaction", resp).await);
@@ -173,13 +217,11 @@ impl OpenTx {
                 let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
                 loop {
                     tick.tick().await;
-                    let res = timed(ctx.io_timeout, "extending the transaction", async {
-                        ctx.request(Method::PUT, &location)
-                            .header(ACCEPT, "application/json")
-                            .send()
-                            .await
-                            .map_err(|e| transport_error("extending the transaction", e))
-                    })
+                    let res = timed(
+                        ctx.io_timeout,
+                        "extending the transaction",
+                        ctx.send(Method::PUT, &location, "application/json"),
+                    )
                     .await;
                     match res {
                         Ok(r) if r.status().is_success() => debug!("HTTP S2S transaction extended"),
@@ -204,14 +246,11 @@ impl OpenTx {
     async fn delete(&mut self, url: &str, what: &'static str) -> Result<u8, Error> {
         self.stop_keep_alive();
         self.done = true;
-        let resp = timed(self.ctx.io_timeout, what, async {
-            self.ctx
-                .request(Method::DELETE, url)
-                .header(ACCEPT, "application/json")
-                .send()
-                .await
-                .map_err(|e| transport_error(what, e))
-        })
+        let resp = timed(
+            self.ctx.io_timeout,
+            what,
+            self.ctx.send(Method::DELETE, url, "application/json"),
+        )
         .await?;
         if !resp.status().is_success() {
             return Err(error_from_response(what, resp).await);
@@ -246,11 +285,14 @@ impl Drop for OpenTx {
         }
         // Uncommitted: ask NiFi to roll back now instead of after the TTL (best effort).
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let req = self
-                .ctx
-                .request(Method::DELETE, &proto::cancel_url(&self.location));
+            let ctx = self.ctx.clone();
+            let url = proto::cancel_url(&self.location);
             rt.spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), req.send()).await;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    ctx.send(Method::DELETE, &url, "application/json"),
+                )
+                .await;
             });
         }
     }
@@ -289,6 +331,7 @@ impl HttpSend {
                 .tx
                 .ctx
                 .request(Method::POST, &proto::flow_files_url(&self.tx.location))
+                .await?
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(ACCEPT, "text/plain")
                 .body(reqwest::Body::wrap_stream(stream));
@@ -409,14 +452,11 @@ impl HttpReceive {
         limits: Limits,
     ) -> Result<Self, Error> {
         let url = proto::flow_files_url(&tx.location);
-        let resp = timed(tx.ctx.io_timeout, "requesting FlowFiles", async {
-            tx.ctx
-                .request(Method::GET, &url)
-                .header(ACCEPT, "application/octet-stream")
-                .send()
-                .await
-                .map_err(|e| transport_error("requesting FlowFiles", e))
-        })
+        let resp = timed(
+            tx.ctx.io_timeout,
+            "requesting FlowFiles",
+            tx.ctx.send(Method::GET, &url, "application/octet-stream"),
+        )
         .await?;
         let status = resp.status();
         let (resp, no_data) = if status == StatusCode::OK {
@@ -504,13 +544,11 @@ pub(crate) async fn fetch_peers(ctx: &HttpCtx, api_base: &str) -> Result<Vec<cra
         flow_file_count: u32,
     }
     let url = proto::peers_url(api_base);
-    let resp = timed(ctx.io_timeout, "fetching HTTP peers", async {
-        ctx.request(Method::GET, &url)
-            .header(ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| transport_error("fetching HTTP peers", e))
-    })
+    let resp = timed(
+        ctx.io_timeout,
+        "fetching HTTP peers",
+        ctx.send(Method::GET, &url, "application/json"),
+    )
     .await?;
     if !resp.status().is_success() {
         return Err(error_from_response("peer list", resp).await);

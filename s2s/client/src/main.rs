@@ -64,6 +64,36 @@ struct CommonArgs {
     /// PEM file with the client private key.
     #[arg(long, value_name = "PEM", requires = "cert")]
     key: Option<PathBuf>,
+    /// PKCS#12 keystore (.p12/.pfx) with the client key and certificate (mutual TLS). Without
+    /// --ca/--truststore, the CA certificates inside it are trusted.
+    #[arg(long, value_name = "FILE", conflicts_with = "cert")]
+    pkcs12: Option<PathBuf>,
+    /// Environment variable holding the --pkcs12 password (never pass it on the command line).
+    #[arg(long, value_name = "VAR", default_value = "S2S_PKCS12_PASSWORD")]
+    pkcs12_password_env: String,
+    /// PKCS#12 truststore with the CA certificate(s) to trust (instead of --ca).
+    #[arg(long, value_name = "FILE", conflicts_with = "ca")]
+    truststore: Option<PathBuf>,
+    /// Environment variable holding the --truststore password.
+    #[arg(long, value_name = "VAR", default_value = "S2S_TRUSTSTORE_PASSWORD")]
+    truststore_password_env: String,
+    /// HTTP: send the bearer token held by this environment variable on every request.
+    #[arg(long, value_name = "VAR", conflicts_with = "username")]
+    token_env: Option<String>,
+    /// HTTP: log in as this user (POST /nifi-api/access/token) and use the JWT NiFi returns,
+    /// renewed before it expires.
+    #[arg(long, value_name = "USER")]
+    username: Option<String>,
+    /// Environment variable holding the --username password.
+    #[arg(long, value_name = "VAR", default_value = "NIFI_PASSWORD")]
+    password_env: String,
+}
+
+/// Reads a secret from the environment; the error names the variable, never a value.
+fn secret_env(var: &str, for_what: &str) -> Result<String> {
+    std::env::var(var).map_err(|_| {
+        anyhow!("{for_what}: set the environment variable {var} (or name another with the matching --…-env flag)")
+    })
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -178,9 +208,28 @@ fn builder(c: &CommonArgs) -> Result<ClientBuilder> {
     if let Some(p) = &c.proxy {
         b = b.proxy(p.clone());
     }
+    if let Some(p12) = &c.pkcs12 {
+        let pw = secret_env(&c.pkcs12_password_env, "--pkcs12 password")?;
+        b = b.tls_pkcs12(p12, &pw)?;
+    }
     if let Some(ca) = &c.ca {
-        let client = c.cert.as_deref().zip(c.key.as_deref());
-        b = b.tls_pem(ca, client)?;
+        b = match c.cert.as_deref().zip(c.key.as_deref()) {
+            Some(client) => b.tls_pem(ca, Some(client))?,
+            None => b.tls_ca_pem(ca)?,
+        };
+    }
+    if let Some(ts) = &c.truststore {
+        let pw = secret_env(&c.truststore_password_env, "--truststore password")?;
+        b = b.tls_truststore_pkcs12(ts, &pw)?;
+    }
+    if let Some(var) = &c.token_env {
+        b = b.bearer_token(secret_env(var, "--token-env")?);
+    }
+    if let Some(user) = &c.username {
+        b = b.login(
+            user.clone(),
+            secret_env(&c.password_env, "--username password")?,
+        );
     }
     for o in &c.peer_override {
         let (from, to) = o

@@ -1,4 +1,5 @@
-//! TLS client configuration from the PEM files NiFi users have (CA, client certificate, key).
+//! TLS client configuration from the files NiFi users have: PEM (CA, client certificate, key)
+//! and PKCS#12 keystores/truststores (what NiFi's toolkit and `keytool` produce).
 //!
 //! Host-name verification stays on (rustls' WebPKI verifier): a NiFi whose certificate does not
 //! name the host the client dials is refused, naming the cause.
@@ -29,42 +30,13 @@ pub fn client_config_from_pem(
     ca_pem: &Path,
     client: Option<(&Path, &Path)>,
 ) -> Result<Arc<rustls::ClientConfig>, Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca_pem)
-        .map_err(|e| bad_file("CA file", ca_pem, e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad_file("CA file", ca_pem, e))?;
-    if cas.is_empty() {
-        return Err(bad_file("CA file", ca_pem, "no CERTIFICATE in it"));
-    }
-    for c in cas {
-        roots
-            .add(c)
-            .map_err(|e| bad_file("CA certificate in", ca_pem, e))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::with_source(Kind::InvalidInput("TLS setup".into()), e))?
-        .with_root_certificates(roots);
-    let config = match client {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| bad_file("certificate file", cert, e))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| bad_file("certificate file", cert, e))?;
-            if chain.is_empty() {
-                return Err(bad_file("certificate file", cert, "no CERTIFICATE in it"));
-            }
-            let key_der =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| bad_file("key file", key, e))?;
-            builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|e| bad_file("client certificate/key", cert, e))?
-        }
+    let roots = load_pem_cas(ca_pem)?;
+    let identity = match client {
+        Some((cert, key)) => Some(load_pem_identity(cert, key)?),
+        None => None,
     };
-    Ok(Arc::new(config))
+    build_config(&roots, identity.as_ref())
+        .map_err(|e| bad_file("client certificate/key", client.map_or(ca_pem, |c| c.0), e))
 }
 
 /// The subject DN of the first certificate in `cert_pem`, as NiFi names the client
@@ -83,11 +55,256 @@ pub fn certificate_subject(cert_pem: &Path) -> Result<String, Error> {
     Ok(cert.subject().to_string())
 }
 
+/// Why a PKCS#12 file could not be used. The source of the [`Error`] returned by
+/// [`ClientBuilder::tls_pkcs12`](crate::ClientBuilder::tls_pkcs12) and
+/// [`ClientBuilder::tls_truststore_pkcs12`](crate::ClientBuilder::tls_truststore_pkcs12)
+/// (reach it with [`std::error::Error::source`] and `downcast_ref`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Pkcs12Error {
+    /// The file could not be read.
+    #[error("cannot read the file: {0}")]
+    Io(String),
+    /// The bytes are not a PKCS#12 (PFX) structure.
+    #[error("not a PKCS#12 file: {0}")]
+    NotPkcs12(String),
+    /// The integrity check (MAC) or the decryption failed: the password is wrong.
+    #[error("wrong password (the PKCS#12 integrity check failed)")]
+    WrongPassword,
+    /// The file holds no private key (a truststore given as a keystore?).
+    #[error("no private key in the file (is it a truststore?)")]
+    NoPrivateKey,
+    /// The file holds a private key but no certificate for it.
+    #[error("no certificate for the private key in the file")]
+    NoCertificate,
+    /// The file holds no certificate at all (for a truststore).
+    #[error("no certificate in the file")]
+    NoTrustedCertificate,
+    /// The key or the encryption scheme is not supported (rustls with ring handles RSA,
+    /// ECDSA P-256/P-384 and Ed25519 keys; PKCS#12 with PBES2/AES or the legacy PBES1 ciphers).
+    #[error("unsupported algorithm: {0}")]
+    UnsupportedAlgorithm(String),
+}
+
+fn p12_error(path: &Path, e: Pkcs12Error) -> Error {
+    Error::with_source(
+        Kind::InvalidInput(format!("PKCS#12 file {}", path.display())),
+        e,
+    )
+}
+
+fn map_p12(e: p12_keystore::error::Error) -> Pkcs12Error {
+    use p12_keystore::error::Error as E;
+    match e {
+        E::MacError(_) | E::UnpadError => Pkcs12Error::WrongPassword,
+        E::UnsupportedEncryptionScheme | E::UnsupportedMacAlgorithm => {
+            Pkcs12Error::UnsupportedAlgorithm(e.to_string())
+        }
+        E::Pkcs5Error(m) => Pkcs12Error::UnsupportedAlgorithm(m),
+        other => Pkcs12Error::NotPkcs12(other.to_string()),
+    }
+}
+
+fn read_archive(path: &Path, password: &str) -> Result<p12_keystore::Pkcs12Archive, Error> {
+    let data = std::fs::read(path).map_err(|e| p12_error(path, Pkcs12Error::Io(e.to_string())))?;
+    p12_keystore::Pkcs12Archive::from_pkcs12(&data, password)
+        .map_err(|e| p12_error(path, map_p12(e)))
+}
+
+/// PKCS#8 algorithm OIDs whose keys rustls (ring) can sign with.
+const RSA_OID: &str = "1.2.840.113549.1.1.1";
+const EC_OID: &str = "1.2.840.10045.2.1";
+const ED25519_OID: &str = "1.3.101.112";
+
+/// A client certificate chain and its key, as loaded from PEM or PKCS#12.
+#[derive(Clone)]
+pub(crate) struct Identity {
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    // Arc: the builder is Clone, private keys deliberately are not.
+    pub(crate) key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl Identity {
+    /// Subject DN of the leaf certificate.
+    pub(crate) fn subject(&self) -> Option<String> {
+        let leaf = self.chain.first()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+        Some(cert.subject().to_string())
+    }
+}
+
+/// Loads the private key and its certificate chain from a PKCS#12 keystore. Also returns the
+/// other certificates of the file (the issuing CA, as NiFi's toolkit bundles it).
+pub(crate) fn load_pkcs12_identity(
+    path: &Path,
+    password: &str,
+) -> Result<(Identity, Vec<CertificateDer<'static>>), Error> {
+    let archive = read_archive(path, password)?;
+    let Some(key) = archive.keys.first() else {
+        return Err(p12_error(path, Pkcs12Error::NoPrivateKey));
+    };
+    let oid = key.key.oid().to_string();
+    if ![RSA_OID, EC_OID, ED25519_OID].contains(&oid.as_str()) {
+        return Err(p12_error(
+            path,
+            Pkcs12Error::UnsupportedAlgorithm(format!("private key algorithm {oid}")),
+        ));
+    }
+    // The certificate of the key carries the same localKeyId; without ids, a lone key goes
+    // with the first certificate that is not someone's issuer.
+    let leaf_idx = match &key.local_key_id {
+        Some(id) => archive
+            .certs
+            .iter()
+            .position(|c| c.local_key_id.as_deref() == Some(id.0.as_slice())),
+        None => None,
+    }
+    .or_else(|| {
+        (archive.keys.len() == 1)
+            .then(|| {
+                archive.certs.iter().position(|c| {
+                    !archive
+                        .certs
+                        .iter()
+                        .any(|o| o.cert.issuer() == c.cert.subject() && o.cert != c.cert)
+                })
+            })
+            .flatten()
+    });
+    let Some(leaf_idx) = leaf_idx else {
+        return Err(p12_error(path, Pkcs12Error::NoCertificate));
+    };
+    let mut chain = vec![CertificateDer::from(
+        archive.certs[leaf_idx].cert.as_der().to_vec(),
+    )];
+    // Follow issuers by name so the chain is in the order TLS wants it.
+    let mut cur = &archive.certs[leaf_idx].cert;
+    let mut used = vec![leaf_idx];
+    while cur.issuer() != cur.subject() {
+        let Some(i) = archive
+            .certs
+            .iter()
+            .enumerate()
+            .position(|(i, c)| !used.contains(&i) && c.cert.subject() == cur.issuer())
+        else {
+            break;
+        };
+        used.push(i);
+        chain.push(CertificateDer::from(
+            archive.certs[i].cert.as_der().to_vec(),
+        ));
+        cur = &archive.certs[i].cert;
+    }
+    let others: Vec<CertificateDer<'static>> = archive
+        .certs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leaf_idx)
+        .map(|(_, c)| CertificateDer::from(c.cert.as_der().to_vec()))
+        .collect();
+    let key_der = PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(
+        key.key.as_der().to_vec(),
+    ));
+    // Fail now, naming the file, rather than at the first handshake.
+    rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| {
+        p12_error(
+            path,
+            Pkcs12Error::UnsupportedAlgorithm(format!("private key: {e}")),
+        )
+    })?;
+    Ok((
+        Identity {
+            chain,
+            key: Arc::new(key_der),
+        },
+        others,
+    ))
+}
+
+/// Every certificate of a PKCS#12 truststore (Java's trusted-certificate entries and plain
+/// certificate bags alike).
+pub(crate) fn load_pkcs12_trust(
+    path: &Path,
+    password: &str,
+) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let archive = read_archive(path, password)?;
+    let certs: Vec<_> = archive
+        .certs
+        .iter()
+        .map(|c| CertificateDer::from(c.cert.as_der().to_vec()))
+        .collect();
+    if certs.is_empty() {
+        return Err(p12_error(path, Pkcs12Error::NoTrustedCertificate));
+    }
+    Ok(certs)
+}
+
+/// The CA certificates of a PEM file.
+pub(crate) fn load_pem_cas(ca_pem: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca_pem)
+        .map_err(|e| bad_file("CA file", ca_pem, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad_file("CA file", ca_pem, e))?;
+    if cas.is_empty() {
+        return Err(bad_file("CA file", ca_pem, "no CERTIFICATE in it"));
+    }
+    Ok(cas)
+}
+
+/// A client certificate chain and key from PEM files.
+pub(crate) fn load_pem_identity(cert: &Path, key: &Path) -> Result<Identity, Error> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad_file("certificate file", cert, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad_file("certificate file", cert, e))?;
+    if chain.is_empty() {
+        return Err(bad_file("certificate file", cert, "no CERTIFICATE in it"));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad_file("key file", key, e))?;
+    Ok(Identity {
+        chain,
+        key: Arc::new(key_der),
+    })
+}
+
+/// Composes a rustls client configuration: host-name verification on, the given trust
+/// anchors, and the identity for mutual TLS when present.
+pub(crate) fn build_config(
+    roots: &[CertificateDer<'static>],
+    identity: Option<&Identity>,
+) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let mut store = rustls::RootCertStore::empty();
+    for c in roots {
+        store.add(c.clone()).map_err(|e| {
+            Error::with_source(Kind::InvalidInput("unusable CA certificate".into()), e)
+        })?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::with_source(Kind::InvalidInput("TLS setup".into()), e))?
+        .with_root_certificates(store);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => builder
+            .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+            .map_err(|e| {
+                Error::with_source(
+                    Kind::InvalidInput("client certificate/key do not fit together".into()),
+                    e,
+                )
+            })?,
+    };
+    Ok(Arc::new(config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const P12_PASSWORD: &str = "s3cret-pw";
 
     struct Pki {
         dir: std::path::PathBuf,
@@ -124,6 +341,33 @@ mod tests {
         write(&dir, "ca.pem", &ca.pem());
         write(&dir, "client.pem", &cli.pem());
         write(&dir, "client.key", &cli_key.serialize_pem());
+        let p12_cert =
+            |c: &rcgen::Certificate| p12_keystore::Certificate::from_der(c.der()).unwrap();
+        let chain = p12_keystore::PrivateKeyChain::new(
+            vec![1u8, 2, 3, 4],
+            p12_keystore::PrivateKey::from_der(&cli_key.serialize_der()).unwrap(),
+            [p12_cert(&cli), p12_cert(&ca)],
+        );
+        let mut ks = p12_keystore::KeyStore::new();
+        ks.add_entry(
+            "client",
+            p12_keystore::KeyStoreEntry::PrivateKeyChain(chain),
+        );
+        std::fs::write(
+            dir.join("client.p12"),
+            ks.writer(P12_PASSWORD).write().unwrap(),
+        )
+        .unwrap();
+        let mut ts = p12_keystore::KeyStore::new();
+        ts.add_entry(
+            "ca",
+            p12_keystore::KeyStoreEntry::Certificate(p12_cert(&ca)),
+        );
+        std::fs::write(
+            dir.join("trust.p12"),
+            ts.writer(P12_PASSWORD).write().unwrap(),
+        )
+        .unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca.der().clone()).unwrap();
@@ -242,5 +486,126 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("empty.pem"), "{e}");
+    }
+
+    fn p12_kind(e: &Error) -> Pkcs12Error {
+        std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<Pkcs12Error>())
+            .cloned()
+            .unwrap_or_else(|| panic!("no Pkcs12Error source in {e:?}"))
+    }
+
+    #[tokio::test]
+    async fn pkcs12_keystore_gives_mutual_tls_trusting_its_bundled_ca() {
+        let p = pki("p12");
+        let (id, others) = load_pkcs12_identity(&p.dir.join("client.p12"), P12_PASSWORD).unwrap();
+        assert_eq!(id.subject().as_deref(), Some("CN=client"));
+        assert_eq!(id.chain.len(), 2, "leaf + CA");
+        assert_eq!(others.len(), 1);
+        let port = server(p.server).await;
+        // Bundled CA as trust anchor.
+        handshake(build_config(&others, Some(&id)).unwrap(), port, "localhost")
+            .await
+            .unwrap();
+        // Truststore as trust anchor.
+        let roots = load_pkcs12_trust(&p.dir.join("trust.p12"), P12_PASSWORD).unwrap();
+        handshake(build_config(&roots, Some(&id)).unwrap(), port, "localhost")
+            .await
+            .unwrap();
+        // Through the builder, which remembers the DN.
+        let b = crate::ClientBuilder::new("https://localhost:1/nifi")
+            .tls_pkcs12(&p.dir.join("client.p12"), P12_PASSWORD)
+            .unwrap();
+        assert_eq!(b.client_dn.as_deref(), Some("CN=client"));
+        handshake(b.tls.clone().unwrap(), port, "localhost")
+            .await
+            .unwrap();
+        assert!(b.client_certificate().is_some());
+        let d = format!("{b:?}");
+        assert!(!d.contains(P12_PASSWORD), "{d}");
+    }
+
+    #[test]
+    fn pkcs12_errors_are_typed_and_name_the_file() {
+        let p = pki("p12err");
+        let ks = p.dir.join("client.p12");
+        let e = load_pkcs12_identity(&ks, "wrong").err().unwrap();
+        assert_eq!(p12_kind(&e), Pkcs12Error::WrongPassword);
+        assert!(e.to_string().contains("client.p12"), "{e}");
+        assert!(e.to_string().contains("wrong password"), "{e}");
+        // A truststore given as keystore.
+        let e = load_pkcs12_identity(&p.dir.join("trust.p12"), P12_PASSWORD)
+            .err()
+            .unwrap();
+        assert_eq!(p12_kind(&e), Pkcs12Error::NoPrivateKey);
+        // PEM given where PKCS#12 is expected.
+        let e = load_pkcs12_identity(&p.dir.join("ca.pem"), P12_PASSWORD)
+            .err()
+            .unwrap();
+        assert!(matches!(p12_kind(&e), Pkcs12Error::NotPkcs12(_)), "{e}");
+        let e = load_pkcs12_identity(&p.dir.join("missing.p12"), "x")
+            .err()
+            .unwrap();
+        assert!(matches!(p12_kind(&e), Pkcs12Error::Io(_)), "{e}");
+        let e = load_pkcs12_trust(&ks, "nope").err().unwrap();
+        assert_eq!(p12_kind(&e), Pkcs12Error::WrongPassword);
+        // A key without its certificate.
+        let key = KeyPair::generate().unwrap();
+        let mut lone = p12_keystore::KeyStore::new();
+        lone.add_entry(
+            "k",
+            p12_keystore::KeyStoreEntry::PrivateKeyChain(p12_keystore::PrivateKeyChain::new(
+                vec![9u8],
+                p12_keystore::PrivateKey::from_der(&key.serialize_der()).unwrap(),
+                [],
+            )),
+        );
+        let f = p.dir.join("lone.p12");
+        std::fs::write(&f, lone.writer(P12_PASSWORD).write().unwrap()).unwrap();
+        let e = load_pkcs12_identity(&f, P12_PASSWORD).err().unwrap();
+        assert_eq!(p12_kind(&e), Pkcs12Error::NoCertificate);
+    }
+
+    #[test]
+    fn pkcs12_with_an_unsupported_key_algorithm_is_refused() {
+        let p = pki("p12alg");
+        // A PKCS#8 DSA key (OID 1.2.840.10040.4.1): neither rustls nor ring sign with DSA.
+        let dsa_pkcs8: &[u8] = &[
+            0x30, 0x16, 0x02, 0x01, 0x00, 0x30, 0x09, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x38,
+            0x04, 0x01, 0x04, 0x06, 0x02, 0x04, 0x01, 0x02, 0x03, 0x04,
+        ];
+        let cli_pem = std::fs::read_to_string(p.dir.join("client.pem")).unwrap();
+        let cli_der = CertificateDer::from_pem_slice(cli_pem.as_bytes()).unwrap();
+        let mut ks = p12_keystore::KeyStore::new();
+        ks.add_entry(
+            "dsa",
+            p12_keystore::KeyStoreEntry::PrivateKeyChain(p12_keystore::PrivateKeyChain::new(
+                vec![7u8],
+                p12_keystore::PrivateKey::from_der(dsa_pkcs8).unwrap(),
+                [p12_keystore::Certificate::from_der(&cli_der).unwrap()],
+            )),
+        );
+        let f = p.dir.join("dsa.p12");
+        std::fs::write(&f, ks.writer(P12_PASSWORD).write().unwrap()).unwrap();
+        let e = load_pkcs12_identity(&f, P12_PASSWORD).err().unwrap();
+        let k = p12_kind(&e);
+        assert!(
+            matches!(&k, Pkcs12Error::UnsupportedAlgorithm(m) if m.contains("1.2.840.10040.4.1")),
+            "{k:?}"
+        );
+    }
+
+    #[test]
+    fn a_client_certificate_without_any_ca_is_refused_at_build() {
+        let p = pki("noca");
+        // Keystore with the leaf only: nothing to trust.
+        let (id, _) = load_pkcs12_identity(&p.dir.join("client.p12"), P12_PASSWORD).unwrap();
+        let mut b = crate::ClientBuilder::new("https://localhost:1/nifi");
+        b.tls_identity = Some(Identity {
+            chain: id.chain[..1].to_vec(),
+            key: id.key,
+        });
+        let e = b.build().unwrap_err();
+        assert!(e.to_string().contains("no CA to trust"), "{e}");
     }
 }
