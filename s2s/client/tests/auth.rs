@@ -75,8 +75,8 @@ async fn login(State(s): State<S>, Form(f): Form<LoginForm>) -> Response {
     (StatusCode::CREATED, t).into_response()
 }
 
-/// Records the header; `Err(401)` unless it carries a currently valid token.
-fn check(s: &Fake, what: &str, h: &HeaderMap) -> Result<(), Response> {
+/// Records the header; a 401 to answer unless it carries a currently valid token.
+fn check(s: &Fake, what: &str, h: &HeaderMap) -> Option<Response> {
     let auth = h
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -93,19 +93,21 @@ fn check(s: &Fake, what: &str, h: &HeaderMap) -> Result<(), Response> {
                 .any(|(v, until)| v == t && Instant::now() < *until)
         });
     if ok {
-        Ok(())
+        None
     } else {
         *s.refused.lock().unwrap() += 1;
-        Err((
-            StatusCode::UNAUTHORIZED,
-            "Unable to validate the access token.",
+        Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                "Unable to validate the access token.",
+            )
+                .into_response(),
         )
-            .into_response())
     }
 }
 
 async fn site(State(s): State<S>, h: HeaderMap) -> Response {
-    if let Err(r) = check(&s, "GET site-to-site", &h) {
+    if let Some(r) = check(&s, "GET site-to-site", &h) {
         return r;
     }
     let port = *s.port.lock().unwrap();
@@ -117,7 +119,7 @@ async fn site(State(s): State<S>, h: HeaderMap) -> Response {
 }
 
 async fn peers(State(s): State<S>, h: HeaderMap) -> Response {
-    if let Err(r) = check(&s, "GET peers", &h) {
+    if let Some(r) = check(&s, "GET peers", &h) {
         return r;
     }
     let port = *s.port.lock().unwrap();
@@ -127,7 +129,7 @@ async fn peers(State(s): State<S>, h: HeaderMap) -> Response {
 }
 
 async fn create_tx(State(s): State<S>, h: HeaderMap) -> Response {
-    if let Err(r) = check(&s, "POST transactions", &h) {
+    if let Some(r) = check(&s, "POST transactions", &h) {
         return r;
     }
     let port = *s.port.lock().unwrap();
@@ -146,7 +148,7 @@ async fn create_tx(State(s): State<S>, h: HeaderMap) -> Response {
 }
 
 async fn delete_tx(State(s): State<S>, h: HeaderMap) -> Response {
-    if let Err(r) = check(&s, "DELETE transaction", &h) {
+    if let Some(r) = check(&s, "DELETE transaction", &h) {
         return r;
     }
     axum::Json(serde_json::json!({"responseCode": 15, "message": "cancelled"})).into_response()
