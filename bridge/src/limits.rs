@@ -43,57 +43,31 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The part of these limits that is announced to WebSocket clients in `hello`.
+    pub fn announced(&self) -> s2s_bridge_protocol::Limits {
+        s2s_bridge_protocol::Limits {
+            max_message_bytes: self.max_message_bytes,
+            max_records: self.max_records,
+            max_attributes: self.max_attributes,
+            max_attribute_bytes: self.max_attribute_bytes,
+            max_content_bytes: self.max_content_bytes,
+            max_inflight: self.max_inflight,
+        }
+    }
+
     /// Checks one FlowFile (after the token's attributes were added); the error names the limit.
+    /// The same check a client runs against the announced limits.
     pub fn check(&self, ff: &FlowFile) -> Result<(), String> {
-        if ff.attributes.len() > self.max_attributes {
-            return Err(format!(
-                "{} attributes exceed max_attributes = {}",
-                ff.attributes.len(),
-                self.max_attributes
-            ));
-        }
-        if let Some((k, v)) = ff
-            .attributes
-            .iter()
-            .find(|(k, v)| k.len() + v.len() > self.max_attribute_bytes)
-        {
-            return Err(format!(
-                "attribute {:?} has {} bytes, over max_attribute_bytes = {}",
-                truncate(k, 64),
-                k.len() + v.len(),
-                self.max_attribute_bytes
-            ));
-        }
-        if ff.content.len() > self.max_content_bytes {
-            return Err(format!(
-                "content of {} bytes exceeds max_content_bytes = {}",
-                ff.content.len(),
-                self.max_content_bytes
-            ));
-        }
-        Ok(())
+        self.announced()
+            .check_flowfile(ff)
+            .map_err(|e| e.to_string())
     }
 
     /// Checks a whole batch: record count and each record.
     pub fn check_batch(&self, records: &[FlowFile]) -> Result<(), String> {
-        if records.len() > self.max_records {
-            return Err(format!(
-                "{} records exceed max_records = {}",
-                records.len(),
-                self.max_records
-            ));
-        }
-        records
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, ff)| self.check(ff).map_err(|e| format!("record {i}: {e}")))
-    }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
+        self.announced()
+            .check_batch(records)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -299,6 +299,68 @@ impl Default for Limits {
     }
 }
 
+/// A FlowFile or batch over one of the announced [`Limits`]; the text names the limit and, for a
+/// batch, the record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LimitExceeded(String);
+
+impl Limits {
+    /// Checks one FlowFile: attribute count, each attribute's key + value size, content size.
+    pub fn check_flowfile(&self, ff: &FlowFile) -> Result<(), LimitExceeded> {
+        if ff.attributes.len() > self.max_attributes {
+            return Err(LimitExceeded(format!(
+                "{} attributes exceed max_attributes = {}",
+                ff.attributes.len(),
+                self.max_attributes
+            )));
+        }
+        if let Some((k, v)) = ff
+            .attributes
+            .iter()
+            .find(|(k, v)| k.len() + v.len() > self.max_attribute_bytes)
+        {
+            return Err(LimitExceeded(format!(
+                "attribute {:?} has {} bytes, over max_attribute_bytes = {}",
+                truncate(k, 64),
+                k.len() + v.len(),
+                self.max_attribute_bytes
+            )));
+        }
+        if ff.content.len() > self.max_content_bytes {
+            return Err(LimitExceeded(format!(
+                "content of {} bytes exceeds max_content_bytes = {}",
+                ff.content.len(),
+                self.max_content_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks a batch: the record count, then each record (the error names its index).
+    pub fn check_batch(&self, flowfiles: &[FlowFile]) -> Result<(), LimitExceeded> {
+        if flowfiles.len() > self.max_records {
+            return Err(LimitExceeded(format!(
+                "{} records exceed max_records = {}",
+                flowfiles.len(),
+                self.max_records
+            )));
+        }
+        flowfiles.iter().enumerate().try_for_each(|(i, ff)| {
+            self.check_flowfile(ff)
+                .map_err(|e| LimitExceeded(format!("record {i}: {}", e.0)))
+        })
+    }
+}
+
+/// At most `max` chars of `s`: attribute keys are client input and go into error messages.
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
 /// The bridge's `hello` text message (§3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
@@ -531,6 +593,31 @@ mod tests {
         assert!(Hello::from_json(r#"{"type":"auth","token":"x"}"#).is_err());
         assert!(Hello::from_json("not json").is_err());
         assert!(Hello::from_json(r#"{"type":"hello","version":2}"#).is_err());
+    }
+
+    #[test]
+    fn limits_name_what_is_exceeded() {
+        let tight = Limits {
+            max_records: 1,
+            max_content_bytes: 4,
+            max_attributes: 2,
+            max_attribute_bytes: 18,
+            ..Limits::default()
+        };
+        let e = tight.check_batch(&[tv4(), tv4()]).unwrap_err().to_string();
+        assert!(e.contains("max_records = 1"), "{e}");
+        let e = tight.check_batch(&[tv4()]).unwrap_err().to_string();
+        assert!(e.starts_with("record 0: content of 5 bytes"), "{e}");
+        let mut ff = tv4();
+        ff.content = Bytes::from_static(b"ok");
+        assert_eq!(tight.check_flowfile(&ff), Ok(()));
+        ff.attributes.push(("k".repeat(100), "v".into()));
+        let e = tight.check_flowfile(&ff).unwrap_err().to_string();
+        assert!(e.contains("max_attributes = 2"), "{e}");
+        ff.attributes.truncate(1);
+        ff.attributes[0].1 = "x".repeat(20); // 8 + 20 bytes
+        let e = tight.check_flowfile(&ff).unwrap_err().to_string();
+        assert!(e.contains("max_attribute_bytes = 18"), "{e}");
     }
 
     #[test]

@@ -105,14 +105,7 @@ impl Conn {
                 AckMode::Nifi => "nifi".into(),
                 AckMode::Spool => "spool".into(),
             },
-            limits: protocol::Limits {
-                max_message_bytes: limits.max_message_bytes,
-                max_records: limits.max_records,
-                max_attributes: limits.max_attributes,
-                max_attribute_bytes: limits.max_attribute_bytes,
-                max_content_bytes: limits.max_content_bytes,
-                max_inflight: limits.max_inflight,
-            },
+            limits: limits.announced(),
         }
         .to_json();
         if self.socket.send(Message::Text(hello.into())).await.is_err() {
