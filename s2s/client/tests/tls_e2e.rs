@@ -1,0 +1,312 @@
+//! The TLS column of the conformance matrix, against real **secured** NiFi:
+//! {1.18.0, 2.3.0} × {RAW over TLS, HTTPS} × {send, receive} × {compression off, on}, with mutual
+//! TLS (the client certificate's DN is the NiFi user), plus the failure cells: a certificate NiFi
+//! does not authorize (typed unauthorized error naming the DN) and a client that trusts the wrong
+//! CA (TLS error naming the cause).
+//!
+//! The secured instances come from `cargo xtask nifi up --secure [--version 2.3.0]` (state files
+//! `target/nifi/<V>-secure/nifi.env`, which also list the generated certificates). Without them the
+//! tests skip with a message; `cargo xtask test` sets `NIFI_SECURE_REQUIRED=1`, which turns a
+//! missing instance into a failure.
+
+use std::time::Duration;
+
+use nifi_testkit::Nifi;
+use nifi_testkit::certs::TlsFiles;
+use s2s::{Client, ClientBuilder, FlowFile, Transport};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn secure_required() -> bool {
+    std::env::var("NIFI_SECURE_REQUIRED").is_ok_and(|v| v == "1")
+}
+
+/// The secured instance of `version`, or `None` (skip) when it is absent and not required.
+async fn secured(version: &str) -> Option<Nifi> {
+    match Nifi::secured(version).await {
+        Ok(n) => Some(n),
+        Err(e) if e.is_not_available() && !secure_required() => {
+            eprintln!("SKIPPED (no secured NiFi {version}): {e}");
+            None
+        }
+        Err(e) => panic!("secured NiFi {version} required (NIFI_SECURE_REQUIRED=1): {e}"),
+    }
+}
+
+fn tls(nifi: &Nifi) -> &TlsFiles {
+    nifi.tls().expect("a secured instance records its PKI")
+}
+
+/// A client with the authorized identity (PEM files) and the test CA.
+fn client(nifi: &Nifi, transport: Transport, compress: bool) -> ClientBuilder {
+    let t = tls(nifi);
+    Client::builder(nifi.url())
+        .transport(transport)
+        .compression(compress)
+        .io_timeout(Some(Duration::from_secs(30)))
+        .tls_pem(&t.ca, Some((&t.client_cert, &t.client_key)))
+        .unwrap()
+}
+
+/// The error and every `source()` below it, `: `-joined (what `anyhow`'s `{:#}` — e.g. the `s2s`
+/// CLI — prints).
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let t = e.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = e.source();
+    }
+    s
+}
+
+/// Deterministic pseudo-random bytes, so every byte can be checked.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn flowfiles(n: u64, tag: &str) -> Vec<FlowFile> {
+    (0..n)
+        .map(|i| {
+            FlowFile::new(pattern(i + 7, (i as usize) * 3011 + 1))
+                .with_attribute("i", i.to_string())
+                .with_attribute("tag", tag)
+                .with_attribute("ключ-😀", format!("значение {i}"))
+        })
+        .collect()
+}
+
+/// SEND: one transaction; asserts attributes and content of each FlowFile in NiFi's queue.
+async fn send_cell(nifi: &Nifi, c: &Client, label: &str) {
+    let port = nifi.input_port(&format!("tls-send-{label}")).await.unwrap();
+    let sent = flowfiles(10, label);
+    let mut tx = c.send_transaction(port.name()).await.unwrap();
+    for ff in &sent {
+        tx.send(ff.clone()).await.unwrap();
+    }
+    let s = tx.commit().await.unwrap();
+    assert_eq!((s.flowfiles, s.transactions), (10, 1), "{label}");
+    port.wait_for_queued(10, WAIT).await.unwrap();
+    let mut q = port.queued_flowfiles().await.unwrap();
+    assert_eq!(q.len(), 10, "{label}");
+    q.sort_by_key(|f| f.attributes["i"].parse::<u64>().unwrap());
+    for (g, s) in q.iter().zip(&sent) {
+        assert_eq!(
+            g.content,
+            s.content.as_ref(),
+            "{label}: content of {:?}",
+            s.attribute("i")
+        );
+        for (k, v) in &s.attributes {
+            assert_eq!(g.attributes.get(k), Some(v), "{label}: attribute {k}");
+        }
+    }
+    port.delete().await.unwrap();
+}
+
+/// RECEIVE: fills an output port over the same secured transport, pulls everything back, checks
+/// every byte and attribute, and that NiFi removed what was confirmed.
+async fn receive_cell(nifi: &Nifi, c: &Client, label: &str) {
+    let pair = nifi.port_pair(&format!("tls-recv-{label}")).await.unwrap();
+    let sent = flowfiles(12, label);
+    c.send_batch(pair.input.name(), sent.clone()).await.unwrap();
+    pair.output.wait_for_queued(12, WAIT).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let mut rx = c.receive(pair.output.name()).await.unwrap();
+        let mut n = 0;
+        while let Some(ff) = rx.next().await.unwrap() {
+            got.push(ff);
+            n += 1;
+        }
+        rx.confirm().await.unwrap();
+        if n == 0 || got.len() >= 12 {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 12, "{label}");
+    got.sort_by_key(|f| f.attribute("i").unwrap().parse::<u64>().unwrap());
+    for (g, s) in got.iter().zip(&sent) {
+        assert_eq!(
+            g.content,
+            s.content,
+            "{label}: content of {:?}",
+            s.attribute("i")
+        );
+        for (k, v) in &s.attributes {
+            assert_eq!(g.attribute(k), Some(v.as_str()), "{label}: attribute {k}");
+        }
+    }
+    let mut left = u64::MAX;
+    for _ in 0..100 {
+        left = pair.output.queued_count().await.unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        left, 0,
+        "{label}: confirmed FlowFiles must leave NiFi's queue"
+    );
+    pair.delete().await.unwrap();
+}
+
+async fn matrix(version: &str, transport: Transport) {
+    let Some(nifi) = secured(version).await else {
+        return;
+    };
+    let name = match transport {
+        Transport::Raw => "raw",
+        _ => "http",
+    };
+    for compress in [false, true] {
+        let label = format!("{name}-{}", if compress { "gz" } else { "plain" });
+        let c = client(&nifi, transport, compress).build().unwrap();
+        send_cell(&nifi, &c, &label).await;
+        receive_cell(&nifi, &c, &label).await;
+        c.close().await;
+    }
+}
+
+#[tokio::test]
+async fn tls_1_18_raw_send_receive_compression_off_on() {
+    matrix("1.18.0", Transport::Raw).await;
+}
+
+#[tokio::test]
+async fn tls_1_18_https_send_receive_compression_off_on() {
+    matrix("1.18.0", Transport::Http).await;
+}
+
+#[tokio::test]
+async fn tls_2_3_raw_send_receive_compression_off_on() {
+    matrix("2.3.0", Transport::Raw).await;
+}
+
+#[tokio::test]
+async fn tls_2_3_https_send_receive_compression_off_on() {
+    matrix("2.3.0", Transport::Http).await;
+}
+
+/// A certificate from the trusted CA whose DN NiFi does not know: a typed unauthorized error that
+/// names the DN presented, on both transports, and nothing queued.
+async fn wrong_dn(version: &str) {
+    let Some(nifi) = secured(version).await else {
+        return;
+    };
+    let t = tls(&nifi);
+    let port = nifi.input_port("tls-wrong-dn").await.unwrap();
+    for transport in [Transport::Raw, Transport::Http] {
+        let c = Client::builder(nifi.url())
+            .transport(transport)
+            .io_timeout(Some(Duration::from_secs(30)))
+            .tls_pem(&t.ca, Some((&t.other_cert, &t.other_key)))
+            .unwrap()
+            .build()
+            .unwrap();
+        let err = c
+            .send_batch(port.name(), flowfiles(1, "wrong-dn"))
+            .await
+            .unwrap_err();
+        assert!(err.is_unauthorized(), "{transport:?}: {err}");
+        let msg = err.to_string();
+        // NiFi prints the DN most specific RDN first (`CN=…, OU=…`); the client prints it in
+        // certificate order. Either way both RDNs of the presented certificate must be named.
+        assert!(
+            msg.contains("CN=s2s-other-client") && msg.contains("OU=nifi-s2s"),
+            "{transport:?}: the error must name the presented DN {:?}: {msg}",
+            t.other_dn
+        );
+        c.close().await;
+    }
+    assert_eq!(port.queued_count().await.unwrap(), 0);
+    port.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_1_18_wrong_dn_is_unauthorized_naming_the_dn() {
+    wrong_dn("1.18.0").await;
+}
+
+#[tokio::test]
+async fn tls_2_3_wrong_dn_is_unauthorized_naming_the_dn() {
+    wrong_dn("2.3.0").await;
+}
+
+/// The client trusts a rogue CA (same name as the real one, different key): NiFi's certificate
+/// fails verification, and the error says why. Also the reverse: a client certificate signed by
+/// the rogue CA is refused by NiFi.
+async fn wrong_ca(version: &str) {
+    let Some(nifi) = secured(version).await else {
+        return;
+    };
+    let t = tls(&nifi);
+    let port = nifi.input_port("tls-wrong-ca").await.unwrap();
+    for transport in [Transport::Raw, Transport::Http] {
+        let c = Client::builder(nifi.url())
+            .transport(transport)
+            .io_timeout(Some(Duration::from_secs(30)))
+            .tls_pem(&t.rogue_ca, Some((&t.client_cert, &t.client_key)))
+            .unwrap()
+            .build()
+            .unwrap();
+        let err = c
+            .send_batch(port.name(), flowfiles(1, "wrong-ca"))
+            .await
+            .unwrap_err();
+        let msg = chain(&err);
+        assert!(!err.is_unauthorized(), "{transport:?}: {msg}");
+        assert!(
+            msg.contains("invalid peer certificate")
+                && (msg.contains("BadSignature") || msg.contains("UnknownIssuer")),
+            "{transport:?}: the error must name the TLS cause: {msg}"
+        );
+        c.close().await;
+
+        // NiFi refuses a client certificate it cannot chain to its truststore.
+        let c = Client::builder(nifi.url())
+            .transport(transport)
+            .io_timeout(Some(Duration::from_secs(30)))
+            .tls_pem(&t.ca, Some((&t.rogue_client_cert, &t.rogue_client_key)))
+            .unwrap()
+            .build()
+            .unwrap();
+        let err = c
+            .send_batch(port.name(), flowfiles(1, "rogue-client"))
+            .await
+            .unwrap_err();
+        let msg = chain(&err);
+        assert!(!err.is_unauthorized(), "{transport:?}: {msg}");
+        // Java answers the handshake with a fatal alert (certificate_unknown on 1.18 and 2.3).
+        assert!(
+            msg.contains("fatal alert"),
+            "{transport:?}: NiFi's refusal must surface as a TLS alert: {msg}"
+        );
+        c.close().await;
+    }
+    assert_eq!(port.queued_count().await.unwrap(), 0);
+    port.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_1_18_wrong_ca_names_the_cause() {
+    wrong_ca("1.18.0").await;
+}
+
+#[tokio::test]
+async fn tls_2_3_wrong_ca_names_the_cause() {
+    wrong_ca("2.3.0").await;
+}
