@@ -637,6 +637,7 @@ pub fn run_maven(dir: &Path, args: &[&str]) -> Result<(), Error> {
 pub fn fetch(version: &str) -> Result<PathBuf, Error> {
     let layout = layout(version)?;
     let cache = cache_dir();
+    let _lock = cache_lock(version)?;
     let dist = cache.join("dist").join(version);
     if dist.join(".complete").is_file() {
         progress(format!(
@@ -679,6 +680,47 @@ pub fn fetch(version: &str) -> Result<PathBuf, Error> {
     Ok(dist)
 }
 
+/// An exclusive lock on one download of the cache, released when dropped: `cargo xtask test`
+/// starts the plain and the secured lane of a version at once, and two `mvn` runs into one staging
+/// folder would corrupt it on a cold cache. A directory is the lock (`mkdir` is atomic; `File::lock`
+/// is newer than this crate's MSRV); one older than 15 minutes is a crashed run's and is broken.
+struct CacheLock(PathBuf);
+
+impl Drop for CacheLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+fn cache_lock(name: &str) -> Result<CacheLock, Error> {
+    let dir = cache_dir().join("dist");
+    fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let path = dir.join(format!("{name}.lock"));
+    let mut reported = false;
+    loop {
+        match fs::create_dir(&path) {
+            Ok(()) => return Ok(CacheLock(path)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let stale = fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(15 * 60));
+                if stale {
+                    let _ = fs::remove_dir(&path);
+                    continue;
+                }
+                if !reported {
+                    progress(format!("waiting for another download ({})", path.display()));
+                    reported = true;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(Error::io(format!("creating {}", path.display()), e)),
+        }
+    }
+}
+
 /// NiFi 1.x loads its property-protection implementations from `lib/properties/` (relative to its
 /// working directory) whenever it reads `authorizers.xml`, i.e. only when secured; without them
 /// startup fails with "No implementations found [ProtectionSchemeResolver]". The factory refers to
@@ -713,6 +755,7 @@ pub fn fetch_secure_extras(version: &str) -> Result<Option<PathBuf>, Error> {
         return Ok(None);
     }
     let cache = cache_dir();
+    let _lock = cache_lock(&format!("{version}-secure-extras"))?;
     let dist = cache.join("dist").join(format!("{version}-secure-extras"));
     if dist.join(".complete").is_file() {
         return Ok(Some(dist));

@@ -33,6 +33,10 @@ pub(crate) struct TestArgs {
     /// Do not start the NiFi 2.x side instance (its e2e tests then skip outside CI, fail in CI).
     #[arg(long)]
     skip_2x: bool,
+    /// Do not start the secured NiFi lanes (1.18.0 and 2.3.0 with --secure); their TLS e2e tests
+    /// then skip.
+    #[arg(long)]
+    skip_secure: bool,
     /// Leave the NiFi this run started running afterwards.
     #[arg(long)]
     keep_nifi: bool,
@@ -90,11 +94,17 @@ fn nifi_env() -> Result<Vec<(String, String)>> {
 /// its own state file (`target/nifi/<version>/nifi.env`).
 const NIFI_2X: &str = "2.3.0";
 
+/// The secured lanes: both lines with HTTPS, RAW over TLS and certificate users
+/// (`nifi up --secure`, state in `target/nifi/<version>-secure/nifi.env`).
+const NIFI_SECURE: [&str; 2] = ["1.18.0", NIFI_2X];
+
 /// Stops the NiFi that this run started, on every exit path.
 struct NifiGuard {
     started_here: bool,
     /// `Some(version)` for a side instance: stopped with `nifi down --version`.
     version: Option<&'static str>,
+    /// A secured instance: stopped with `nifi down --secure --version`.
+    secure: bool,
 }
 
 impl Drop for NifiGuard {
@@ -103,6 +113,9 @@ impl Drop for NifiGuard {
             let mut args = vec!["nifi", "down"];
             if let Some(v) = self.version {
                 args.extend(["--version", v]);
+            }
+            if self.secure {
+                args.push("--secure");
             }
             match xtask(&args).map(|mut c| run(&mut c)) {
                 Ok(Ok(())) => {}
@@ -148,39 +161,63 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-    let _guard = NifiGuard {
+    let mut guards = vec![NifiGuard {
         started_here: !user_nifi && !already_up && !args.keep_nifi,
         version: None,
-    };
-    let mut e2e_env: Vec<(String, String)> = Vec::new();
+        secure: false,
+    }];
+    // Every lane starts at once: on 2 cores a NiFi's startup is mostly waiting (class loading,
+    // NAR unpacking, Jetty), so four overlapping JVMs are up well before four sequential ones.
+    let mut lanes: Vec<(String, Command)> = Vec::new();
     if !user_nifi {
-        run(&mut xtask(&["nifi", "up"])?)?;
-        e2e_env = nifi_env()?;
+        lanes.push(("NiFi 1.18.0 (shared)".into(), xtask(&["nifi", "up"])?));
     }
     // The 2.x lane runs beside it (unless the user brought their own NiFi): the 2.x e2e tests
     // (RAW and HTTP, send and receive, compression off and on) fail without it in CI.
-    let _guard_2x = if user_nifi || args.skip_2x {
-        None
-    } else {
+    let run_2x = !user_nifi && !args.skip_2x;
+    if run_2x {
         let state = workspace_root().join(format!("target/nifi/{NIFI_2X}/nifi.env"));
         // A state file left by `cargo xtask nifi up --version …` means someone else's instance.
         let up_before = state.exists();
-        run(&mut xtask(&[
-            "nifi",
-            "up",
-            "--version",
-            NIFI_2X,
-            "--no-shared",
-        ])?)?;
-        Some(NifiGuard {
+        lanes.push((
+            format!("NiFi {NIFI_2X}"),
+            xtask(&["nifi", "up", "--version", NIFI_2X, "--no-shared"])?,
+        ));
+        guards.push(NifiGuard {
             started_here: !up_before && !args.keep_nifi,
             version: Some(NIFI_2X),
-        })
-    };
+            secure: false,
+        });
+    }
+    // The secured lanes do not depend on the user's NiFi: they are always ours.
+    let run_secure = !args.skip_secure;
+    if run_secure {
+        for v in NIFI_SECURE {
+            let state = workspace_root().join(format!("target/nifi/{v}-secure/nifi.env"));
+            let up_before = state.exists();
+            lanes.push((
+                format!("NiFi {v} --secure"),
+                xtask(&["nifi", "up", "--secure", "--version", v])?,
+            ));
+            guards.push(NifiGuard {
+                started_here: !up_before && !args.keep_nifi,
+                version: Some(v),
+                secure: true,
+            });
+        }
+    }
+    start_lanes(lanes)?;
+    let mut e2e_env: Vec<(String, String)> = Vec::new();
+    if !user_nifi {
+        e2e_env = nifi_env()?;
+    }
     // S2S_E2E=1 makes every e2e test fail (not skip) when NiFi is unreachable.
     e2e_env.push(("S2S_E2E".into(), "1".into()));
-    if _guard_2x.is_some() {
+    if run_2x {
         e2e_env.push(("NIFI_2X_REQUIRED".into(), "1".into()));
+    }
+    if run_secure {
+        e2e_env.push(("NIFI_SECURE_REQUIRED".into(), "1".into()));
     }
 
     run(cargo()
@@ -199,6 +236,41 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
 
     eprintln!(
         "\nall checks passed in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Runs every `nifi up` at once and waits for all of them; fails (after all finished) if any did.
+/// Their progress lines interleave on stderr; each names its instance.
+fn start_lanes(lanes: Vec<(String, Command)>) -> Result<()> {
+    let started = Instant::now();
+    let mut children = Vec::new();
+    for (name, mut cmd) in lanes {
+        eprintln!("\n==> starting {name} (in parallel)");
+        cmd.current_dir(workspace_root())
+            .stdout(std::process::Stdio::null());
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("could not start `nifi up` for {name}"))?;
+        children.push((name, child));
+    }
+    let mut failed = Vec::new();
+    for (name, mut child) in children {
+        match child.wait() {
+            Ok(s) if s.success() => eprintln!(
+                "<== {name} up ({:.1}s since the lanes started)",
+                started.elapsed().as_secs_f64()
+            ),
+            Ok(s) => failed.push(format!("{name} ({s})")),
+            Err(e) => failed.push(format!("{name} ({e})")),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("starting NiFi failed: {}", failed.join(", "));
+    }
+    eprintln!(
+        "<== every NiFi lane up in {:.1}s",
         started.elapsed().as_secs_f64()
     );
     Ok(())
