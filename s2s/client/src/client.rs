@@ -159,7 +159,7 @@ impl Client {
         });
     }
 
-    fn cfg(&self) -> &ClientBuilder {
+    pub(crate) fn cfg(&self) -> &ClientBuilder {
         &self.inner.cfg
     }
 
@@ -171,7 +171,10 @@ impl Client {
         self.site_info_inner(false).await.map(|(s, _)| s)
     }
 
-    async fn site_info_inner(&self, force: bool) -> Result<(Arc<SiteInfo>, String), Error> {
+    pub(crate) async fn site_info_inner(
+        &self,
+        force: bool,
+    ) -> Result<(Arc<SiteInfo>, String), Error> {
         let mut guard = self.inner.site.lock().await;
         if let Some((at, info, url)) = guard.as_ref()
             && !force
@@ -231,7 +234,7 @@ impl Client {
     }
 
     /// The bootstrap peer: the configured URL's host on the advertised RAW port.
-    async fn bootstrap(&self) -> Result<Target, Error> {
+    pub(crate) async fn bootstrap(&self) -> Result<Target, Error> {
         let (info, url) = self.site_info_inner(false).await?;
         let port = info.raw_port.ok_or_else(|| {
             Error::new(Kind::Discovery(
@@ -331,7 +334,11 @@ impl Client {
     }
 
     /// Opens and handshakes a new connection to `t` (with `port_id`, or for a peer list).
-    async fn open(&self, t: &Target, port_id: Option<&str>) -> Result<Connection, Error> {
+    pub(crate) async fn open(
+        &self,
+        t: &Target,
+        port_id: Option<&str>,
+    ) -> Result<Connection, Error> {
         let span = info_span!("s2s.connect", peer = %t.addr, port = port_id.unwrap_or("-"));
         async {
             let stream = self.dial(t).await?;
@@ -609,7 +616,7 @@ impl Client {
         })
     }
 
-    fn http_ctx(&self) -> HttpCtx {
+    pub(crate) fn http_ctx(&self) -> HttpCtx {
         let c = self.cfg();
         let hs = s2s_proto::http::HandshakeHeaders {
             compression: c.compression,
@@ -674,7 +681,7 @@ impl Client {
     }
 
     /// Creates an HTTP transaction on the first peer that answers.
-    async fn http_open(
+    pub(crate) async fn http_open(
         &self,
         direction: Direction,
         port: &str,

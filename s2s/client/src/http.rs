@@ -264,6 +264,12 @@ impl OpenTx {
             .ok_or_else(|| Error::protocol(format!("{what}: no responseCode in {text:?}")))
     }
 
+    /// Cancels the transaction now (`DELETE ?responseCode=15`), nothing transferred.
+    pub(crate) async fn cancel(mut self) -> Result<u8, Error> {
+        let url = proto::cancel_url(&self.location);
+        self.delete(&url, "cancelling the transaction").await
+    }
+
     fn stop_keep_alive(&mut self) {
         if let Some(h) = self.keep_alive.take() {
             h.abort();

@@ -47,6 +47,7 @@ mod builder;
 mod client;
 mod connection;
 mod discovery;
+pub mod doctor;
 mod error;
 mod http;
 mod peers;

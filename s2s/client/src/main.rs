@@ -33,6 +33,23 @@ enum Cmd {
     Recv(RecvArgs),
     /// Print the peers NiFi advertises (and what --peer-override maps them to).
     Peers(CommonArgs),
+    /// Check everything between here and a NiFi port, in order, and say what to fix:
+    /// reachability (TLS certificate, host name), discovery, client identity, the port and its
+    /// state, the advertised peers (after --peer-override), authorization (a handshake that
+    /// transfers nothing). Exit code 0 only if every check passes.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Port name (or id), input or output.
+    #[arg(long)]
+    port: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -192,8 +209,38 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Send(a) => send(a).await,
         Cmd::Recv(a) => recv(a).await,
         Cmd::Peers(a) => peers(a).await,
+        Cmd::Doctor(a) => doctor(a).await,
     }
 }
+
+async fn doctor(a: DoctorArgs) -> Result<()> {
+    // No penalty wait: the authorization probe must not sleep after the peer probe failed.
+    let client = builder(&a.common)?.penalization(Duration::ZERO).build()?;
+    let report = client.doctor(&a.port).await;
+    client.close().await;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(DoctorFailed.into())
+    }
+}
+
+/// The report already said what failed; only the exit code is left to set.
+#[derive(Debug)]
+struct DoctorFailed;
+
+impl std::fmt::Display for DoctorFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("some checks failed")
+    }
+}
+
+impl std::error::Error for DoctorFailed {}
 
 fn builder(c: &CommonArgs) -> Result<ClientBuilder> {
     let t = Some(Duration::from_secs(c.timeout.max(1)));
