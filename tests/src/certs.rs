@@ -25,6 +25,18 @@ pub const OTHER_CN: &str = "s2s-other-client";
 /// Organizational unit of both client certificates.
 pub const CLIENT_OU: &str = "nifi-s2s";
 
+/// What a REST or S2S client needs for mutual TLS with a secured NiFi: the CA to trust and its own
+/// certificate and key (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The CA that signed NiFi's certificate (PEM).
+    pub ca: PathBuf,
+    /// The client certificate (PEM).
+    pub cert: PathBuf,
+    /// The client's private key (PKCS#8 PEM).
+    pub key: PathBuf,
+}
+
 /// Paths (and passwords) of the generated test PKI, as recorded in a secured instance's state file.
 ///
 /// `Debug` leaves the passwords out.
@@ -60,6 +72,17 @@ pub struct TlsFiles {
     pub truststore: PathBuf,
     /// Password of the keystore, its key and the truststore.
     pub store_password: String,
+}
+
+impl TlsFiles {
+    /// The authorized client's identity (CA, certificate, key).
+    pub fn identity(&self) -> ClientIdentity {
+        ClientIdentity {
+            ca: self.ca.clone(),
+            cert: self.client_cert.clone(),
+            key: self.client_key.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for TlsFiles {

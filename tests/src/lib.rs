@@ -14,8 +14,16 @@
 //!    Maven Central, starts it in the background and leaves it running (see [`provision`]).
 //!
 //! If neither is found, tests are skipped with a printed notice, except when `CI` or `S2S_E2E=1` is set:
-//! then they fail (see [`nifi_or_skip!`]). The NiFi must be unsecured (plain HTTP), with RAW and/or HTTP
-//! Site-to-Site enabled.
+//! then they fail (see [`nifi_or_skip!`]). That NiFi is usually unsecured (plain HTTP), with RAW and/or
+//! HTTP Site-to-Site enabled; for a secured one set `NIFI_TLS_CA`, `NIFI_TLS_CLIENT_CERT` and
+//! `NIFI_TLS_CLIENT_KEY` (PEM files) as well.
+//!
+//! # Secured NiFi
+//!
+//! `cargo xtask nifi up --secure [--version V]` starts NiFi with HTTPS, RAW S2S over TLS and
+//! certificate users, from a test PKI generated on the spot ([`certs`]); [`Nifi::secured`] connects
+//! to it over mutual TLS and grants the kit's user the S2S and data policies (see
+//! [`Nifi::connect_with`]), so the same port/queue API works unchanged.
 //!
 //! # Example
 //!
@@ -101,9 +109,11 @@ struct Inner {
     raw_port: Option<u16>,
     version: String,
     root_id: String,
-    /// Secured NiFi: the test PKI, and the id of the kit's own user (the client certificate's DN),
-    /// which every port this kit creates is authorized for.
-    tls: Option<(certs::TlsFiles, String)>,
+    /// Secured NiFi: the id of the kit's own user (the client certificate's DN), which every port
+    /// this kit creates is authorized for.
+    user: Option<String>,
+    /// The test PKI, for an instance read from a state file.
+    pki: Option<certs::TlsFiles>,
 }
 
 impl fmt::Debug for Nifi {
@@ -137,7 +147,20 @@ impl Nifi {
                 })?),
                 _ => None,
             };
-            return Self::connect(&url, raw).await;
+            // A secured NiFi of the user's (e.g. the `tls` profile of docker-compose.yml).
+            let id = match (
+                std::env::var_os("NIFI_TLS_CA"),
+                std::env::var_os("NIFI_TLS_CLIENT_CERT"),
+                std::env::var_os("NIFI_TLS_CLIENT_KEY"),
+            ) {
+                (Some(ca), Some(cert), Some(key)) => Some(certs::ClientIdentity {
+                    ca: ca.into(),
+                    cert: cert.into(),
+                    key: key.into(),
+                }),
+                _ => None,
+            };
+            return Self::connect_with(&url, raw, id.as_ref()).await;
         }
         let path = provision::state_file();
         match provision::read_state(&path)? {
@@ -164,7 +187,12 @@ impl Nifi {
 
     /// Connects to the instance recorded in a state file (plain or secured).
     pub async fn from_state(inst: &provision::Instance) -> Result<Self> {
-        Self::connect_with(&inst.url, inst.raw_port, inst.tls.as_ref()).await
+        let id = inst.tls.as_ref().map(certs::TlsFiles::identity);
+        let mut nifi = Self::connect_with(&inst.url, inst.raw_port, id.as_ref()).await?;
+        if let Some(inner) = Arc::get_mut(&mut nifi.inner) {
+            inner.pki.clone_from(&inst.tls);
+        }
+        Ok(nifi)
     }
 
     /// Connects to the **secured** instance of `version` started by
@@ -203,7 +231,7 @@ impl Nifi {
     pub async fn connect_with(
         url: &str,
         raw_port: Option<u16>,
-        tls: Option<&certs::TlsFiles>,
+        tls: Option<&certs::ClientIdentity>,
     ) -> Result<Self> {
         let url = url.trim_end_matches('/').to_owned();
         let url = if url.ends_with("/nifi") {
@@ -224,9 +252,9 @@ impl Nifi {
         // exist yet.
         let root = get(&http, &format!("{api}/flow/process-groups/root")).await?;
         let root_id = str_field_of(&root["processGroupFlow"], "id")?;
-        let tls = match tls {
+        let user = match tls {
             None => None,
-            Some(t) => {
+            Some(_) => {
                 let user = self_user_id(&http, &api).await?;
                 for (action, resource) in [
                     ("read", "/site-to-site".to_owned()),
@@ -237,7 +265,7 @@ impl Nifi {
                 ] {
                     grant_policy(&http, &api, action, &resource, &user).await?;
                 }
-                Some((t.clone(), user))
+                Some(user)
             }
         };
         let raw_port = match raw_port {
@@ -257,14 +285,15 @@ impl Nifi {
                 raw_port,
                 version,
                 root_id,
-                tls,
+                user,
+                pki: None,
             }),
         })
     }
 
     /// The test PKI of a secured NiFi (`None` for a plain one).
     pub fn tls(&self) -> Option<&certs::TlsFiles> {
-        self.inner.tls.as_ref().map(|(t, _)| t)
+        self.inner.pki.as_ref()
     }
 
     /// Grants `user_id` the policy `action` (`read`/`write`) on `resource` (e.g. `/site-to-site`),
@@ -277,7 +306,7 @@ impl Nifi {
     /// site-to-site" (`/data-transfer/input-ports/{id}`) or "send data via site-to-site"
     /// (`/data-transfer/output-ports/{id}`). Nothing to do on a plain NiFi.
     async fn authorize_port(&self, kind: PortKind, id: &str) -> Result<()> {
-        if let Some((_, user)) = &self.inner.tls {
+        if let Some(user) = &self.inner.user {
             self.grant(
                 "write",
                 &format!("/data-transfer/{}/{id}", kind.path()),

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::certs::{self, TlsFiles};
+use crate::certs::{self, ClientIdentity, TlsFiles};
 
 /// The NiFi version `cargo xtask nifi up` provisions by default.
 ///
@@ -199,7 +199,7 @@ fn tls_from_env(kv: &[(String, String)]) -> Result<TlsFiles, Error> {
 
 /// A reqwest client for NiFi's REST API: plain for an unsecured NiFi; for a secured one it trusts
 /// only the test CA and presents the authorized client certificate (rustls, no OpenSSL).
-pub fn rest_client(tls: Option<&TlsFiles>) -> Result<reqwest::Client, Error> {
+pub fn rest_client(tls: Option<&ClientIdentity>) -> Result<reqwest::Client, Error> {
     // No idle keep-alive pool: a test may sit for minutes between two REST calls, and NiFi's
     // Jetty closes idle connections on its own clock. Reusing one that Jetty is closing at that
     // instant fails the request with "connection closed before message completed" (it failed a
@@ -213,8 +213,8 @@ pub fn rest_client(tls: Option<&TlsFiles>) -> Result<reqwest::Client, Error> {
             |p: &Path| fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e));
         let ca = reqwest::Certificate::from_pem(&read(&t.ca)?)
             .map_err(|e| Error::Provision(format!("CA {}: {e}", t.ca.display())))?;
-        let mut pem = read(&t.client_cert)?;
-        pem.extend_from_slice(&read(&t.client_key)?);
+        let mut pem = read(&t.cert)?;
+        pem.extend_from_slice(&read(&t.key)?);
         let id = reqwest::Identity::from_pem(&pem)
             .map_err(|e| Error::Provision(format!("client identity: {e}")))?;
         b = b
@@ -1356,7 +1356,7 @@ pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
         None => None,
     };
     if let Some(inst) = recorded {
-        let http = rest_client(inst.tls.as_ref())?;
+        let http = rest_client(inst.tls.as_ref().map(TlsFiles::identity).as_ref())?;
         if inst.process_alive() && about(&http, &inst.url).await.is_some() {
             write_state(&vstate, &inst)?;
             progress(format!("NiFi {name} already up at {}", inst.url));
@@ -1415,7 +1415,7 @@ pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
     let pid = start(&home, version, ports, &opts.heap)?;
     let scheme = if secure { "https" } else { "http" };
     let url = format!("{scheme}://127.0.0.1:{}/nifi", ports.web);
-    let http = rest_client(tls.as_ref())?;
+    let http = rest_client(tls.as_ref().map(TlsFiles::identity).as_ref())?;
     let startup = match wait_ready_with(&http, &url, pid, &home, opts.start_timeout).await {
         Ok(d) => d,
         Err(e) => {

@@ -50,9 +50,10 @@ pub(crate) enum NifiCmd {
     /// Write a test PKI (CA, NiFi keystore/truststore, client PEM + PKCS#12) for a secured NiFi,
     /// e.g. the `tls` profile of docker-compose.yml. Test material only.
     Certs {
-        /// Output directory.
-        #[arg(long, default_value = "certs")]
-        out: std::path::PathBuf,
+        /// Output directory (default: target/nifi-certs of the workspace, git-ignored; the `tls`
+        /// profile of docker-compose.yml mounts it).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
         /// Extra DNS names/IPs for the server certificate (127.0.0.1 and localhost are always in).
         #[arg(long = "san")]
         sans: Vec<String>,
@@ -168,15 +169,20 @@ async fn run_async(cmd: NifiCmd) -> Result<()> {
             sans,
             password,
         } => {
+            let out = out.unwrap_or_else(|| provision::workspace_root().join("target/nifi-certs"));
             let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
             let t = nifi_testkit::certs::generate(&out, &sans, &password)?;
             eprintln!(
-                "[nifi] test PKI in {} (server SANs 127.0.0.1, localhost{}); client DN {:?}",
+                "[nifi] test PKI in {} (server SANs 127.0.0.1, localhost{}); NiFi user (initial admin): {:?}",
                 out.display(),
                 sans.iter().map(|s| format!(", {s}")).collect::<String>(),
                 t.client_dn
             );
-            println!("keystore.p12 truststore.p12 ca.pem client.pem client.key client.p12");
+            // What a client of that NiFi needs, sourceable.
+            println!("NIFI_TLS_CA={}", t.ca.display());
+            println!("NIFI_TLS_CLIENT_CERT={}", t.client_cert.display());
+            println!("NIFI_TLS_CLIENT_KEY={}", t.client_key.display());
+            println!("NIFI_TLS_CLIENT_P12={}", t.client_p12.display());
             Ok(())
         }
         NifiCmd::Status => {
