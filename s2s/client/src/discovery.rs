@@ -180,9 +180,9 @@ pub(crate) async fn fetch_site_info(
     let status = resp.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         let why = if auth.is_some() {
-            "the bearer token was refused or lacks the 'retrieve site-to-site details' policy"
+            "the bearer token was refused, or its user lacks the 'retrieve site-to-site details' policy"
         } else {
-            "NiFi wants an identity: a client certificate, or a token (bearer_token/login) for HTTP"
+            "no identity, or one without the 'retrieve site-to-site details' policy (a client certificate, or for HTTP a token)"
         };
         return Err(Error::new(Kind::Unauthorized(format!(
             "GET {target} answered {status}: {why}"
