@@ -302,6 +302,40 @@ impl Nifi {
         grant_policy(&self.inner.http, &self.inner.api, action, resource, user_id).await
     }
 
+    /// Creates a NiFi user with this identity (e.g. a certificate DN) and returns its id; an
+    /// existing user of that identity is reused.
+    pub async fn create_user(&self, identity: &str) -> Result<String> {
+        let users = self.api_get("/tenants/users").await?;
+        if let Some(id) = users["users"].as_array().and_then(|us| {
+            us.iter()
+                .find(|u| u["component"]["identity"] == identity)
+                .and_then(|u| u["id"].as_str())
+        }) {
+            return Ok(id.to_owned());
+        }
+        let u = self
+            .post(
+                "/tenants/users",
+                &json!({"revision": rev0(), "component": {"identity": identity}}),
+            )
+            .await?;
+        str_field(&u, "id")
+    }
+
+    /// Deletes a NiFi user (and with it its place in every policy).
+    pub async fn delete_user(&self, id: &str) -> Result<()> {
+        let path = format!("/tenants/users/{id}");
+        let cur = self.api_get(&path).await?;
+        let version = cur["revision"]["version"].as_u64().unwrap_or(0);
+        self.send(
+            reqwest::Method::DELETE,
+            &format!("{path}?version={version}&clientId={CLIENT_ID}"),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// On a secured NiFi, authorizes the kit's user for S2S on a port: "receive data via
     /// site-to-site" (`/data-transfer/input-ports/{id}`) or "send data via site-to-site"
     /// (`/data-transfer/output-ports/{id}`). Nothing to do on a plain NiFi.

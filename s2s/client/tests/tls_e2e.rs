@@ -17,6 +17,10 @@ use s2s::{Client, ClientBuilder, FlowFile, Transport};
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The wrong-DN tests need the second client's DN unknown to NiFi, the port-policy tests register
+/// it for a while: they take turns (tests of one binary share this process).
+static OTHER_DN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn secure_required() -> bool {
     std::env::var("NIFI_SECURE_REQUIRED").is_ok_and(|v| v == "1")
 }
@@ -208,6 +212,10 @@ async fn wrong_dn(version: &str) {
         return;
     };
     let t = tls(&nifi);
+    let _turn = OTHER_DN.lock().await;
+    // Unknown for sure, even after a port-policy test that died before removing its user.
+    let leftover = nifi.create_user(&t.other_dn).await.unwrap();
+    nifi.delete_user(&leftover).await.unwrap();
     let port = nifi.input_port("tls-wrong-dn").await.unwrap();
     for transport in [Transport::Raw, Transport::Http] {
         let c = Client::builder(nifi.url())
@@ -309,4 +317,119 @@ async fn tls_1_18_wrong_ca_names_the_cause() {
 #[tokio::test]
 async fn tls_2_3_wrong_ca_names_the_cause() {
     wrong_ca("2.3.0").await;
+}
+
+/// The identity as NiFi users have it: `client.p12` (key + certificate + CA), alone (its bundled CA
+/// is trusted) and with NiFi's own `truststore.p12`, on both transports, send + receive.
+async fn pkcs12(version: &str) {
+    let Some(nifi) = secured(version).await else {
+        return;
+    };
+    let t = tls(&nifi);
+    for transport in [Transport::Raw, Transport::Http] {
+        let name = format!("{transport:?}").to_lowercase();
+        let bundled = Client::builder(nifi.url())
+            .transport(transport)
+            .compression(true)
+            .io_timeout(Some(Duration::from_secs(30)))
+            .tls_pkcs12(&t.client_p12, &t.client_p12_password)
+            .unwrap()
+            .build()
+            .unwrap();
+        send_cell(&nifi, &bundled, &format!("p12-{name}")).await;
+        bundled.close().await;
+        let with_truststore = Client::builder(nifi.url())
+            .transport(transport)
+            .io_timeout(Some(Duration::from_secs(30)))
+            .tls_pkcs12(&t.client_p12, &t.client_p12_password)
+            .unwrap()
+            .tls_truststore_pkcs12(&t.truststore, &t.store_password)
+            .unwrap()
+            .build()
+            .unwrap();
+        receive_cell(&nifi, &with_truststore, &format!("p12ts-{name}")).await;
+        with_truststore.close().await;
+    }
+}
+
+#[tokio::test]
+async fn tls_1_18_pkcs12_identity_send_receive() {
+    pkcs12("1.18.0").await;
+}
+
+#[tokio::test]
+async fn tls_2_3_pkcs12_identity_send_receive() {
+    pkcs12("2.3.0").await;
+}
+
+/// A user NiFi knows and lets "retrieve site-to-site details", but without "receive data via
+/// site-to-site" on the port: NiFi leaves the port out of that user's `/site-to-site` listing, so
+/// the client cannot resolve it (by name or id) and nothing is queued. Once the policy is granted,
+/// the same client delivers: the port policy is what gated it.
+async fn port_policy_gates_s2s(version: &str) {
+    let Some(nifi) = secured(version).await else {
+        return;
+    };
+    let t = tls(&nifi);
+    let _turn = OTHER_DN.lock().await;
+    let port = nifi.input_port("tls-port-authz").await.unwrap();
+    let user = nifi.create_user(&t.other_dn).await.unwrap();
+    nifi.grant("read", "/site-to-site", &user).await.unwrap();
+    let clients: Vec<(Transport, Client)> = [Transport::Raw, Transport::Http]
+        .into_iter()
+        .map(|transport| {
+            let c = Client::builder(nifi.url())
+                .transport(transport)
+                .io_timeout(Some(Duration::from_secs(30)))
+                .site_info_ttl(Duration::ZERO)
+                .tls_pem(&t.ca, Some((&t.other_cert, &t.other_key)))
+                .unwrap()
+                .build()
+                .unwrap();
+            (transport, c)
+        })
+        .collect();
+    for (transport, c) in &clients {
+        for target in [port.name(), port.id()] {
+            let err = c
+                .send_batch(target, flowfiles(1, "port-authz"))
+                .await
+                .unwrap_err();
+            assert!(
+                err.is_unknown_port() || err.is_unauthorized(),
+                "{transport:?} {target}: {}",
+                chain(&err)
+            );
+        }
+    }
+    assert_eq!(port.queued_count().await.unwrap(), 0);
+    nifi.grant(
+        "write",
+        &format!("/data-transfer/input-ports/{}", port.id()),
+        &user,
+    )
+    .await
+    .unwrap();
+    for (transport, c) in &clients {
+        c.send_batch(port.name(), flowfiles(2, "port-authz"))
+            .await
+            .unwrap_or_else(|e| panic!("{transport:?} after the grant: {}", chain(&e)));
+        c.close().await;
+    }
+    port.wait_for_queued(4, WAIT).await.unwrap();
+    let q = port.queued_flowfiles().await.unwrap();
+    assert_eq!(q.len(), 4);
+    assert!(q.iter().all(|f| f.attributes["tag"] == "port-authz"));
+    nifi.delete_user(&user).await.unwrap();
+    port.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_1_18_port_policy_gates_s2s() {
+    port_policy_gates_s2s("1.18.0").await;
+}
+
+#[tokio::test]
+async fn tls_2_3_port_policy_gates_s2s() {
+    port_policy_gates_s2s("2.3.0").await;
 }
