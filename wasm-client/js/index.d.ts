@@ -27,6 +27,8 @@ export interface OpenOptions {
   attributes?: Record<string, string>;
   /** Most records per batch (default 500). */
   batchSize?: number;
+  /** Most batches sent and not yet acknowledged (default 4; the bridge's `max_inflight` caps it). */
+  maxInFlight?: number;
   ackTimeoutMs?: number;
   backoffBaseMs?: number;
   backoffCapMs?: number;

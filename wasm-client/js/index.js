@@ -18,6 +18,7 @@ export async function open(name, options = {}) {
     token: options.token,
     attributes: options.attributes,
     batchSize: options.batchSize,
+    maxInFlight: options.maxInFlight,
     ackTimeoutMs: options.ackTimeoutMs,
     backoffBaseMs: options.backoffBaseMs,
     backoffCapMs: options.backoffCapMs,

@@ -104,6 +104,9 @@ fn parse_config(value: &JsValue) -> Result<Config, Error> {
     if let Some(n) = num("batchSize") {
         c.batch_records = n as u32;
     }
+    if let Some(n) = num("maxInFlight") {
+        c.max_in_flight = n as u32;
+    }
     if let Some(n) = num("ackTimeoutMs") {
         c.ack_timeout_ms = n;
     }

@@ -34,6 +34,9 @@ pub struct Config {
     pub static_attributes: Vec<(String, String)>,
     /// Most records per batch (default 500; the bridge's `max_records` caps it).
     pub batch_records: u32,
+    /// Most batches sent and not yet acked (default 4; the bridge's `max_inflight` caps it).
+    /// Acks may come back in any order; each deletes exactly its own rows.
+    pub max_in_flight: u32,
     /// How long to wait for an ack before giving up on the connection (default 30 s).
     pub ack_timeout_ms: f64,
     /// First backoff ceiling (default 250 ms) and cap (default 30 s).
@@ -51,6 +54,7 @@ impl Default for Config {
             token: None,
             static_attributes: Vec::new(),
             batch_records: 500,
+            max_in_flight: 4,
             ack_timeout_ms: 30_000.0,
             backoff_base_ms: 250.0,
             backoff_cap_ms: 30_000.0,

@@ -448,15 +448,29 @@ impl Drop for WriteTx {
 
 /// Reads up to `limit` rows from the head of the outbox (oldest first).
 pub async fn peek(db: &IdbDatabase, limit: u32) -> Result<Vec<OutboxRow>, Error> {
+    peek_after(db, 0, limit).await
+}
+
+/// Reads up to `limit` rows with `seq > after`, oldest first (`after` 0: from the head). The
+/// pipelined uploader reads past the rows it already has in flight this way.
+pub async fn peek_after(db: &IdbDatabase, after: u64, limit: u32) -> Result<Vec<OutboxRow>, Error> {
     let tx = db
         .transaction_with_str(OUTBOX_STORE)
         .map_err(|e| Error::idb(&e))?;
     let os = tx.object_store(OUTBOX_STORE).map_err(|e| Error::idb(&e))?;
+    // seq starts at 1 (key generator), so `after == 0` is the whole store.
+    let range: JsValue = if after == 0 {
+        JsValue::UNDEFINED
+    } else {
+        IdbKeyRange::lower_bound_with_open(&(after as f64).into(), true)
+            .map_err(|e| Error::idb(&e))?
+            .into()
+    };
     let keys_req = os
-        .get_all_keys_with_key_and_limit(&JsValue::UNDEFINED, limit)
+        .get_all_keys_with_key_and_limit(&range, limit)
         .map_err(|e| Error::idb(&e))?;
     let rows_req = os
-        .get_all_with_key_and_limit(&JsValue::UNDEFINED, limit)
+        .get_all_with_key_and_limit(&range, limit)
         .map_err(|e| Error::idb(&e))?;
     let keys: js_sys::Array = idb::request(&keys_req).await?.unchecked_into();
     let rows: js_sys::Array = idb::request(&rows_req).await?.unchecked_into();

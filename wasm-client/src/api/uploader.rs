@@ -1,16 +1,22 @@
 //! The upload loop, run by the one tab that holds the origin's Web Lock.
 //!
-//! Per round: read the head of the outbox (read-only transaction) → map rows to FlowFiles →
-//! frame one batch → send → await its ack → on *committed* delete exactly those rows (read-write
+//! Pipelined: up to `max_in_flight` batches (capped by the bridge's `max_inflight`) are sent
+//! before the first ack is awaited. Each round reads the next rows *after* those already in flight
+//! (read-only transaction) → maps them to FlowFiles → frames and sends one batch; acks may come
+//! back in any order, and a *committed* ack deletes exactly that batch's rows (read-write
 //! transaction). The network is never awaited inside an IndexedDB transaction: each transaction
 //! is finished before the next await on the socket.
 //!
 //! Failure handling, following `PROTOCOL.md` §5:
-//! * connection errors, timeouts and *retry* acks: keep the rows, back off with full jitter (at
-//!   least the bridge's `retry after`), reconnect;
-//! * *rejected* acks: bisect the batch down to the offending record, then set that record aside
-//!   in the `__s2s_rejected` store (kept, reported, no longer blocking the queue). `BAD_CRC` is
-//!   re-encoded and sent once more first.
+//! * connection errors and timeouts: everything not acked stays in the outbox and is sent again
+//!   (from the oldest row) on a new connection after a backoff with full jitter;
+//! * *retry* acks: no new batch is sent; the acks of the batches still in flight are awaited
+//!   (their commits count), then the connection is replaced after the backoff (at least the
+//!   bridge's `retry after`) and the unacked rows are resent in order;
+//! * *rejected* acks: after the other in-flight batches are settled the same way, the batch is
+//!   bisected down to the offending record, which is set aside in the `__s2s_rejected` store
+//!   (kept, reported, no longer blocking the queue). `BAD_CRC` is re-encoded and sent once more
+//!   first.
 
 use std::rc::Weak;
 
@@ -25,44 +31,81 @@ use crate::api::transport::Connection;
 
 const CONNECT_TIMEOUT_MS: f64 = 10_000.0;
 
-/// What one round achieved.
+/// What one step achieved.
 enum Round {
-    /// The outbox was empty.
+    /// The outbox holds nothing that is not already in flight, and nothing is in flight.
     Idle,
-    /// A batch was committed.
-    Delivered,
-    /// Try again after this many ms (at least).
+    /// A batch was committed, set aside, or sent.
+    Progress,
+    /// Everything in flight is settled; try again after this many ms (at least), on a new
+    /// connection, from the oldest row.
     Retry { floor_ms: f64, error: Error },
-    /// The batch was rejected; shrink to `size` records and try again at once.
+    /// Everything in flight is settled; resend from the oldest row in batches of this size.
     Shrink(u32),
+}
+
+/// A batch sent and not yet acked.
+struct InFlight {
+    id: u64,
+    rows: Vec<OutboxRow>,
+}
+
+/// The uploader's state across steps.
+struct Pipeline {
+    conn: Option<Connection>,
+    in_flight: std::collections::VecDeque<InFlight>,
+    /// Highest seq sent on this connection and not resent since: the next batch starts after it.
+    cursor: u64,
+    /// What to do once the batches still in flight are acked (no new batch goes out meanwhile).
+    settle: Option<Round>,
+    size: u32,
+    max_records: u32,
+    max_in_flight: usize,
+    next_id: u64,
+    total: u64,
+    crc_retried: bool,
+    /// A batch was committed since the loop last looked (the backoff then starts over).
+    committed: bool,
+}
+
+impl Pipeline {
+    /// Forget everything in flight (the rows stay in the outbox and are read again).
+    fn restart(&mut self, drop_connection: bool) {
+        if drop_connection {
+            self.conn = None;
+        }
+        self.in_flight.clear();
+        self.cursor = 0;
+        self.settle = None;
+    }
 }
 
 pub(crate) async fn run(weak: Weak<Inner>) {
     let Some(first) = weak.upgrade() else { return };
     let mut backoff = Backoff::new(first.config.backoff_base_ms, first.config.backoff_cap_ms);
     let max_records = first.config.batch_records.max(1);
+    let mut p = Pipeline {
+        conn: None,
+        in_flight: std::collections::VecDeque::new(),
+        cursor: 0,
+        settle: None,
+        size: max_records,
+        max_records,
+        max_in_flight: first.config.max_in_flight.max(1) as usize,
+        next_id: 1,
+        total: 0,
+        crc_retried: false,
+        committed: false,
+    };
     drop(first);
-    let mut conn: Option<Connection> = None;
-    let mut size = max_records;
-    let mut next_id: u64 = 1;
-    let mut total: u64 = 0;
-    let mut crc_retried = false;
 
     loop {
         let Some(inner) = weak.upgrade() else { return };
         if inner.closed.get() {
             return;
         }
-        let round = round(
-            &inner,
-            &mut conn,
-            size,
-            &mut next_id,
-            &mut total,
-            &mut crc_retried,
-        )
-        .await;
-        match round {
+        match step(&inner, &mut p).await {
+            Round::Progress => {}
             Round::Idle => {
                 let poll = inner.config.idle_poll_ms;
                 // Do not keep the Rc across the wait: close() must be able to drop the client.
@@ -73,13 +116,12 @@ pub(crate) async fn run(weak: Weak<Inner>) {
                     fut.await;
                 }
             }
-            Round::Delivered => {
-                backoff.reset();
-                size = (size.saturating_mul(2)).min(max_records);
+            Round::Shrink(s) => {
+                p.restart(false);
+                p.size = s;
             }
-            Round::Shrink(s) => size = s,
             Round::Retry { floor_ms, error } => {
-                conn = None;
+                p.restart(true);
                 let delay = backoff.next_delay(js_sys::Math::random(), 0.0);
                 inner.emit(Status::Error {
                     kind: error.kind(),
@@ -96,36 +138,99 @@ pub(crate) async fn run(weak: Weak<Inner>) {
                 if let Some(i) = weak.upgrade() {
                     i.urgent.wait((delay - floor_ms).max(0.0)).await;
                 }
+                continue;
             }
+        }
+        if std::mem::take(&mut p.committed) {
+            backoff.reset();
         }
     }
 }
 
-async fn round(
-    inner: &Inner,
-    conn: &mut Option<Connection>,
-    size: u32,
-    next_id: &mut u64,
-    total: &mut u64,
-    crc_retried: &mut bool,
-) -> Round {
-    let limits = conn
+fn retry(error: Error) -> Round {
+    Round::Retry {
+        floor_ms: 0.0,
+        error,
+    }
+}
+
+/// One step: fill the pipeline, else wait for one ack and act on it.
+async fn step(inner: &Inner, p: &mut Pipeline) -> Round {
+    if p.settle.is_none() {
+        if let Some(c) = &p.conn {
+            // The bridge closes idle connections quietly (`PROTOCOL.md` §6): replace it.
+            if c.is_closed() && p.in_flight.is_empty() {
+                p.restart(true);
+            }
+        }
+        let window = p.conn.as_ref().map_or(p.max_in_flight, |c| {
+            p.max_in_flight.min(c.hello().limits.max_inflight.max(1))
+        });
+        if p.in_flight.len() < window {
+            match send_next(inner, p).await {
+                Ok(true) => return Round::Progress,
+                Ok(false) => {}
+                Err(round) => {
+                    if p.in_flight.is_empty() {
+                        return round;
+                    }
+                    // Settle what is in flight first: its acks may still commit.
+                    p.settle = Some(round);
+                }
+            }
+        }
+    }
+    if p.in_flight.is_empty() {
+        return p.settle.take().unwrap_or(Round::Idle);
+    }
+    let Some(c) = p.conn.as_ref() else {
+        return retry(Error::Connection("no connection with batches in flight".into()));
+    };
+    let ack = match c.next_ack(inner.config.ack_timeout_ms).await {
+        Ok(ack) => ack,
+        Err(e) => return retry(e),
+    };
+    // An ack for an id this connection is not waiting for: skip it defensively.
+    let Some(pos) = p.in_flight.iter().position(|b| b.id == ack.batch_id) else {
+        return Round::Progress;
+    };
+    let batch = p.in_flight.remove(pos).expect("position is in range");
+    let round = on_ack(inner, p, batch, ack).await;
+    if let Round::Progress = round {
+        if p.in_flight.is_empty()
+            && let Some(r) = p.settle.take()
+        {
+            return r;
+        }
+        return Round::Progress;
+    }
+    // Keep the most drastic outcome (a retry beats a shrink) until the pipeline is empty.
+    let keep = match (&p.settle, &round) {
+        (Some(Round::Retry { .. }), _) => p.settle.take(),
+        _ => Some(round),
+    };
+    if p.in_flight.is_empty() {
+        return keep.unwrap_or(Round::Progress);
+    }
+    p.settle = keep;
+    Round::Progress
+}
+
+/// Reads, maps, frames and sends the next batch after `p.cursor`. `Ok(false)`: nothing to send.
+async fn send_next(inner: &Inner, p: &mut Pipeline) -> Result<bool, Round> {
+    let limits = p
+        .conn
         .as_ref()
         .map_or_else(Limits::default, |c| c.hello().limits);
-    let want = size
+    let want = p
+        .size
         .min(u32::try_from(limits.max_records).unwrap_or(u32::MAX))
         .max(1);
-    let rows = match outbox::peek(&inner.db, want).await {
-        Ok(rows) => rows,
-        Err(e) => {
-            return Round::Retry {
-                floor_ms: 0.0,
-                error: e,
-            };
-        }
-    };
+    let rows = outbox::peek_after(&inner.db, p.cursor, want)
+        .await
+        .map_err(retry)?;
     if rows.is_empty() {
-        return Round::Idle;
+        return Ok(false);
     }
 
     // Map and cut the batch at the message size limit.
@@ -134,7 +239,10 @@ async fn round(
     for row in &rows {
         let ff = match inner.mapper.flowfile(row).await {
             Ok(ff) => ff,
-            Err(e) if flowfiles.is_empty() => return set_aside(inner, &rows[..1], e).await,
+            Err(e) if flowfiles.is_empty() => {
+                set_aside(inner, &rows[..1], e).await?;
+                return Ok(true);
+            }
             // A later row is bad: send the good prefix; the bad row will be first next round.
             Err(_) => break,
         };
@@ -145,76 +253,66 @@ async fn round(
         bytes += len;
         flowfiles.push(ff);
     }
-    let batch_rows = &rows[..flowfiles.len()];
+    let mut rows = rows;
+    rows.truncate(flowfiles.len());
 
-    if conn.is_none() {
+    if p.conn.is_none() {
         let url = inner.config.bridge_url.clone().unwrap_or_default();
-        match Connection::connect(&url, inner.config.token.as_deref(), CONNECT_TIMEOUT_MS).await {
-            Ok(c) => *conn = Some(c),
-            Err(e) => {
-                return Round::Retry {
-                    floor_ms: 0.0,
-                    error: e,
-                };
-            }
-        }
+        let c = Connection::connect(&url, inner.config.token.as_deref(), CONNECT_TIMEOUT_MS)
+            .await
+            .map_err(retry)?;
+        p.conn = Some(c);
     }
-    let Some(c) = conn.as_ref() else {
-        return Round::Idle;
+    let Some(c) = p.conn.as_ref() else {
+        return Ok(false);
     };
     // The hello may have lowered the limits below what the batch was built for.
     let limits = c.hello().limits;
-    let id = *next_id;
-    *next_id += 1;
+    let id = p.next_id;
+    p.next_id += 1;
     let message = match protocol::encode_batch(id, &flowfiles, &limits) {
         Ok(m) => m,
-        Err(e) if flowfiles.len() == 1 => return set_aside(inner, batch_rows, e).await,
-        Err(_) => return Round::Shrink((flowfiles.len() / 2).max(1) as u32),
-    };
-    let seq = (batch_rows[0].seq, batch_rows[batch_rows.len() - 1].seq);
-    let count = batch_rows.len() as u32;
-    inner.emit(Status::InFlight { count, seq });
-    if let Err(e) = c.send(&message) {
-        return Round::Retry {
-            floor_ms: 0.0,
-            error: e,
-        };
-    }
-    let ack = loop {
-        match c.next_ack(inner.config.ack_timeout_ms).await {
-            // An ack for an id this client is not waiting for (a late one from an earlier
-            // attempt is impossible on a new connection; skip anything else defensively).
-            Ok(ack) if ack.batch_id != id => continue,
-            Ok(ack) => break ack,
-            Err(e) => {
-                return Round::Retry {
-                    floor_ms: 0.0,
-                    error: e,
-                };
-            }
+        Err(e) if flowfiles.len() == 1 => {
+            set_aside(inner, &rows, e).await?;
+            return Ok(true);
         }
+        Err(_) => return Err(Round::Shrink((flowfiles.len() / 2).max(1) as u32)),
     };
+    let seq = (rows[0].seq, rows[rows.len() - 1].seq);
+    inner.emit(Status::InFlight {
+        count: rows.len() as u32,
+        seq,
+    });
+    c.send(&message).map_err(retry)?;
+    p.cursor = seq.1;
+    p.in_flight.push_back(InFlight { id, rows });
+    Ok(true)
+}
+
+/// Acts on the ack of `batch` (already taken out of the pipeline).
+async fn on_ack(inner: &Inner, p: &mut Pipeline, batch: InFlight, ack: protocol::Ack) -> Round {
+    let count = batch.rows.len() as u32;
+    let seq = (batch.rows[0].seq, batch.rows[batch.rows.len() - 1].seq);
     match ack.status {
         AckStatus::Committed => {
-            *crc_retried = false;
-            let seqs: Vec<u64> = batch_rows.iter().map(|r| r.seq).collect();
+            p.crc_retried = false;
+            p.committed = true;
+            let seqs: Vec<u64> = batch.rows.iter().map(|r| r.seq).collect();
             if let Err(e) = outbox::remove(&inner.db, &seqs).await {
                 // Delivered but not deleted: it is sent again later (at-least-once; NiFi drops
                 // the duplicate by idb.client.id + idb.seq).
-                return Round::Retry {
-                    floor_ms: 0.0,
-                    error: e,
-                };
+                return retry(e);
             }
-            *total += u64::from(count);
+            p.total += u64::from(count);
+            p.size = p.size.saturating_mul(2).min(p.max_records);
             let depth = outbox::depth(&inner.db).await.unwrap_or(0);
             inner.emit(Status::Delivered {
                 count,
                 seq,
                 depth,
-                total: *total,
+                total: p.total,
             });
-            Round::Delivered
+            Round::Progress
         }
         AckStatus::Retry => Round::Retry {
             floor_ms: f64::from(ack.retry_after_ms),
@@ -224,39 +322,36 @@ async fn round(
                 ack.message
             )),
         },
-        AckStatus::Rejected if ack.reason == protocol::REASON_BAD_CRC && !*crc_retried => {
+        AckStatus::Rejected if ack.reason == protocol::REASON_BAD_CRC && !p.crc_retried => {
             // The rows may be fine and only this encoding damaged: re-encode once.
-            *crc_retried = true;
-            Round::Retry {
-                floor_ms: 0.0,
-                error: Error::Protocol("bridge reported BAD_CRC".into()),
-            }
+            p.crc_retried = true;
+            retry(Error::Protocol("bridge reported BAD_CRC".into()))
         }
         AckStatus::Rejected if count > 1 => Round::Shrink(count / 2),
         AckStatus::Rejected => {
-            *crc_retried = false;
+            p.crc_retried = false;
             let e = Error::Rejected {
                 reason: protocol::reason_name(ack.reason),
                 message: ack.message,
             };
-            set_aside(inner, batch_rows, e).await
+            match set_aside(inner, &batch.rows, e).await {
+                Ok(()) => Round::Progress,
+                Err(r) => r,
+            }
         }
     }
 }
 
-async fn set_aside(inner: &Inner, rows: &[OutboxRow], error: Error) -> Round {
+async fn set_aside(inner: &Inner, rows: &[OutboxRow], error: Error) -> Result<(), Round> {
     let reason = error.to_string();
-    if let Err(e) = outbox::set_aside(&inner.db, rows, &reason).await {
-        return Round::Retry {
-            floor_ms: 0.0,
-            error: e,
-        };
-    }
+    outbox::set_aside(&inner.db, rows, &reason)
+        .await
+        .map_err(retry)?;
     inner.emit(Status::Error {
         kind: error.kind(),
         message: reason,
         fatal: true,
         retry_in_ms: 0.0,
     });
-    Round::Delivered
+    Ok(())
 }
