@@ -114,7 +114,7 @@ async fn site(State(s): State<S>, h: HeaderMap) -> Response {
     axum::Json(serde_json::json!({"controller":{
         "remoteSiteHttpListeningPort": port, "siteToSiteSecure": false,
         "inputPorts":[{"id":"in-id","name":"in","state":"RUNNING"}],
-        "outputPorts":[]}}))
+        "outputPorts":[{"id":"out-id","name":"out","state":"RUNNING"}]}}))
     .into_response()
 }
 
@@ -140,11 +140,47 @@ async fn create_tx(State(s): State<S>, h: HeaderMap) -> Response {
         [
             ("location", loc.as_str()),
             ("x-location-uri-intent", "transaction-url"),
+            // Short, so the client's keep-alive PUT (every TTL/2) shows up quickly.
+            ("x-nifi-site-to-site-server-transaction-ttl", "1"),
+        ],
+        "",
+    )
+        .into_response()
+}
+
+async fn extend_tx(State(s): State<S>, h: HeaderMap) -> Response {
+    if let Some(r) = check(&s, "PUT transaction", &h) {
+        return r;
+    }
+    axum::Json(serde_json::json!({"responseCode": 16, "message": "extended"})).into_response()
+}
+
+async fn create_rx(State(s): State<S>, h: HeaderMap) -> Response {
+    if let Some(r) = check(&s, "POST receive transactions", &h) {
+        return r;
+    }
+    let port = *s.port.lock().unwrap();
+    let loc = format!(
+        "http://127.0.0.1:{port}/nifi-api/data-transfer/output-ports/out-id/transactions/t2"
+    );
+    (
+        StatusCode::CREATED,
+        [
+            ("location", loc.as_str()),
+            ("x-location-uri-intent", "transaction-url"),
             ("x-nifi-site-to-site-server-transaction-ttl", "30"),
         ],
         "",
     )
         .into_response()
+}
+
+/// 200 = nothing to receive (what NiFi answers for an empty queue).
+async fn get_flowfiles(State(s): State<S>, h: HeaderMap) -> Response {
+    if let Some(r) = check(&s, "GET flow-files", &h) {
+        return r;
+    }
+    StatusCode::OK.into_response()
 }
 
 async fn delete_tx(State(s): State<S>, h: HeaderMap) -> Response {
@@ -171,7 +207,15 @@ async fn fake() -> (S, String) {
         )
         .route(
             "/nifi-api/data-transfer/input-ports/in-id/transactions/t1",
-            axum::routing::delete(delete_tx),
+            axum::routing::delete(delete_tx).put(extend_tx),
+        )
+        .route(
+            "/nifi-api/data-transfer/output-ports/out-id/transactions",
+            post(create_rx),
+        )
+        .route(
+            "/nifi-api/data-transfer/output-ports/out-id/transactions/t2/flow-files",
+            get(get_flowfiles),
         )
         .route("/revoke", post(revoke))
         .with_state(s.clone());
@@ -197,9 +241,15 @@ async fn login_token_on_every_request_renewed_before_expiry_and_on_401() {
     assert_eq!(info.input_ports[0].name, "in");
     assert_eq!(client.logins(), 1);
     assert_eq!(client.http_peers().await.unwrap().len(), 1);
-    // A transaction: create, then dropped → cancelled with DELETE; both with the token.
+    // A transaction: create, kept open past TTL/2 (keep-alive PUT), then dropped → cancelled
+    // with DELETE; all with the token.
     let tx = client.send_transaction("in").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
     drop(tx);
+    // A receive with nothing queued: create + GET.
+    let mut rx = client.receive("out").await.unwrap();
+    assert!(rx.next().await.unwrap().is_none());
+    rx.confirm().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !fake
         .seen
@@ -230,7 +280,7 @@ async fn login_token_on_every_request_renewed_before_expiry_and_on_401() {
     }
     assert_eq!(*fake.refused.lock().unwrap(), 0);
 
-    // Past 80% of the 3 s lifetime but before expiry: renewed proactively, never refused.
+    // Past 80% of the 3 s lifetime: renewed before sending (proactively), so NiFi never refused it.
     tokio::time::sleep(Duration::from_millis(2_600)).await;
     client.site_info().await.unwrap();
     assert_eq!(client.logins(), 2);
