@@ -109,9 +109,9 @@ struct Inner {
     raw_port: Option<u16>,
     version: String,
     root_id: String,
-    /// Secured NiFi: the id of the kit's own user (the client certificate's DN), which every port
-    /// this kit creates is authorized for.
-    user: Option<String>,
+    /// Secured NiFi: the ids of the users every port this kit creates is authorized for (the kit's
+    /// own, i.e. the client certificate's DN, and the instance's login user if it has one).
+    users: Vec<String>,
     /// The test PKI, for an instance read from a state file.
     pki: Option<certs::TlsFiles>,
 }
@@ -189,8 +189,19 @@ impl Nifi {
     pub async fn from_state(inst: &provision::Instance) -> Result<Self> {
         let id = inst.tls.as_ref().map(certs::TlsFiles::identity);
         let mut nifi = Self::connect_with(&inst.url, inst.raw_port, id.as_ref()).await?;
+        let login_user = match &inst.login {
+            Some(l) => {
+                let user = user_id(&nifi.inner.http, &nifi.inner.api, &l.username).await?;
+                // What an S2S client logged in with a token needs besides the port policies.
+                nifi.grant("read", "/site-to-site", &user).await?;
+                nifi.grant("read", "/flow", &user).await?;
+                Some(user)
+            }
+            None => None,
+        };
         if let Some(inner) = Arc::get_mut(&mut nifi.inner) {
             inner.pki.clone_from(&inst.tls);
+            inner.users.extend(login_user);
         }
         Ok(nifi)
     }
@@ -252,8 +263,8 @@ impl Nifi {
         // exist yet.
         let root = get(&http, &format!("{api}/flow/process-groups/root")).await?;
         let root_id = str_field_of(&root["processGroupFlow"], "id")?;
-        let user = match tls {
-            None => None,
+        let users = match tls {
+            None => Vec::new(),
             Some(_) => {
                 let user = self_user_id(&http, &api).await?;
                 for (action, resource) in [
@@ -265,7 +276,7 @@ impl Nifi {
                 ] {
                     grant_policy(&http, &api, action, &resource, &user).await?;
                 }
-                Some(user)
+                vec![user]
             }
         };
         let raw_port = match raw_port {
@@ -285,7 +296,7 @@ impl Nifi {
                 raw_port,
                 version,
                 root_id,
-                user,
+                users,
                 pki: None,
             }),
         })
@@ -340,7 +351,7 @@ impl Nifi {
     /// site-to-site" (`/data-transfer/input-ports/{id}`) or "send data via site-to-site"
     /// (`/data-transfer/output-ports/{id}`). Nothing to do on a plain NiFi.
     async fn authorize_port(&self, kind: PortKind, id: &str) -> Result<()> {
-        if let Some(user) = &self.inner.user {
+        for user in &self.inner.users {
             self.grant(
                 "write",
                 &format!("/data-transfer/{}/{id}", kind.path()),
@@ -1067,20 +1078,18 @@ async fn get(http: &reqwest::Client, url: &str) -> Result<Value> {
 async fn self_user_id(http: &reqwest::Client, api: &str) -> Result<String> {
     let me = get(http, &format!("{api}/flow/current-user")).await?;
     let identity = str_field_of(&me, "identity")?;
+    user_id(http, api, &identity).await
+}
+
+/// The id of the NiFi user with this identity (`/tenants/users`).
+async fn user_id(http: &reqwest::Client, api: &str, identity: &str) -> Result<String> {
     let users = get(http, &format!("{api}/tenants/users")).await?;
     users["users"]
         .as_array()
-        .and_then(|us| {
-            us.iter()
-                .find(|u| u["component"]["identity"] == identity.as_str())
-        })
+        .and_then(|us| us.iter().find(|u| u["component"]["identity"] == identity))
         .and_then(|u| u["id"].as_str())
         .map(str::to_owned)
-        .ok_or_else(|| {
-            Error::Unexpected(format!(
-                "NiFi knows no user {identity:?} (the kit's own certificate DN)"
-            ))
-        })
+        .ok_or_else(|| Error::Unexpected(format!("NiFi knows no user {identity:?} ")))
 }
 
 /// Adds `user_id` to the policy `action` on exactly `resource`, creating it if needed.

@@ -68,7 +68,32 @@ pub struct Instance {
     /// For a secured NiFi: the test PKI (CA, client identities, stores) the kit generated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
+    /// For a secured NiFi: a username/password login (NiFi issues bearer tokens for it at
+    /// `/nifi-api/access/token`). `Debug` hides the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<Login>,
 }
+
+/// A username/password NiFi accepts at `/nifi-api/access/token` (test provider, see
+/// [`configure`]).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Login {
+    /// The username (also the NiFi user identity).
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The username of the test login of a secured instance.
+pub const LOGIN_USERNAME: &str = "s2s-test-user";
 
 impl Instance {
     /// Renders the `KEY=VALUE` form of the state file (sourceable by a shell).
@@ -94,6 +119,10 @@ impl Instance {
                 }
             }
         }
+        if let Some(l) = &self.login {
+            let _ = writeln!(s, "NIFI_USERNAME={}", l.username);
+            let _ = writeln!(s, "NIFI_PASSWORD={}", l.password);
+        }
         s
     }
 
@@ -107,8 +136,10 @@ impl Instance {
             version: String::new(),
             home: None,
             tls: None,
+            login: None,
         };
         let mut tls = Vec::new();
+        let (mut username, mut password) = (None, None);
         for line in text.lines() {
             let Some((k, v)) = line.split_once('=') else {
                 continue;
@@ -129,12 +160,17 @@ impl Instance {
                 "NIFI_VERSION" => inst.version = v.to_owned(),
                 "NIFI_HOME" => inst.home = Some(PathBuf::from(v)),
                 k if k.starts_with("NIFI_TLS_") => tls.push((k.to_owned(), v.to_owned())),
+                "NIFI_USERNAME" => username = Some(v.to_owned()),
+                "NIFI_PASSWORD" => password = Some(v.to_owned()),
                 _ => {}
             }
         }
         inst.url = url.ok_or_else(|| Error::Provision("state file has no NIFI_URL".into()))?;
         if !tls.is_empty() {
             inst.tls = Some(tls_from_env(&tls)?);
+        }
+        if let (Some(username), Some(password)) = (username, password) {
+            inst.login = Some(Login { username, password });
         }
         Ok(inst)
     }
@@ -947,6 +983,7 @@ pub fn configure(
     version: &str,
     ports: Ports,
     tls: Option<&TlsFiles>,
+    login: Option<&Login>,
 ) -> Result<(), Error> {
     let path = home.join("conf").join("nifi.properties");
     let text = fs::read_to_string(&path)
@@ -1005,8 +1042,24 @@ pub fn configure(
             ("nifi.security.user.authorizer", "managed-authorizer".into()),
         ]);
         let authorizers = home.join("conf").join("authorizers.xml");
-        fs::write(&authorizers, authorizers_xml(&t.client_dn))
-            .map_err(|e| Error::io(format!("writing {}", authorizers.display()), e))?;
+        fs::write(
+            &authorizers,
+            authorizers_xml(&t.client_dn, login.map(|l| l.username.as_str())),
+        )
+        .map_err(|e| Error::io(format!("writing {}", authorizers.display()), e))?;
+        if let Some(l) = login {
+            let providers = home.join("conf").join("login-identity-providers.xml");
+            fs::write(&providers, login_providers_xml(l))
+                .map_err(|e| Error::io(format!("writing {}", providers.display()), e))?;
+            o.push((
+                "nifi.login.identity.provider.configuration.file",
+                "./conf/login-identity-providers.xml".into(),
+            ));
+            o.push((
+                "nifi.security.user.login.identity.provider",
+                LOGIN_PROVIDER_ID.into(),
+            ));
+        }
         for stale in ["users.xml", "authorizations.xml"] {
             let _ = fs::remove_file(home.join("conf").join(stale));
         }
@@ -1023,6 +1076,109 @@ pub fn configure(
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
+/// The identifier of the test login provider in `login-identity-providers.xml`.
+const LOGIN_PROVIDER_ID: &str = "nifi-s2s-test-login";
+
+/// Java source of the test login provider (compiled per home by [`build_login_provider`]).
+const LOGIN_PROVIDER_JAVA: &str =
+    include_str!("../login-provider/StaticLoginIdentityProvider.java");
+const LOGIN_PROVIDER_CLASS: &str = "nifi_s2s.testkit.StaticLoginIdentityProvider";
+
+fn login_providers_xml(l: &Login) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<!-- Written by nifi-testkit (provision.rs): one test user, NiFi issues bearer tokens for it. -->
+<loginIdentityProviders>
+    <provider>
+        <identifier>{LOGIN_PROVIDER_ID}</identifier>
+        <class>{LOGIN_PROVIDER_CLASS}</class>
+        <property name="Username">{}</property>
+        <property name="Password">{}</property>
+        <property name="Expiration Minutes">60</property>
+    </provider>
+</loginIdentityProviders>
+"#,
+        xml_escape(&l.username),
+        xml_escape(&l.password)
+    )
+}
+
+/// Compiles the test login provider against the home's `nifi-framework-api` jar with the JDK that
+/// runs this version, and puts the jar (with its `META-INF/services` entry) into `lib/`, where
+/// NiFi's system bundle finds it.
+///
+/// Why our own provider: NiFi's single-user provider NAR (`nifi-single-user-iaa-providers-nar`)
+/// is 404 on the Maven repository this project reaches, for 1.18.0 and 2.3.0 alike.
+pub fn build_login_provider(home: &Path, version: &str) -> Result<(), Error> {
+    let java = java_for(version);
+    let bin = |tool: &str| -> PathBuf {
+        match java.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join(tool),
+            _ => PathBuf::from(tool),
+        }
+    };
+    let api = home
+        .join("lib")
+        .join(format!("nifi-framework-api-{version}.jar"));
+    let build = home.join("work").join("login-provider");
+    if build.exists() {
+        fs::remove_dir_all(&build)
+            .map_err(|e| Error::io("cleaning the login provider build", e))?;
+    }
+    let src = build.join("src");
+    let classes = build.join("classes");
+    let services = classes.join("META-INF").join("services");
+    for d in [&src, &services] {
+        fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+    }
+    let java_file = src.join("StaticLoginIdentityProvider.java");
+    fs::write(&java_file, LOGIN_PROVIDER_JAVA).map_err(|e| Error::io("writing the provider", e))?;
+    fs::write(
+        services.join("org.apache.nifi.authentication.LoginIdentityProvider"),
+        format!("{LOGIN_PROVIDER_CLASS}\n"),
+    )
+    .map_err(|e| Error::io("writing the provider's service entry", e))?;
+    let jar = home.join("lib").join("nifi-s2s-test-login.jar");
+    for (tool, args) in [
+        (
+            "javac",
+            vec![
+                "--release".into(),
+                "17".into(),
+                "-nowarn".into(),
+                "-d".into(),
+                classes.display().to_string(),
+                "-cp".into(),
+                api.display().to_string(),
+                java_file.display().to_string(),
+            ],
+        ),
+        (
+            "jar",
+            vec![
+                "cf".into(),
+                jar.display().to_string(),
+                "-C".into(),
+                classes.display().to_string(),
+                ".".into(),
+            ],
+        ),
+    ] {
+        let out = Command::new(bin(tool))
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io(format!("running {}", bin(tool).display()), e))?;
+        if !out.status.success() {
+            return Err(Error::Provision(format!(
+                "{tool} failed building the test login provider: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Minimal XML escaping for a DN placed in an element.
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -1034,8 +1190,14 @@ fn xml_escape(s: &str) -> String {
 /// (relative to the home, NiFi's working directory), the client DN as the only user and the
 /// initial admin. The admin gets NiFi's admin policies (UI, tenants, policies, controller) but not
 /// the data or S2S ones; [`crate::Nifi`] grants those through the REST API.
-fn authorizers_xml(admin_dn: &str) -> String {
+fn authorizers_xml(admin_dn: &str, login_user: Option<&str>) -> String {
     let dn = xml_escape(admin_dn);
+    let second = login_user.map_or_else(String::new, |u| {
+        format!(
+            "\n        <property name=\"Initial User Identity 2\">{}</property>",
+            xml_escape(u)
+        )
+    });
     format!(
         r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <!-- Written by nifi-testkit (provision.rs) for a secured test NiFi. -->
@@ -1044,7 +1206,7 @@ fn authorizers_xml(admin_dn: &str) -> String {
         <identifier>file-user-group-provider</identifier>
         <class>org.apache.nifi.authorization.FileUserGroupProvider</class>
         <property name="Users File">./conf/users.xml</property>
-        <property name="Initial User Identity 1">{dn}</property>
+        <property name="Initial User Identity 1">{dn}</property>{second}
     </userGroupProvider>
     <accessPolicyProvider>
         <identifier>file-access-policy-provider</identifier>
@@ -1402,7 +1564,16 @@ pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
             ports.web
         )));
     }
-    configure(&home, version, ports, tls.as_ref())?;
+    let login = if secure {
+        build_login_provider(&home, version)?;
+        Some(Login {
+            username: LOGIN_USERNAME.into(),
+            password: certs::random_password(),
+        })
+    } else {
+        None
+    };
+    configure(&home, version, ports, tls.as_ref(), login.as_ref())?;
     let assembly = t.elapsed();
     let java = java_for(version);
     progress(format!(
@@ -1431,6 +1602,7 @@ pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
         version: version.into(),
         home: Some(home),
         tls,
+        login,
     };
     write_state(&vstate, &instance)?;
     publish_shared(&instance, make_shared, &http).await?;
@@ -1527,14 +1699,20 @@ mod tests {
             version: "1.18.0".into(),
             home: Some("/x/y".into()),
             tls: None,
+            login: None,
         };
         assert_eq!(Instance::from_env(&inst.to_env()).unwrap(), inst);
         let dir = std::env::temp_dir().join(format!("nifi-testkit-state-{}", std::process::id()));
         let secured = Instance {
             url: "https://127.0.0.1:8443/nifi".into(),
             tls: Some(certs::generate(&dir, &[], "pw-abcdefghijkl").unwrap()),
+            login: Some(Login {
+                username: LOGIN_USERNAME.into(),
+                password: "pw-login".into(),
+            }),
             ..inst
         };
+        assert!(!format!("{secured:?}").contains("pw-login"));
         let env = secured.to_env();
         assert!(env.contains("NIFI_TLS_CLIENT_DN='CN=s2s-test-client, OU=nifi-s2s'\n"));
         assert_eq!(Instance::from_env(&env).unwrap(), secured);
