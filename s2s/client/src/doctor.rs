@@ -850,4 +850,70 @@ mod tests {
             .ok()
         );
     }
+
+    fn pem_identity(dir: &std::path::Path, expired: bool) -> crate::ClientBuilder {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "doctor CA");
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name
+            .push(DnType::CommonName, "doctor-client");
+        if expired {
+            p.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        }
+        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("c.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("c.key"), key.serialize_pem()).unwrap();
+        Client::builder("https://localhost:1/nifi")
+            .tls_pem(
+                &dir.join("ca.pem"),
+                Some((&dir.join("c.pem"), &dir.join("c.key"))),
+            )
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn identity_check_names_the_dn_and_fails_an_expired_certificate() {
+        let dir = std::env::temp_dir().join(format!("s2s-doctor-{}", uuid::Uuid::new_v4()));
+        let good = pem_identity(&dir.join("good"), false).build().unwrap();
+        let mut out = Vec::new();
+        good.check_identity(&mut out, None);
+        assert_eq!(out[0].status, Status::Pass, "{out:?}");
+        assert!(out[0].detail.contains("CN=doctor-client"), "{out:?}");
+        assert!(out[0].detail.contains("issued by CN=doctor CA"), "{out:?}");
+
+        let old = pem_identity(&dir.join("old"), true).build().unwrap();
+        let mut out = Vec::new();
+        old.check_identity(&mut out, None);
+        assert_eq!(out[0].status, Status::Fail, "{out:?}");
+        assert!(out[0].detail.contains("2020"), "{out:?}");
+        assert!(
+            out[0].hint.as_deref().unwrap().contains("expired"),
+            "{out:?}"
+        );
+
+        // Secure RAW without any certificate: what to configure.
+        let none = Client::builder("https://localhost:1/nifi").build().unwrap();
+        let site = SiteInfo {
+            raw_port: Some(1),
+            http_port: None,
+            secure: true,
+            input_ports: vec![],
+            output_ports: vec![],
+        };
+        let mut out = Vec::new();
+        none.check_identity(&mut out, Some(&site));
+        assert_eq!(out[0].status, Status::Fail, "{out:?}");
+        assert!(
+            out[0].hint.as_deref().unwrap().contains("--pkcs12"),
+            "{out:?}"
+        );
+    }
 }
