@@ -916,4 +916,67 @@ mod tests {
             "{out:?}"
         );
     }
+
+    #[tokio::test]
+    async fn tls_check_shows_the_names_the_certificate_has_when_the_host_does_not_match() {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "names CA");
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let srv = CertificateParams::new(vec!["nifi.internal".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![srv.der().clone()],
+                rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let a = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = a.accept(s).await;
+                });
+            }
+        });
+        let dir = std::env::temp_dir().join(format!("s2s-doctor-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        let client = Client::builder(format!("https://127.0.0.1:{port}/nifi"))
+            .tls_ca_pem(&dir.join("ca.pem"))
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut out = Vec::new();
+        assert!(!client.check_reachable(&mut out).await);
+        let c = &out[0];
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(c.detail.contains("for names [nifi.internal]"), "{c:?}");
+        assert!(
+            c.hint
+                .as_deref()
+                .unwrap()
+                .contains(&format!("https://nifi.internal:{port}/nifi")),
+            "{c:?}"
+        );
+        // Without any CA: says so and who issued NiFi's certificate.
+        let bare = Client::builder(format!("https://127.0.0.1:{port}/nifi"))
+            .build()
+            .unwrap();
+        let mut out = Vec::new();
+        assert!(!bare.check_reachable(&mut out).await);
+        assert!(out[0].detail.contains("CN=names CA"), "{:?}", out[0]);
+    }
 }
