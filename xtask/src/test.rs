@@ -80,7 +80,8 @@ fn xtask(args: &[&str]) -> Result<Command> {
 
 /// Reads `KEY=VALUE` lines of the NiFi state file written by `cargo xtask nifi up`.
 fn nifi_env() -> Result<Vec<(String, String)>> {
-    let path = workspace_root().join("target/nifi/nifi.env");
+    // The kit's path (honours NIFI_S2S_NIFI_DIR, e.g. for an isolated run).
+    let path = nifi_testkit::provision::state_file();
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("NiFi state file {} missing after `nifi up`", path.display()))?;
     Ok(text
@@ -176,7 +177,7 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
     // (RAW and HTTP, send and receive, compression off and on) fail without it in CI.
     let run_2x = !user_nifi && !args.skip_2x;
     if run_2x {
-        let state = workspace_root().join(format!("target/nifi/{NIFI_2X}/nifi.env"));
+        let state = nifi_testkit::provision::version_state_file(NIFI_2X);
         // A state file left by `cargo xtask nifi up --version …` means someone else's instance.
         let up_before = state.exists();
         lanes.push((
@@ -193,7 +194,7 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
     let run_secure = !args.skip_secure;
     if run_secure {
         for v in NIFI_SECURE {
-            let state = workspace_root().join(format!("target/nifi/{v}-secure/nifi.env"));
+            let state = nifi_testkit::provision::secure_state_file(v);
             let up_before = state.exists();
             lanes.push((
                 format!("NiFi {v} --secure"),
