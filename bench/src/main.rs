@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use s2s::{Client, FlowFile};
 
+mod listenhttp;
 mod report;
 mod scenarios;
 
