@@ -142,8 +142,8 @@ fn cert_facts(der: &[u8]) -> Option<CertFacts> {
         }
     }
     Some(CertFacts {
-        subject: c.subject().to_string(),
-        issuer: c.issuer().to_string(),
+        subject: crate::tls::nifi_dn(c.subject()),
+        issuer: crate::tls::nifi_dn(c.issuer()),
         not_after: c.validity().not_after.to_string(),
         days_left,
         names,
@@ -569,11 +569,25 @@ impl Client {
                         .join(", ")
                 }
             };
+            // NiFi lists only the ports the caller may use: on a secure NiFi an existing port
+            // the identity lacks a policy for looks exactly like a missing one.
+            let policy = if site.secure {
+                let who = match (&self.cfg().client_dn, &self.cfg().auth) {
+                    (Some(dn), _) => format!("{dn:?}"),
+                    (None, Some(_)) => "the token's user".to_owned(),
+                    (None, None) => "your identity".to_owned(),
+                };
+                format!(
+                    "; if the port exists, grant {who} 'receive data via site-to-site' (input port) or 'send data via site-to-site' (output port) on it"
+                )
+            } else {
+                String::new()
+            };
             out.push(fail(
                 N,
                 format!("no input or output port named (or with id) {port:?}"),
                 format!(
-                    "available input ports: {}; output ports: {} (only root-group ports this identity may use are listed; names are case-sensitive)",
+                    "available input ports: {}; output ports: {} (root-group ports only; names are case-sensitive){policy}",
                     names(&site.input_ports),
                     names(&site.output_ports)
                 ),

@@ -52,7 +52,7 @@ pub fn certificate_subject(cert_pem: &Path) -> Result<String, Error> {
         .map_err(|e| bad_file("certificate file", cert_pem, e))?;
     let (_, cert) = x509_parser::parse_x509_certificate(&first)
         .map_err(|e| bad_file("certificate file", cert_pem, e))?;
-    Ok(cert.subject().to_string())
+    Ok(nifi_dn(cert.subject()))
 }
 
 /// Why a PKCS#12 file could not be used. The source of the [`Error`] returned by
@@ -125,12 +125,41 @@ pub(crate) struct Identity {
 }
 
 impl Identity {
-    /// Subject DN of the leaf certificate.
+    /// Subject DN of the leaf certificate, as NiFi names the user.
     pub(crate) fn subject(&self) -> Option<String> {
         let leaf = self.chain.first()?;
         let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
-        Some(cert.subject().to_string())
+        Some(nifi_dn(cert.subject()))
     }
+}
+
+/// A DN the way NiFi prints (and authorizes) it: Java's order, most specific RDN first
+/// (`CN=client, OU=team`), the reverse of the certificate's encoding order that
+/// `x509-parser` displays (`OU=team, CN=client`).
+pub(crate) fn nifi_dn(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let registry = x509_parser::objects::oid_registry();
+    let rdns: Vec<String> = name
+        .iter_rdn()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|atv| {
+                    let key = x509_parser::objects::oid2abbrev(atv.attr_type(), registry)
+                        .map_or_else(|_| atv.attr_type().to_id_string(), str::to_owned);
+                    let value = atv.as_str().map_or_else(
+                        |_| format!("#{}", hex_bytes(atv.attr_value().data)),
+                        str::to_owned,
+                    );
+                    format!("{key}={value}")
+                })
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect();
+    rdns.into_iter().rev().collect::<Vec<_>>().join(", ")
+}
+
+fn hex_bytes(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Loads the private key and its certificate chain from a PKCS#12 keystore. Also returns the
@@ -470,6 +499,26 @@ mod tests {
         let p = pki("dn");
         let dn = certificate_subject(&p.dir.join("client.pem")).unwrap();
         assert_eq!(dn, "CN=client");
+        // Several RDNs: NiFi's (Java's) order, most specific first.
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        // Encoded O, OU, CN (rcgen's default DN would put its CN first).
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Acme");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, "nifi-s2s");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "s2s-client");
+        let cert = params.self_signed(&key).unwrap();
+        let f = write(&p.dir, "multi.pem", &cert.pem());
+        assert_eq!(
+            certificate_subject(&f).unwrap(),
+            "CN=s2s-client, OU=nifi-s2s, O=Acme"
+        );
     }
 
     #[test]

@@ -138,6 +138,9 @@ async fn doctor_secured(version: &str) {
         return;
     };
     let t = tls(&nifi);
+    // Unknown for sure, even after a run that died before removing its user.
+    let leftover = nifi.create_user(&t.other_dn).await.unwrap();
+    nifi.delete_user(&leftover).await.unwrap();
     let pair = nifi.port_pair("doctor-tls").await.unwrap();
     for transport in [Transport::Raw, Transport::Http] {
         let c = p12_client(&nifi, transport).build().unwrap();
@@ -169,6 +172,40 @@ async fn doctor_secured(version: &str) {
         text.to_lowercase().contains("unauthorized") || text.contains("403"),
         "{r}"
     );
+    // The same DN once NiFi knows it and lets it read the site-to-site details, but without
+    // the port's policy: NiFi hides the port, and the doctor says whom to grant what.
+    let other_id = nifi.create_user(&t.other_dn).await.unwrap();
+    nifi.grant("read", "/site-to-site", &other_id)
+        .await
+        .unwrap();
+    let r = other.doctor(pair.input.name()).await;
+    assert_eq!(r.check("discovery").unwrap().status, Status::Pass, "{r}");
+    let p = r.check("port").unwrap();
+    assert_eq!(p.status, Status::Fail, "{r}");
+    let hint = p.hint.as_deref().unwrap();
+    assert!(
+        hint.contains(&t.other_dn) && hint.contains("receive data via site-to-site"),
+        "{r}"
+    );
+    // Granted: the same client passes every check, its DN shown.
+    nifi.grant(
+        "write",
+        &format!("/data-transfer/input-ports/{}", pair.input.id()),
+        &other_id,
+    )
+    .await
+    .unwrap();
+    let r = other.doctor(pair.input.name()).await;
+    assert!(r.ok(), "{r}");
+    assert!(
+        r.check("identity")
+            .unwrap()
+            .detail
+            .contains("s2s-other-client"),
+        "{r}"
+    );
+    nifi.delete_user(&other_id).await.unwrap();
+
     // The wrong CA: the TLS check says so and shows who signed NiFi's certificate.
     let rogue = Client::builder(nifi.url())
         .tls_ca_pem(&t.rogue_ca)
