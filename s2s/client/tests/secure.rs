@@ -392,29 +392,76 @@ fn recorded_login(version: &str) -> Option<(String, String)> {
     Some((get("NIFI_USERNAME")?, get("NIFI_PASSWORD")?))
 }
 
-#[tokio::test]
-async fn secured_2_3_login_bearer_token_https_round_trip() {
-    let Some(nifi) = secured("2.3.0").await else {
+async fn login_round_trip(version: &str) {
+    let Some(nifi) = secured(version).await else {
         return;
     };
-    let Some((user, password)) = recorded_login("2.3.0") else {
+    let Some((user, password)) = recorded_login(version) else {
         // Certificate-only instance: nothing issues tokens (a fake NiFi covers the logic in
         // tests/auth.rs).
         eprintln!(
-            "SKIPPED: the secured 2.3.0 instance records no NIFI_USERNAME (no login provider)"
+            "SKIPPED: the secured {version} instance records no NIFI_USERNAME (no login provider)"
         );
         return;
     };
     let t = tls(&nifi);
     let pair = nifi.port_pair("login").await.unwrap();
+    // No client certificate: the token is the only identity.
     let c = Client::builder(nifi.url())
         .transport(Transport::Http)
         .tls_ca_pem(&t.ca)
         .unwrap()
-        .login(user, password)
+        .login(user.clone(), password.clone())
         .build()
         .unwrap();
     round_trip(&c, &pair, &flowfiles(3, "token")).await;
-    assert!(c.logins() >= 1);
+    assert_eq!(
+        c.logins(),
+        1,
+        "one token for discovery, peers and every transfer"
+    );
+    let r = c.doctor(pair.input.name()).await;
+    assert!(r.ok(), "{r}");
+    assert!(r.check("identity").unwrap().detail.contains(&user), "{r}");
+
+    // The CLI: --username with the password from the environment.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_s2s"))
+        .args(["send", "--url", nifi.url(), "--port", pair.input.name()])
+        .args(["--transport", "http", "--ca"])
+        .arg(&t.ca)
+        .args(["--username", &user, "--password-env", "S2S_TEST_LOGIN_PW"])
+        .args(["-a", "via=cli-login", "-"])
+        .env("S2S_TEST_LOGIN_PW", &password)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    pair.output.wait_for_queued(1, WAIT).await.unwrap();
+    pair.output.drain().await.unwrap();
+
+    // A wrong password: unauthorized, naming the user, never the password.
+    let bad = Client::builder(nifi.url())
+        .transport(Transport::Http)
+        .tls_ca_pem(&t.ca)
+        .unwrap()
+        .login(user.clone(), "definitely-wrong-pw")
+        .build()
+        .unwrap();
+    let e = bad.send_transaction(pair.input.name()).await.unwrap_err();
+    assert!(e.is_unauthorized(), "{e}");
+    assert!(
+        e.to_string().contains(&user) && !e.to_string().contains("definitely-wrong-pw"),
+        "{e}"
+    );
     pair.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn secured_1_18_login_bearer_token_https_round_trip() {
+    login_round_trip("1.18.0").await;
+}
+
+#[tokio::test]
+async fn secured_2_3_login_bearer_token_https_round_trip() {
+    login_round_trip("2.3.0").await;
 }
