@@ -256,8 +256,22 @@ fn describe_error(e: &Error) -> String {
 }
 
 impl Client {
-    /// Runs the doctor's checks for `port` (a name or id; input or output) and returns the
-    /// report; never fails itself. See the module documentation of the CLI's `s2s doctor`.
+    /// Runs the checks of `s2s doctor` for `port` (a name or id; input or output port), in
+    /// order: `reachable` (TCP, TLS handshake, server certificate and host name), `discovery`,
+    /// `identity` (client certificate DN and expiry, or token), `port` (exists, direction,
+    /// state), `peers` (every advertised address after overrides) and `authorization` (a RAW
+    /// handshake with the port, or an HTTP transaction created and cancelled: nothing is
+    /// transferred). Checks after a failed prerequisite are [`Status::Skip`]. Never fails
+    /// itself: problems are in the [`Report`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), s2s::Error> {
+    /// let client = s2s::Client::builder("http://localhost:8080/nifi").build()?;
+    /// let report = client.doctor("in").await;
+    /// print!("{report}"); // one line per check, with a fix for each failure
+    /// assert!(report.ok());
+    /// # Ok(()) }
+    /// ```
     pub async fn doctor(&self, port: &str) -> Report {
         let mut checks = Vec::new();
         let ok = self.check_reachable(&mut checks).await;
