@@ -184,7 +184,9 @@ async fn step(inner: &Inner, p: &mut Pipeline) -> Round {
         return p.settle.take().unwrap_or(Round::Idle);
     }
     let Some(c) = p.conn.as_ref() else {
-        return retry(Error::Connection("no connection with batches in flight".into()));
+        return retry(Error::Connection(
+            "no connection with batches in flight".into(),
+        ));
     };
     let ack = match c.next_ack(inner.config.ack_timeout_ms).await {
         Ok(ack) => ack,
