@@ -438,3 +438,56 @@ async fn peers_over_http_lists_the_web_port() {
         "{stdout}"
     );
 }
+
+/// Secrets only come from the environment: a missing variable is named (never a value), and
+/// a PKCS#12 problem names the file. No NiFi needed: these fail before any connection.
+#[test]
+fn secrets_come_from_named_environment_variables() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_s2s"));
+        cmd.args(args)
+            .env_remove("S2S_PKCS12_PASSWORD")
+            .env_remove("NIFI_PASSWORD")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let base = ["peers", "--url", "https://127.0.0.1:1/nifi"];
+    let e = run(
+        &[&base[..], &["--pkcs12", "/nonexistent/client.p12"]].concat(),
+        &[],
+    );
+    assert!(e.contains("S2S_PKCS12_PASSWORD"), "{e}");
+    let e = run(
+        &[
+            &base[..],
+            &[
+                "--pkcs12",
+                "/nonexistent/client.p12",
+                "--pkcs12-password-env",
+                "MY_PW",
+            ],
+        ]
+        .concat(),
+        &[("MY_PW", "s3cr3t-value")],
+    );
+    assert!(
+        e.contains("/nonexistent/client.p12") && e.contains("cannot read"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cr3t-value"), "{e}");
+    let e = run(
+        &[&base[..], &["--transport", "http", "--username", "admin"]].concat(),
+        &[],
+    );
+    assert!(e.contains("NIFI_PASSWORD"), "{e}");
+    let e = run(
+        &[&base[..], &["--token-env", "NO_SUCH_TOKEN_VAR"]].concat(),
+        &[],
+    );
+    assert!(e.contains("NO_SUCH_TOKEN_VAR"), "{e}");
+}
