@@ -31,6 +31,7 @@ const OUT_FILE = env('OUT_FILE');
 const N = Number(process.env.RECORDS ?? 8000);
 const REPS = Number(process.env.REPS ?? 2);
 const WINDOWS = JSON.parse(process.env.WINDOWS ?? '[1, 4]');
+const BATCH = Number(process.env.BATCH ?? 1000);
 const LAT_SECS = Number(process.env.LAT_SECS ?? 5);
 const LAT_BATCH = Number(process.env.LAT_BATCH ?? 10);
 const LAT_TICK_MS = Number(process.env.LAT_TICK_MS ?? 20);
@@ -70,7 +71,7 @@ try {
     const order = rep % 2 === 0 ? WINDOWS : [...WINDOWS].reverse();
     for (const window of order) {
       run++;
-      const r = await page.evaluate(async ({ n, ws, window, db }) => {
+      const r = await page.evaluate(async ({ n, ws, window, db, batch }) => {
         const { open } = await import('./pkg/index.js');
         const schema = { version: 1, stores: { items: { keyPath: 'id' } } };
         const record = (j) => ({ id: j, name: `item ${j}`, qty: j % 17, tags: ['bench', 'wasm'], note: 'x'.repeat(64) });
@@ -86,7 +87,7 @@ try {
         await w.close();
         // Upload what is in the outbox.
         const t1 = performance.now();
-        const c = await open(db, { schema, bridgeUrl: ws, batchSize: 1000, maxInFlight: window });
+        const c = await open(db, { schema, bridgeUrl: ws, batchSize: batch, maxInFlight: window });
         let delivered = 0;
         let errors = 0;
         let lastAck = 0;
@@ -102,7 +103,7 @@ try {
         const uploadSecs = (lastAck - t1) / 1000;
         await c.close();
         return { writeSecs, uploadSecs, delivered, errors };
-      }, { n: N, ws: WS, window, db: `p4-${run}` });
+      }, { n: N, ws: WS, window, db: `p4-${run}`, batch: BATCH });
       if (r.delivered !== N) throw new Error(`window ${window}: ${r.delivered} of ${N} records delivered`);
       const row = { window, rep, ...r, uploadPerSec: N / r.uploadSecs, writePerSec: N / r.writeSecs };
       out.runs.push(row);
