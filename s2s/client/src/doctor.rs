@@ -457,6 +457,17 @@ impl Client {
                         (Some(dn), None) => format!("grant {dn:?} the policy 'retrieve site-to-site details' (Global menu → Policies)"),
                         (None, None) => "NiFi wants an identity: a client certificate (--pkcs12 or --cert/--key) or, for HTTP, a token (--username/--token-env)".to_owned(),
                     }
+                } else if describe_error(&e).contains("fatal alert") {
+                    // TLS 1.3: the client finishes its side of the handshake before NiFi
+                    // judges the client certificate, so the refusal shows up on first use.
+                    let issuer = self
+                        .cfg()
+                        .client_certificate()
+                        .and_then(cert_facts)
+                        .map_or_else(String::new, |f| format!(" (issuer {})", f.issuer));
+                    format!(
+                        "NiFi refused the TLS handshake: the client certificate{issuer} must be issued by a CA in NiFi's truststore (nifi.security.truststore), or NiFi requires one and none was given (--pkcs12 or --cert/--key)"
+                    )
                 } else if describe_error(&e).contains("404") {
                     "no /nifi-api/site-to-site here: is --url NiFi's web URL (…/nifi)?".to_owned()
                 } else {

@@ -206,6 +206,18 @@ async fn doctor_secured(version: &str) {
     );
     nifi.delete_user(&other_id).await.unwrap();
 
+    // A client certificate from a CA NiFi does not trust: NiFi's alert, explained.
+    let rogue_client = Client::builder(nifi.url())
+        .tls_pem(&t.ca, Some((&t.rogue_client_cert, &t.rogue_client_key)))
+        .unwrap()
+        .build()
+        .unwrap();
+    let r = rogue_client.doctor(pair.input.name()).await;
+    let d = r.check("discovery").unwrap();
+    assert_eq!(d.status, Status::Fail, "{r}");
+    assert!(d.detail.contains("alert"), "{r}");
+    assert!(d.hint.as_deref().unwrap().contains("truststore"), "{r}");
+
     // The wrong CA: the TLS check says so and shows who signed NiFi's certificate.
     let rogue = Client::builder(nifi.url())
         .tls_ca_pem(&t.rogue_ca)
