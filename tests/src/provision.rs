@@ -673,7 +673,7 @@ pub fn run_maven(dir: &Path, args: &[&str]) -> Result<(), Error> {
 pub fn fetch(version: &str) -> Result<PathBuf, Error> {
     let layout = layout(version)?;
     let cache = cache_dir();
-    let _lock = cache_lock(version)?;
+    let _lock = cache_lock()?;
     let dist = cache.join("dist").join(version);
     if dist.join(".complete").is_file() {
         progress(format!(
@@ -716,9 +716,10 @@ pub fn fetch(version: &str) -> Result<PathBuf, Error> {
     Ok(dist)
 }
 
-/// An exclusive lock on one download of the cache, released when dropped: `cargo xtask test`
-/// starts the plain and the secured lane of a version at once, and two `mvn` runs into one staging
-/// folder would corrupt it on a cold cache. A directory is the lock (`mkdir` is atomic; `File::lock`
+/// An exclusive lock on the download cache, released when dropped: `cargo xtask test` starts
+/// several lanes at once, and two `mvn` runs into one staging folder (or filling one local Maven
+/// repository) at the same time could corrupt it on a cold cache. Warm, it is held for
+/// milliseconds. A directory is the lock (`mkdir` is atomic; `File::lock`
 /// is newer than this crate's MSRV); one older than 15 minutes is a crashed run's and is broken.
 struct CacheLock(PathBuf);
 
@@ -728,10 +729,10 @@ impl Drop for CacheLock {
     }
 }
 
-fn cache_lock(name: &str) -> Result<CacheLock, Error> {
-    let dir = cache_dir().join("dist");
+fn cache_lock() -> Result<CacheLock, Error> {
+    let dir = cache_dir();
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let path = dir.join(format!("{name}.lock"));
+    let path = dir.join("download.lock");
     let mut reported = false;
     loop {
         match fs::create_dir(&path) {
@@ -791,7 +792,7 @@ pub fn fetch_secure_extras(version: &str) -> Result<Option<PathBuf>, Error> {
         return Ok(None);
     }
     let cache = cache_dir();
-    let _lock = cache_lock(&format!("{version}-secure-extras"))?;
+    let _lock = cache_lock()?;
     let dist = cache.join("dist").join(format!("{version}-secure-extras"));
     if dist.join(".complete").is_file() {
         return Ok(Some(dist));
@@ -835,6 +836,32 @@ pub fn fetch_secure_extras(version: &str) -> Result<Option<PathBuf>, Error> {
     fs::write(dist.join(".complete"), "")
         .map_err(|e| Error::io("marking the extras download complete", e))?;
     Ok(Some(dist))
+}
+
+/// Replaces the hard links in `dir` (one level) by private copies. `conf/` is written in place by
+/// [`configure`] and [`assemble_into`]; written through a hard link, every home of that version
+/// and the download cache would share one `nifi.properties`, and homes started at the same time
+/// (`cargo xtask test` starts its lanes in parallel) would read each other's ports and security.
+fn own_copies(dir: &Path) -> Result<(), Error> {
+    let entries =
+        fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing", e))?;
+        let path = entry.path();
+        if !entry
+            .file_type()
+            .map_err(|e| Error::io("stat", e))?
+            .is_file()
+        {
+            continue;
+        }
+        let data =
+            fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        fs::remove_file(&path)
+            .map_err(|e| Error::io(format!("unlinking {}", path.display()), e))?;
+        fs::write(&path, data).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    }
+    Ok(())
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
@@ -889,6 +916,7 @@ pub fn assemble_into(home: &Path, dist: &Path) -> Result<PathBuf, Error> {
     }
     copy_tree(dist, &home)?;
     let _ = fs::remove_file(home.join(".complete"));
+    own_copies(&home.join("conf"))?;
     for dir in ["extensions", "logs"] {
         fs::create_dir_all(home.join(dir)).map_err(|e| Error::io("creating home dirs", e))?;
     }
@@ -1741,6 +1769,23 @@ mod tests {
         assert!(p2.contains("<scope>import</scope>"));
         assert!(p2.contains("nifi-jetty-nar"));
         assert!(layout("3.0.0").is_err());
+    }
+
+    #[test]
+    fn conf_files_are_private_copies_not_hard_links() {
+        let root = std::env::temp_dir().join(format!("nifi-testkit-links-{}", std::process::id()));
+        let (dist, home) = (root.join("dist"), root.join("home"));
+        fs::create_dir_all(dist.join("conf")).unwrap();
+        fs::write(dist.join("conf/nifi.properties"), "a=1\n").unwrap();
+        copy_tree(&dist, &home).unwrap();
+        own_copies(&home.join("conf")).unwrap();
+        fs::write(home.join("conf/nifi.properties"), "a=2\n").unwrap();
+        assert_eq!(
+            fs::read_to_string(dist.join("conf/nifi.properties")).unwrap(),
+            "a=1\n",
+            "writing a home's conf must not change the cache"
+        );
+        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
