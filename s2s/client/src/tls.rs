@@ -231,11 +231,7 @@ pub(crate) fn load_pkcs12_identity(
         .filter(|(i, _)| *i != leaf_idx)
         .map(|(_, c)| CertificateDer::from(c.cert.as_der().to_vec()))
         .collect();
-    let key_der = PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(
-        key.key.as_der().to_vec(),
-    ));
-    // Fail now, naming the file, rather than at the first handshake.
-    rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| {
+    let key_der = usable_key(key.key.as_der().to_vec(), &chain[0]).map_err(|e| {
         p12_error(
             path,
             Pkcs12Error::UnsupportedAlgorithm(format!("private key: {e}")),
@@ -247,6 +243,90 @@ pub(crate) fn load_pkcs12_identity(
             key: Arc::new(key_der),
         },
         others,
+    ))
+}
+
+/// A PKCS#8 key rustls (ring) can sign with, checked now so a bad key is reported with its
+/// file rather than at the first handshake. Java's `keytool` writes EC keys without the
+/// optional public key that ring insists on; it is taken from the certificate then.
+fn usable_key(
+    pkcs8: Vec<u8>,
+    leaf: &CertificateDer<'_>,
+) -> Result<PrivateKeyDer<'static>, rustls::Error> {
+    let key = PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8));
+    let err = match rustls::crypto::ring::sign::any_supported_type(&key) {
+        Ok(_) => return Ok(key),
+        Err(e) => e,
+    };
+    let fixed = ec_pkcs8_with_public_key(key.secret_der(), leaf).ok_or(err.clone())?;
+    let key = PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(fixed));
+    rustls::crypto::ring::sign::any_supported_type(&key).map_err(|_| err)?;
+    Ok(key)
+}
+
+/// DER tag-length-value.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// Rebuilds an EC PKCS#8 key (RFC 5915 inside RFC 5208) with the curve and the public point
+/// of its certificate. `None` when the key is not EC, already has a public key, or does not
+/// parse.
+fn ec_pkcs8_with_public_key(pkcs8: &[u8], leaf: &CertificateDer<'_>) -> Option<Vec<u8>> {
+    use x509_parser::der_parser::ber::{BerObjectContent, Class};
+    const EC_PUBLIC_KEY: [u8; 7] = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    let spki = cert.public_key();
+    if spki.algorithm.algorithm.as_bytes() != EC_PUBLIC_KEY {
+        return None;
+    }
+    let curve = spki.algorithm.parameters.as_ref()?;
+    let point = &spki.subject_public_key.data;
+    let (_, info) = x509_parser::der_parser::parse_der(pkcs8).ok()?;
+    let fields = info.as_sequence().ok()?;
+    let sec1 = fields.get(2)?.as_slice().ok()?;
+    let (_, ec) = x509_parser::der_parser::parse_der(sec1).ok()?;
+    let ec_fields = ec.as_sequence().ok()?;
+    let has_public = ec_fields
+        .iter()
+        .any(|f| f.header.class() == Class::ContextSpecific && f.header.tag().0 == 1);
+    if has_public {
+        return None;
+    }
+    let BerObjectContent::OctetString(d) = ec_fields.get(1)?.content else {
+        return None;
+    };
+    let curve_oid = tlv(0x06, curve.data);
+    let mut bits = vec![0u8];
+    bits.extend_from_slice(point);
+    let ec_key = tlv(
+        0x30,
+        &[
+            tlv(0x02, &[1]),
+            tlv(0x04, d),
+            tlv(0xa0, &curve_oid),
+            tlv(0xa1, &tlv(0x03, &bits)),
+        ]
+        .concat(),
+    );
+    let alg = tlv(0x30, &[tlv(0x06, &EC_PUBLIC_KEY), curve_oid].concat());
+    Some(tlv(
+        0x30,
+        &[tlv(0x02, &[0]), alg, tlv(0x04, &ec_key)].concat(),
     ))
 }
 
@@ -656,5 +736,58 @@ mod tests {
         });
         let e = b.build().unwrap_err();
         assert!(e.to_string().contains("no CA to trust"), "{e}");
+    }
+
+    /// Keystores as real tools write them (generated once, password `fixture-pw`):
+    /// `keytool` of JDK 17 (RSA) and 25 (EC P-256) with `-storetype PKCS12`, a keytool
+    /// truststore (`-importcert`), and OpenSSL 3.0 `pkcs12 -export` (PBES2/AES, EC P-384) and
+    /// `-legacy` (3DES/RC2). keytool's EC key has no embedded public key, which ring needs:
+    /// the loader completes it from the certificate.
+    #[tokio::test]
+    async fn keystores_written_by_keytool_and_openssl_load() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        for (file, dn) in [
+            ("keytool17-rsa.p12", "CN=keytool-client, OU=nifi-s2s"),
+            ("keytool25-ec.p12", "CN=keytool25-ec, OU=nifi-s2s"),
+            ("openssl3-aes.p12", "CN=openssl-client, OU=nifi-s2s"),
+            ("openssl-legacy-3des.p12", "CN=openssl-client, OU=nifi-s2s"),
+        ] {
+            let path = data.join(file);
+            let (id, _) =
+                load_pkcs12_identity(&path, "fixture-pw").unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(id.subject().as_deref(), Some(dn), "{file}");
+            // The key signs what its certificate verifies: a mutual TLS handshake with a
+            // server that trusts this (self-signed) client certificate.
+            let p = pki(file);
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut client_roots = rustls::RootCertStore::empty();
+            client_roots.add(id.chain[0].clone()).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(client_roots),
+                provider.clone(),
+            )
+            .build()
+            .unwrap();
+            let srv_cfg = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_client_cert_verifier(verifier)
+                .with_cert_resolver(p.server.cert_resolver.clone());
+            let port = server(srv_cfg).await;
+            let cas = load_pem_cas(&p.dir.join("ca.pem")).unwrap();
+            let cfg = build_config(&cas, Some(&id)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            handshake(cfg, port, "localhost")
+                .await
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            let e = load_pkcs12_identity(&path, "wrong").err().unwrap();
+            assert_eq!(p12_kind(&e), Pkcs12Error::WrongPassword, "{file}");
+        }
+        let roots =
+            load_pkcs12_trust(&data.join("keytool17-truststore.p12"), "fixture-pw").unwrap();
+        assert_eq!(roots.len(), 1);
+        let e = load_pkcs12_identity(&data.join("keytool17-truststore.p12"), "fixture-pw")
+            .err()
+            .unwrap();
+        assert_eq!(p12_kind(&e), Pkcs12Error::NoPrivateKey);
     }
 }
