@@ -254,11 +254,10 @@ fn usable_key(
     leaf: &CertificateDer<'_>,
 ) -> Result<PrivateKeyDer<'static>, rustls::Error> {
     let key = PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8));
-    let err = match rustls::crypto::ring::sign::any_supported_type(&key) {
-        Ok(_) => return Ok(key),
-        Err(e) => e,
+    let Err(err) = rustls::crypto::ring::sign::any_supported_type(&key) else {
+        return Ok(key);
     };
-    let fixed = ec_pkcs8_with_public_key(key.secret_der(), leaf).ok_or(err.clone())?;
+    let fixed = ec_pkcs8_with_public_key(key.secret_der(), leaf).ok_or_else(|| err.clone())?;
     let key = PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(fixed));
     rustls::crypto::ring::sign::any_supported_type(&key).map_err(|_| err)?;
     Ok(key)
