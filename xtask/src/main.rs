@@ -30,13 +30,25 @@ enum Cmd {
     Wasm(wasm::WasmCmd),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.cmd {
+    let result = match cli.cmd {
         Cmd::Demo => test::demo(),
         Cmd::Test(args) => test::test(args),
         Cmd::Nifi(cmd) => nifi::run(cmd),
         Cmd::Wasm(cmd) => wasm::run(cmd),
         Cmd::Bench(args) => bench::bench(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The cause chain, not anyhow's Debug: CI sets RUST_BACKTRACE=1, and a 40-frame
+            // backtrace of xtask itself buried the one line saying which step failed.
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
     }
 }
