@@ -32,7 +32,7 @@ pub(crate) enum NifiCmd {
         #[arg(long)]
         no_shared: bool,
         /// Start a secured NiFi: HTTPS web port, RAW S2S over TLS, certificate users and policies,
-        /// a freshly generated test PKI. Home and state in target/nifi/<V>-secure/ (never shared);
+        /// a freshly generated test PKI. Home and state in `target/nifi/<V>-secure/` (never shared);
         /// the state file adds NIFI_TLS_* (CA, client cert/key/PKCS#12, DNs, wrong-DN and
         /// rogue-CA material).
         #[arg(long)]
