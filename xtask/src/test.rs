@@ -1,8 +1,9 @@
 //! `cargo xtask test`: everything CI runs, in one command.
 //!
-//! Order matters for a 2-core machine: cheap static checks first (fail fast), then a real NiFi is
-//! provisioned once for the whole run and shared by every e2e test binary, then browser tests. NiFi is
-//! stopped on every exit path (a guard), so no JVM outlives the run.
+//! Order matters for a 2-core machine: cheap static checks first (fail fast), then the real NiFi
+//! lanes are provisioned once for the whole run and shared by every e2e test binary (1.18.0, 2.3.0,
+//! and both secured, started in parallel: ~50-80 s for all four here), then browser tests. Every
+//! NiFi this run started is stopped on every exit path (guards), so no JVM outlives the run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
