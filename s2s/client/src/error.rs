@@ -222,10 +222,28 @@ impl fmt::Display for Error {
             Kind::Server(m) => write!(f, "NiFi server error: {m}")?,
         }
         if let Some(src) = &self.0.source {
-            write!(f, ": {src}")?;
+            write!(f, ": {}", error_chain(src.as_ref()))?;
         }
         Ok(())
     }
+}
+
+/// `err` and every error below it on one line, `": "`-joined, each message once.
+///
+/// HTTP client errors nest the useful part ("invalid peer certificate: UnknownIssuer",
+/// "Connection refused") two or three `source()`s below generic ones ("error sending request");
+/// [`Error`]'s own `Display` already uses this for its cause, and the `s2s` CLI for what it prints.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
 }
 
 impl fmt::Debug for Error {
@@ -278,5 +296,42 @@ mod tests {
                 .with_identity(Some("x"))
                 .is_destination_full()
         );
+    }
+
+    /// Like reqwest's: a generic message whose `source()` holds another generic one, with the
+    /// cause that matters at the bottom.
+    #[derive(Debug)]
+    struct Layer(
+        &'static str,
+        Option<Box<dyn std::error::Error + Send + Sync>>,
+    );
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|e| e as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    #[test]
+    fn display_names_the_deepest_cause_once() {
+        let root = Layer("invalid peer certificate: UnknownIssuer", None);
+        let mid = Layer("error sending request", Some(Box::new(root)));
+        let top = Layer("error sending request", Some(Box::new(mid)));
+        let e = Error::with_source(Kind::Discovery("GET https://nifi/x".into()), top);
+        assert_eq!(
+            e.to_string(),
+            "site-to-site discovery failed: GET https://nifi/x: error sending request: \
+             invalid peer certificate: UnknownIssuer"
+        );
+        // What the CLI prints for the same error: each message once, the root cause included.
+        assert_eq!(error_chain(&e), e.to_string());
     }
 }

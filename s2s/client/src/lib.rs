@@ -60,7 +60,7 @@ pub use builder::{ClientBuilder, Transport};
 pub use client::Client;
 pub use connection::{AsyncStream, ConnectFuture, Connector};
 pub use discovery::{Direction, PortInfo, SiteInfo};
-pub use error::Error;
+pub use error::{Error, error_chain};
 pub use peers::Peer;
 pub use s2s_proto::{FlowFile, ResponseCode};
 pub use transaction::{ReceiveSummary, ReceiveTransaction, SendSummary, SendTransaction};

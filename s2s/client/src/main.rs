@@ -197,8 +197,10 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the whole cause chain joined.
-            eprintln!("s2s: error: {}", format!("{e:#}").replace('\n', " "));
+            // One line: the whole cause chain, each message once (an s2s::Error already shows
+            // the causes below it).
+            let line = s2s::error_chain(e.as_ref()).replace('\n', " ");
+            eprintln!("s2s: error: {line}");
             ExitCode::FAILURE
         }
     }
