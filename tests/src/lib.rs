@@ -90,6 +90,12 @@ macro_rules! nifi_or_skip {
     };
 }
 
+/// Whether a missing **secured** NiFi fails tests instead of skipping them (`NIFI_SECURE_REQUIRED=1`,
+/// set by `cargo xtask test` when it started the secured lanes).
+pub fn secure_required() -> bool {
+    std::env::var("NIFI_SECURE_REQUIRED").is_ok_and(|v| v == "1")
+}
+
 /// True when a missing NiFi must fail tests: `CI` set (and not `false`/`0`) or `S2S_E2E=1`.
 pub fn nifi_required() -> bool {
     let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
@@ -204,6 +210,20 @@ impl Nifi {
             inner.users.extend(login_user);
         }
         Ok(nifi)
+    }
+
+    /// [`Nifi::secured`] for tests: `None` (after printing `SKIPPED`) when the secured instance
+    /// of `version` is not running, unless `NIFI_SECURE_REQUIRED=1` (set by `cargo xtask test`),
+    /// in which case its absence fails the test. Any other error fails it too.
+    pub async fn secured_or_skip(version: &str) -> Option<Self> {
+        match Self::secured(version).await {
+            Ok(n) => Some(n),
+            Err(e) if e.is_not_available() && !secure_required() => {
+                eprintln!("SKIPPED (no secured NiFi {version}): {e}");
+                None
+            }
+            Err(e) => panic!("secured NiFi {version} required (NIFI_SECURE_REQUIRED=1): {e}"),
+        }
     }
 
     /// Connects to the **secured** instance of `version` started by
@@ -730,6 +750,24 @@ impl Port {
                     Step::Ready(count)
                 } else {
                     Step::Pending(format!("{count} queued"))
+                })
+            },
+        )
+        .await
+    }
+
+    /// Waits until nothing is queued behind the port (NiFi's queue status lags a confirmed
+    /// receive by a moment).
+    pub async fn wait_for_empty(&self, timeout: Duration) -> Result<()> {
+        poll_until(
+            &format!("an empty queue behind port {:?}", self.name),
+            timeout,
+            || async move {
+                let count = self.queued_count().await?;
+                Ok(if count == 0 {
+                    Step::Ready(())
+                } else {
+                    Step::Pending(format!("{count} still queued"))
                 })
             },
         )

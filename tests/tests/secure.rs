@@ -5,23 +5,8 @@
 
 use nifi_testkit::{Error, Nifi};
 
-fn secure_required() -> bool {
-    std::env::var("NIFI_SECURE_REQUIRED").is_ok_and(|v| v == "1")
-}
-
-async fn secured(version: &str) -> Option<Nifi> {
-    match Nifi::secured(version).await {
-        Ok(n) => Some(n),
-        Err(e) if e.is_not_available() && !secure_required() => {
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-        Err(e) => panic!("secured NiFi {version} required (NIFI_SECURE_REQUIRED=1): {e}"),
-    }
-}
-
 async fn kit_works(version: &str) {
-    let Some(nifi) = secured(version).await else {
+    let Some(nifi) = Nifi::secured_or_skip(version).await else {
         return;
     };
     assert!(

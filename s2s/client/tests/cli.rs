@@ -205,16 +205,11 @@ async fn send_jsonl_by_port_id_compressed_then_recv_jsonl_and_out_dir() {
     want.sort();
     assert_eq!(contents, want);
     std::fs::remove_dir_all(&dir).ok();
-    // Confirmed receives are gone from NiFi's queue (its status may lag a moment).
-    let mut left = u64::MAX;
-    for _ in 0..100 {
-        left = pair.output.queued_count().await.unwrap();
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(left, 0);
+    // Confirmed receives are gone from NiFi's queue.
+    pair.output
+        .wait_for_empty(Duration::from_secs(10))
+        .await
+        .unwrap();
     pair.delete().await.unwrap();
 }
 

@@ -1,29 +1,17 @@
 //! End-to-end tests against a real NiFi (see `nifi-testkit`): every assertion is on what NiFi
 //! actually queued or delivered, not just on "no error".
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{WAIT, assert_received, pattern, receive_all};
 use nifi_testkit::{Nifi, nifi_or_skip};
 use s2s::{Client, FlowFile};
 
-const WAIT: Duration = Duration::from_secs(60);
-
 fn client(nifi: &Nifi) -> s2s::ClientBuilder {
     Client::builder(nifi.url()).io_timeout(Some(Duration::from_secs(30)))
-}
-
-/// Deterministic pseudo-random bytes (xorshift), so every byte can be checked.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -305,42 +293,10 @@ async fn receive_from_output_port_checks_every_byte() {
 
         // Empty receive first on an unrelated, empty pair is covered by the CLI test; here:
         // drain in as many transactions as NiFi wants, then check each FlowFile byte by byte.
-        let mut got = Vec::new();
-        for _ in 0..20 {
-            let mut rx = c.receive(pair.output.name()).await.unwrap();
-            let mut n = 0;
-            while let Some(ff) = rx.next().await.unwrap() {
-                got.push(ff);
-                n += 1;
-            }
-            rx.confirm().await.unwrap();
-            if n == 0 || got.len() >= 20 {
-                break;
-            }
-        }
-        assert_eq!(got.len(), 20);
-        got.sort_by_key(|f| f.attribute("i").unwrap().parse::<u64>().unwrap());
-        for (g, s) in got.iter().zip(&sent) {
-            assert_eq!(
-                g.content,
-                s.content,
-                "content of FlowFile {:?}",
-                s.attribute("i")
-            );
-            for (k, v) in &s.attributes {
-                assert_eq!(g.attribute(k), Some(v.as_str()));
-            }
-        }
-        // Confirmed: NiFi removed them (its queue status may lag a moment).
-        let mut left = u64::MAX;
-        for _ in 0..100 {
-            left = pair.output.queued_count().await.unwrap();
-            if left == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert_eq!(left, 0);
+        let got = receive_all(&c, pair.output.name(), sent.len()).await;
+        assert_received(got, &sent, &format!("compress={compress}"));
+        // Confirmed: NiFi removed them.
+        pair.output.wait_for_empty(WAIT).await.unwrap();
         // Nothing left: the next receive is empty and the connection stays usable.
         let mut rx = c.receive(pair.output.id()).await.unwrap();
         assert!(rx.next().await.unwrap().is_none());

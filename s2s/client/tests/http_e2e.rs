@@ -2,13 +2,14 @@
 //! {1.18.0 (shared), 2.3.0 (side instance)} × {send, receive} × {compression off, on}, plus
 //! transaction expiry. Every assertion is on what NiFi queued or delivered.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{WAIT, assert_received, numbered, receive_all, receive_cell, send_cell};
 use nifi_testkit::provision::{read_state, version_state_file};
 use nifi_testkit::{Nifi, nifi_or_skip, nifi_required};
 use s2s::{Client, FlowFile, Transport};
-
-const WAIT: Duration = Duration::from_secs(60);
 
 fn http_client(nifi: &Nifi, compress: bool) -> s2s::ClientBuilder {
     Client::builder(nifi.url())
@@ -17,115 +18,20 @@ fn http_client(nifi: &Nifi, compress: bool) -> s2s::ClientBuilder {
         .io_timeout(Some(Duration::from_secs(30)))
 }
 
-/// Deterministic pseudo-random bytes, so every byte can be checked.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn flowfiles(n: u64, tag: &str) -> Vec<FlowFile> {
-    (0..n)
-        .map(|i| {
-            FlowFile::new(pattern(i + 3, (i as usize) * 4099 + 1))
-                .with_attribute("i", i.to_string())
-                .with_attribute("tag", tag)
-                .with_attribute("ключ-😀", format!("значение {i}"))
-        })
-        .collect()
+    numbered(n, 4099, tag)
 }
 
-/// SEND over HTTP: everything in one transaction (one POST body); asserts attributes and
-/// content of each FlowFile in NiFi's queue.
-async fn send_cell(nifi: &Nifi, compress: bool) {
-    let port = nifi.input_port("http-send").await.unwrap();
-    let c = http_client(nifi, compress).build().unwrap();
-    let sent = flowfiles(12, &format!("send-{compress}"));
-    let mut tx = c.send_transaction(port.name()).await.unwrap();
-    for ff in &sent {
-        tx.send(ff.clone()).await.unwrap();
-    }
-    let s = tx.commit().await.unwrap();
-    assert_eq!((s.flowfiles, s.transactions), (12, 1));
-    port.wait_for_queued(12, WAIT).await.unwrap();
-    let mut q = port.queued_flowfiles().await.unwrap();
-    assert_eq!(q.len(), 12);
-    q.sort_by_key(|f| f.attributes["i"].parse::<u64>().unwrap());
-    for (g, s) in q.iter().zip(&sent) {
-        assert_eq!(
-            g.content,
-            s.content.as_ref(),
-            "content of {:?}",
-            s.attribute("i")
-        );
-        for (k, v) in &s.attributes {
-            assert_eq!(g.attributes.get(k), Some(v), "attribute {k}");
-        }
-    }
-    port.delete().await.unwrap();
-}
-
-/// RECEIVE over HTTP: fills an output port (over RAW), drains it over HTTP, checks every byte,
-/// and that NiFi removed what was confirmed.
-async fn receive_cell(nifi: &Nifi, compress: bool) {
-    let pair = nifi.port_pair("http-recv").await.unwrap();
-    let sent = flowfiles(15, &format!("recv-{compress}"));
-    let raw = Client::builder(nifi.url()).build().unwrap();
-    raw.send_batch(pair.input.name(), sent.clone())
-        .await
-        .unwrap();
-    raw.close().await;
-    pair.output.wait_for_queued(15, WAIT).await.unwrap();
-
-    let c = http_client(nifi, compress).build().unwrap();
-    let mut got = Vec::new();
-    for _ in 0..20 {
-        let mut rx = c.receive(pair.output.name()).await.unwrap();
-        let mut n = 0;
-        while let Some(ff) = rx.next().await.unwrap() {
-            got.push(ff);
-            n += 1;
-        }
-        rx.confirm().await.unwrap();
-        if n == 0 || got.len() >= 15 {
-            break;
-        }
-    }
-    assert_eq!(got.len(), 15);
-    got.sort_by_key(|f| f.attribute("i").unwrap().parse::<u64>().unwrap());
-    for (g, s) in got.iter().zip(&sent) {
-        assert_eq!(g.content, s.content, "content of {:?}", s.attribute("i"));
-        for (k, v) in &s.attributes {
-            assert_eq!(g.attribute(k), Some(v.as_str()));
-        }
-    }
-    let mut left = u64::MAX;
-    for _ in 0..100 {
-        left = pair.output.queued_count().await.unwrap();
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(left, 0, "confirmed FlowFiles must leave NiFi's queue");
-    // Empty port: 200 without data, nothing to confirm.
-    let mut rx = c.receive(pair.output.id()).await.unwrap();
-    assert!(rx.next().await.unwrap().is_none());
-    rx.confirm().await.unwrap();
-    pair.delete().await.unwrap();
-}
-
+/// Every HTTP cell: SEND (all FlowFiles in one POST body) and RECEIVE (an output port filled over
+/// RAW, drained over HTTP), compression off and on.
 async fn all_cells(nifi: &Nifi) {
+    let raw = Client::builder(nifi.url()).build().unwrap();
     for compress in [false, true] {
-        send_cell(nifi, compress).await;
-        receive_cell(nifi, compress).await;
+        let c = http_client(nifi, compress).build().unwrap();
+        send_cell(nifi, &c, &format!("http-{compress}"), 12).await;
+        receive_cell(nifi, &raw, &c, &format!("http-{compress}"), 15).await;
     }
+    raw.close().await;
 }
 
 #[tokio::test]
@@ -135,8 +41,8 @@ async fn http_1_18_send_receive_compression_off_on() {
 }
 
 /// The NiFi 2.x lane: a side instance started with
-/// `cargo xtask nifi up --version 2.3.0 --no-shared` (state in `target/nifi/2.3.0.env`-style
-/// file of the test kit). Skips when absent, fails under `CI`/`S2S_E2E=1`.
+/// `cargo xtask nifi up --version 2.3.0 --no-shared` (state in `target/nifi/2.3.0/nifi.env`).
+/// Skips when absent, fails under `CI`/`S2S_E2E=1`.
 #[tokio::test]
 async fn http_2_3_send_receive_compression_off_on() {
     let Some(nifi) = nifi_2x().await else { return };
@@ -148,49 +54,13 @@ async fn http_2_3_send_receive_compression_off_on() {
 async fn raw_2_3_send_receive_compression_off_on() {
     let Some(nifi) = nifi_2x().await else { return };
     for compress in [false, true] {
-        let port = nifi.input_port("raw2-send").await.unwrap();
         let c = Client::builder(nifi.url())
             .compression(compress)
             .build()
             .unwrap();
-        let sent = flowfiles(5, "raw2");
-        c.send_batch(port.name(), sent.clone()).await.unwrap();
-        port.wait_for_queued(5, WAIT).await.unwrap();
-        let mut q = port.queued_flowfiles().await.unwrap();
-        q.sort_by_key(|f| f.attributes["i"].parse::<u64>().unwrap());
-        assert_eq!(q.len(), 5);
-        for (g, s) in q.iter().zip(&sent) {
-            assert_eq!(g.content, s.content.as_ref());
-            assert_eq!(
-                g.attributes.get("ключ-😀").map(String::as_str),
-                s.attribute("ключ-😀")
-            );
-        }
-        port.delete().await.unwrap();
-
-        let pair = nifi.port_pair("raw2-recv").await.unwrap();
-        c.send_batch(pair.input.name(), sent.clone()).await.unwrap();
-        pair.output.wait_for_queued(5, WAIT).await.unwrap();
-        let mut got = Vec::new();
-        for _ in 0..10 {
-            let mut rx = c.receive(pair.output.name()).await.unwrap();
-            let mut n = 0;
-            while let Some(ff) = rx.next().await.unwrap() {
-                got.push(ff);
-                n += 1;
-            }
-            rx.confirm().await.unwrap();
-            if n == 0 || got.len() >= 5 {
-                break;
-            }
-        }
-        got.sort_by_key(|f| f.attribute("i").unwrap().parse::<u64>().unwrap());
-        assert_eq!(got.len(), 5);
-        for (g, s) in got.iter().zip(&sent) {
-            assert_eq!(g.content, s.content);
-        }
+        send_cell(&nifi, &c, &format!("raw2-{compress}"), 5).await;
+        receive_cell(&nifi, &c, &c, &format!("raw2-{compress}"), 5).await;
         c.close().await;
-        pair.delete().await.unwrap();
     }
 }
 
@@ -413,24 +283,8 @@ async fn http_through_authenticating_proxy() {
     let s = c.send_batch(pair.input.name(), sent.clone()).await.unwrap();
     assert_eq!(s.flowfiles, 4);
     pair.output.wait_for_queued(4, WAIT).await.unwrap();
-    let mut got = Vec::new();
-    for _ in 0..10 {
-        let mut rx = c.receive(pair.output.name()).await.unwrap();
-        let mut n = 0;
-        while let Some(ff) = rx.next().await.unwrap() {
-            got.push(ff);
-            n += 1;
-        }
-        rx.confirm().await.unwrap();
-        if n == 0 || got.len() >= 4 {
-            break;
-        }
-    }
-    got.sort_by_key(|f| f.attribute("i").unwrap().parse::<u64>().unwrap());
-    assert_eq!(got.len(), 4);
-    for (g, s) in got.iter().zip(&sent) {
-        assert_eq!(g.content, s.content);
-    }
+    let got = receive_all(&c, pair.output.name(), sent.len()).await;
+    assert_received(got, &sent, "proxy");
     use std::sync::atomic::Ordering;
     // discovery + peers + create/POST/DELETE + create/GET/DELETE at least.
     assert!(

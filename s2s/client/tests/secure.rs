@@ -6,31 +6,17 @@
 //! the instance records NIFI_USERNAME. Skips without the instance unless
 //! `NIFI_SECURE_REQUIRED=1`.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::{WAIT, assert_received, numbered, receive_all};
 use nifi_testkit::certs::TlsFiles;
 use nifi_testkit::{Nifi, PortPair};
 use s2s::doctor::Status;
 use s2s::{Client, ClientBuilder, FlowFile, Transport};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-fn secure_required() -> bool {
-    std::env::var("NIFI_SECURE_REQUIRED").is_ok_and(|v| v == "1")
-}
-
-async fn secured(version: &str) -> Option<Nifi> {
-    match Nifi::secured(version).await {
-        Ok(n) => Some(n),
-        Err(e) if e.is_not_available() && !secure_required() => {
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-        Err(e) => panic!("secured NiFi {version} required (NIFI_SECURE_REQUIRED=1): {e}"),
-    }
-}
 
 fn tls(nifi: &Nifi) -> &TlsFiles {
     nifi.tls().expect("a secured instance carries its PKI")
@@ -45,15 +31,8 @@ fn p12_client(nifi: &Nifi, transport: Transport) -> ClientBuilder {
         .unwrap()
 }
 
-fn flowfiles(n: usize, tag: &str) -> Vec<FlowFile> {
-    (0..n)
-        .map(|i| {
-            let content: Vec<u8> = (0..(i * 7919 + 3)).map(|b| (b * 31 + i) as u8).collect();
-            FlowFile::new(content)
-                .with_attribute("i", i.to_string())
-                .with_attribute("tag", tag)
-        })
-        .collect()
+fn flowfiles(n: u64, tag: &str) -> Vec<FlowFile> {
+    numbered(n, 7919, tag)
 }
 
 /// Sends `sent` into the pair's input and receives them back from its output, checking
@@ -68,34 +47,12 @@ async fn round_trip(c: &Client, pair: &PortPair, sent: &[FlowFile]) {
         .wait_for_queued(sent.len() as u64, WAIT)
         .await
         .unwrap();
-    let mut got = Vec::new();
-    for _ in 0..20 {
-        let mut rx = c.receive(pair.output.name()).await.unwrap();
-        let mut n = 0;
-        while let Some(ff) = rx.next().await.unwrap() {
-            got.push(ff);
-            n += 1;
-        }
-        rx.confirm().await.unwrap();
-        if n == 0 || got.len() >= sent.len() {
-            break;
-        }
-    }
-    got.sort_by_key(|f| f.attribute("i").unwrap().parse::<usize>().unwrap());
-    assert_eq!(got.len(), sent.len());
-    for (g, s) in got.iter().zip(sent) {
-        assert_eq!(g.attribute("tag"), s.attribute("tag"));
-        assert_eq!(
-            g.content,
-            s.content,
-            "content of FlowFile {:?}",
-            s.attribute("i")
-        );
-    }
+    let got = receive_all(c, pair.output.name(), sent.len()).await;
+    assert_received(got, sent, "round trip");
 }
 
 async fn pkcs12_round_trips(version: &str) {
-    let Some(nifi) = secured(version).await else {
+    let Some(nifi) = Nifi::secured_or_skip(version).await else {
         return;
     };
     let t = tls(&nifi);
@@ -134,7 +91,7 @@ async fn secured_2_3_pkcs12_identity_raw_and_https() {
 }
 
 async fn doctor_secured(version: &str) {
-    let Some(nifi) = secured(version).await else {
+    let Some(nifi) = Nifi::secured_or_skip(version).await else {
         return;
     };
     let t = tls(&nifi);
@@ -305,7 +262,7 @@ async fn connect_proxy(basic: &'static str) -> ConnectProxy {
 }
 
 async fn https_through_connect_proxy(version: &str) {
-    let Some(nifi) = secured(version).await else {
+    let Some(nifi) = Nifi::secured_or_skip(version).await else {
         return;
     };
     // base64("s2s:proxy-pw")
@@ -347,7 +304,7 @@ async fn secured_2_3_https_s2s_through_connect_proxy_with_basic_auth() {
 
 #[tokio::test]
 async fn cli_pkcs12_password_from_env_never_in_output() {
-    let Some(nifi) = secured("2.3.0").await else {
+    let Some(nifi) = Nifi::secured_or_skip("2.3.0").await else {
         return;
     };
     let t = tls(&nifi);
@@ -405,7 +362,7 @@ fn recorded_login(version: &str) -> Option<(String, String)> {
 }
 
 async fn login_round_trip(version: &str) {
-    let Some(nifi) = secured(version).await else {
+    let Some(nifi) = Nifi::secured_or_skip(version).await else {
         return;
     };
     let Some((user, password)) = recorded_login(version) else {

@@ -9,33 +9,18 @@
 //! tests skip with a message; `cargo xtask test` sets `NIFI_SECURE_REQUIRED=1`, which turns a
 //! missing instance into a failure.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{WAIT, numbered, receive_cell, send_cell};
 use nifi_testkit::Nifi;
 use nifi_testkit::certs::TlsFiles;
 use s2s::{Client, ClientBuilder, FlowFile, Transport};
 
-const WAIT: Duration = Duration::from_secs(60);
-
 /// The wrong-DN tests need the second client's DN unknown to NiFi, the port-policy tests register
 /// it for a while: they take turns (tests of one binary share this process).
 static OTHER_DN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn secure_required() -> bool {
-    std::env::var("NIFI_SECURE_REQUIRED").is_ok_and(|v| v == "1")
-}
-
-/// The secured instance of `version`, or `None` (skip) when it is absent and not required.
-async fn secured(version: &str) -> Option<Nifi> {
-    match Nifi::secured(version).await {
-        Ok(n) => Some(n),
-        Err(e) if e.is_not_available() && !secure_required() => {
-            eprintln!("SKIPPED (no secured NiFi {version}): {e}");
-            None
-        }
-        Err(e) => panic!("secured NiFi {version} required (NIFI_SECURE_REQUIRED=1): {e}"),
-    }
-}
 
 fn tls(nifi: &Nifi) -> &TlsFiles {
     nifi.tls().expect("a secured instance records its PKI")
@@ -52,124 +37,12 @@ fn client(nifi: &Nifi, transport: Transport, compress: bool) -> ClientBuilder {
         .unwrap()
 }
 
-/// The error and every `source()` below it, `: `-joined (what `anyhow`'s `{:#}` — e.g. the `s2s`
-/// CLI — prints).
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let t = e.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = e.source();
-    }
-    s
-}
-
-/// Deterministic pseudo-random bytes, so every byte can be checked.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn flowfiles(n: u64, tag: &str) -> Vec<FlowFile> {
-    (0..n)
-        .map(|i| {
-            FlowFile::new(pattern(i + 7, (i as usize) * 3011 + 1))
-                .with_attribute("i", i.to_string())
-                .with_attribute("tag", tag)
-                .with_attribute("ключ-😀", format!("значение {i}"))
-        })
-        .collect()
-}
-
-/// SEND: one transaction; asserts attributes and content of each FlowFile in NiFi's queue.
-async fn send_cell(nifi: &Nifi, c: &Client, label: &str) {
-    let port = nifi.input_port(&format!("tls-send-{label}")).await.unwrap();
-    let sent = flowfiles(10, label);
-    let mut tx = c.send_transaction(port.name()).await.unwrap();
-    for ff in &sent {
-        tx.send(ff.clone()).await.unwrap();
-    }
-    let s = tx.commit().await.unwrap();
-    assert_eq!((s.flowfiles, s.transactions), (10, 1), "{label}");
-    port.wait_for_queued(10, WAIT).await.unwrap();
-    let mut q = port.queued_flowfiles().await.unwrap();
-    assert_eq!(q.len(), 10, "{label}");
-    q.sort_by_key(|f| f.attributes["i"].parse::<u64>().unwrap());
-    for (g, s) in q.iter().zip(&sent) {
-        assert_eq!(
-            g.content,
-            s.content.as_ref(),
-            "{label}: content of {:?}",
-            s.attribute("i")
-        );
-        for (k, v) in &s.attributes {
-            assert_eq!(g.attributes.get(k), Some(v), "{label}: attribute {k}");
-        }
-    }
-    port.delete().await.unwrap();
-}
-
-/// RECEIVE: fills an output port over the same secured transport, pulls everything back, checks
-/// every byte and attribute, and that NiFi removed what was confirmed.
-async fn receive_cell(nifi: &Nifi, c: &Client, label: &str) {
-    let pair = nifi.port_pair(&format!("tls-recv-{label}")).await.unwrap();
-    let sent = flowfiles(12, label);
-    c.send_batch(pair.input.name(), sent.clone()).await.unwrap();
-    pair.output.wait_for_queued(12, WAIT).await.unwrap();
-    let mut got = Vec::new();
-    for _ in 0..20 {
-        let mut rx = c.receive(pair.output.name()).await.unwrap();
-        let mut n = 0;
-        while let Some(ff) = rx.next().await.unwrap() {
-            got.push(ff);
-            n += 1;
-        }
-        rx.confirm().await.unwrap();
-        if n == 0 || got.len() >= 12 {
-            break;
-        }
-    }
-    assert_eq!(got.len(), 12, "{label}");
-    got.sort_by_key(|f| f.attribute("i").unwrap().parse::<u64>().unwrap());
-    for (g, s) in got.iter().zip(&sent) {
-        assert_eq!(
-            g.content,
-            s.content,
-            "{label}: content of {:?}",
-            s.attribute("i")
-        );
-        for (k, v) in &s.attributes {
-            assert_eq!(g.attribute(k), Some(v.as_str()), "{label}: attribute {k}");
-        }
-    }
-    let mut left = u64::MAX;
-    for _ in 0..100 {
-        left = pair.output.queued_count().await.unwrap();
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        left, 0,
-        "{label}: confirmed FlowFiles must leave NiFi's queue"
-    );
-    pair.delete().await.unwrap();
+    numbered(n, 3011, tag)
 }
 
 async fn matrix(version: &str, transport: Transport) {
-    let Some(nifi) = secured(version).await else {
+    let Some(nifi) = Nifi::secured_or_skip(version).await else {
         return;
     };
     let name = match transport {
@@ -179,8 +52,8 @@ async fn matrix(version: &str, transport: Transport) {
     for compress in [false, true] {
         let label = format!("{name}-{}", if compress { "gz" } else { "plain" });
         let c = client(&nifi, transport, compress).build().unwrap();
-        send_cell(&nifi, &c, &label).await;
-        receive_cell(&nifi, &c, &label).await;
+        send_cell(&nifi, &c, &format!("tls-{label}"), 10).await;
+        receive_cell(&nifi, &c, &c, &format!("tls-{label}"), 12).await;
         c.close().await;
     }
 }
@@ -208,7 +81,7 @@ async fn tls_2_3_https_send_receive_compression_off_on() {
 /// A certificate from the trusted CA whose DN NiFi does not know: a typed unauthorized error that
 /// names the DN presented, on both transports, and nothing queued.
 async fn wrong_dn(version: &str) {
-    let Some(nifi) = secured(version).await else {
+    let Some(nifi) = Nifi::secured_or_skip(version).await else {
         return;
     };
     let t = tls(&nifi);
@@ -258,7 +131,7 @@ async fn tls_2_3_wrong_dn_is_unauthorized_naming_the_dn() {
 /// fails verification, and the error says why. Also the reverse: a client certificate signed by
 /// the rogue CA is refused by NiFi.
 async fn wrong_ca(version: &str) {
-    let Some(nifi) = secured(version).await else {
+    let Some(nifi) = Nifi::secured_or_skip(version).await else {
         return;
     };
     let t = tls(&nifi);
@@ -275,7 +148,7 @@ async fn wrong_ca(version: &str) {
             .send_batch(port.name(), flowfiles(1, "wrong-ca"))
             .await
             .unwrap_err();
-        let msg = chain(&err);
+        let msg = s2s::error_chain(&err);
         assert!(!err.is_unauthorized(), "{transport:?}: {msg}");
         assert!(
             msg.contains("invalid peer certificate")
@@ -296,7 +169,7 @@ async fn wrong_ca(version: &str) {
             .send_batch(port.name(), flowfiles(1, "rogue-client"))
             .await
             .unwrap_err();
-        let msg = chain(&err);
+        let msg = s2s::error_chain(&err);
         assert!(!err.is_unauthorized(), "{transport:?}: {msg}");
         // Java answers the handshake with a fatal alert (certificate_unknown on 1.18 and 2.3).
         assert!(
@@ -322,7 +195,7 @@ async fn tls_2_3_wrong_ca_names_the_cause() {
 /// The identity as NiFi users have it: `client.p12` (key + certificate + CA), alone (its bundled CA
 /// is trusted) and with NiFi's own `truststore.p12`, on both transports, send + receive.
 async fn pkcs12(version: &str) {
-    let Some(nifi) = secured(version).await else {
+    let Some(nifi) = Nifi::secured_or_skip(version).await else {
         return;
     };
     let t = tls(&nifi);
@@ -336,7 +209,7 @@ async fn pkcs12(version: &str) {
             .unwrap()
             .build()
             .unwrap();
-        send_cell(&nifi, &bundled, &format!("p12-{name}")).await;
+        send_cell(&nifi, &bundled, &format!("p12-{name}"), 10).await;
         bundled.close().await;
         let with_truststore = Client::builder(nifi.url())
             .transport(transport)
@@ -347,7 +220,14 @@ async fn pkcs12(version: &str) {
             .unwrap()
             .build()
             .unwrap();
-        receive_cell(&nifi, &with_truststore, &format!("p12ts-{name}")).await;
+        receive_cell(
+            &nifi,
+            &with_truststore,
+            &with_truststore,
+            &format!("p12ts-{name}"),
+            12,
+        )
+        .await;
         with_truststore.close().await;
     }
 }
@@ -367,7 +247,7 @@ async fn tls_2_3_pkcs12_identity_send_receive() {
 /// the client cannot resolve it (by name or id) and nothing is queued. Once the policy is granted,
 /// the same client delivers: the port policy is what gated it.
 async fn port_policy_gates_s2s(version: &str) {
-    let Some(nifi) = secured(version).await else {
+    let Some(nifi) = Nifi::secured_or_skip(version).await else {
         return;
     };
     let t = tls(&nifi);
@@ -398,7 +278,7 @@ async fn port_policy_gates_s2s(version: &str) {
             assert!(
                 err.is_unknown_port() || err.is_unauthorized(),
                 "{transport:?} {target}: {}",
-                chain(&err)
+                s2s::error_chain(&err)
             );
         }
     }
@@ -413,7 +293,7 @@ async fn port_policy_gates_s2s(version: &str) {
     for (transport, c) in &clients {
         c.send_batch(port.name(), flowfiles(2, "port-authz"))
             .await
-            .unwrap_or_else(|e| panic!("{transport:?} after the grant: {}", chain(&e)));
+            .unwrap_or_else(|e| panic!("{transport:?} after the grant: {}", s2s::error_chain(&e)));
         c.close().await;
     }
     port.wait_for_queued(4, WAIT).await.unwrap();
