@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{WAIT, assert_received, numbered, receive_all, receive_cell, send_cell};
+use common::{WAIT, assert_received, numbered, proxy, receive_all, receive_cell, send_cell};
 use nifi_testkit::provision::{read_state, version_state_file};
 use nifi_testkit::{Nifi, nifi_or_skip, nifi_required};
 use s2s::{Client, FlowFile, Transport};
@@ -181,92 +181,6 @@ fn reqwest_port(url: &str) -> u16 {
 /// A minimal HTTP proxy on 127.0.0.1 for the proxy test: `CONNECT host:port` tunnels, an
 /// absolute-form request is forwarded as-is (HTTP/1.1 servers must accept absolute-form).
 /// Requires `Proxy-Authorization: Basic <auth>` and counts the requests it let through.
-mod proxy {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
-
-    pub struct Proxy {
-        pub addr: String,
-        pub allowed: Arc<AtomicUsize>,
-        pub refused: Arc<AtomicUsize>,
-    }
-
-    pub async fn start(basic: &'static str) -> Proxy {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        let allowed = Arc::new(AtomicUsize::new(0));
-        let refused = Arc::new(AtomicUsize::new(0));
-        let (a, r) = (allowed.clone(), refused.clone());
-        tokio::spawn(async move {
-            while let Ok((s, _)) = l.accept().await {
-                let (a, r) = (a.clone(), r.clone());
-                tokio::spawn(async move {
-                    let _ = serve(s, basic, a, r).await;
-                });
-            }
-        });
-        Proxy {
-            addr,
-            allowed,
-            refused,
-        }
-    }
-
-    async fn serve(
-        mut client: TcpStream,
-        basic: &str,
-        allowed: Arc<AtomicUsize>,
-        refused: Arc<AtomicUsize>,
-    ) -> std::io::Result<()> {
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            if client.read(&mut b).await? == 0 || head.len() > 64 * 1024 {
-                return Ok(());
-            }
-            head.push(b[0]);
-        }
-        let text = String::from_utf8_lossy(&head).into_owned();
-        let mut first = text.lines().next().unwrap_or("").split(' ');
-        let (method, target) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
-        let authorized = text.lines().any(|l| {
-            l.to_ascii_lowercase().starts_with("proxy-authorization:")
-                && l.split_once(':').unwrap().1.trim() == format!("Basic {basic}")
-        });
-        if !authorized {
-            refused.fetch_add(1, Ordering::SeqCst);
-            client
-                .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                .await?;
-            return Ok(());
-        }
-        allowed.fetch_add(1, Ordering::SeqCst);
-        if method == "CONNECT" {
-            let mut up = TcpStream::connect(target).await?;
-            client
-                .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                .await?;
-            tokio::io::copy_bidirectional(&mut client, &mut up).await?;
-        } else {
-            let hostport = target
-                .split("://")
-                .nth(1)
-                .and_then(|r| r.split('/').next())
-                .unwrap_or("");
-            let mut up = TcpStream::connect(hostport).await?;
-            // One request per connection keeps the byte forwarding trivially correct.
-            let head = text.replace("Connection: keep-alive", "Connection: close");
-            let head = head.replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1);
-            up.write_all(head.as_bytes()).await?;
-            tokio::io::copy_bidirectional(&mut client, &mut up).await?;
-        }
-        Ok(())
-    }
-}
-
 /// HTTP S2S through an authenticating proxy: send and receive work, every request went
 /// through the proxy with basic credentials, and wrong credentials fail clearly.
 #[tokio::test]
@@ -287,11 +201,7 @@ async fn http_through_authenticating_proxy() {
     assert_received(got, &sent, "proxy");
     use std::sync::atomic::Ordering;
     // discovery + peers + create/POST/DELETE + create/GET/DELETE at least.
-    assert!(
-        p.allowed.load(Ordering::SeqCst) >= 8,
-        "{}",
-        p.allowed.load(Ordering::SeqCst)
-    );
+    assert!(p.allowed() >= 8, "{}", p.allowed());
     assert_eq!(p.refused.load(Ordering::SeqCst), 0);
 
     let bad = http_client(&nifi, false)

@@ -8,11 +8,10 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{WAIT, assert_received, numbered, receive_all};
+use common::{WAIT, assert_received, numbered, proxy, receive_all};
 use nifi_testkit::certs::TlsFiles;
 use nifi_testkit::{Nifi, PortPair};
 use s2s::doctor::Status;
@@ -199,74 +198,12 @@ async fn secured_2_3_doctor_passes_with_cert_and_names_the_refused_dn() {
     doctor_secured("2.3.0").await;
 }
 
-/// A CONNECT-only proxy requiring `Proxy-Authorization: Basic <auth>`; counts the tunnels it
-/// opened and the requests it refused.
-struct ConnectProxy {
-    addr: String,
-    tunnels: Arc<AtomicUsize>,
-    refused: Arc<AtomicUsize>,
-}
-
-async fn connect_proxy(basic: &'static str) -> ConnectProxy {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let tunnels = Arc::new(AtomicUsize::new(0));
-    let refused = Arc::new(AtomicUsize::new(0));
-    let (tn, rf) = (tunnels.clone(), refused.clone());
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let (tn, rf) = (tn.clone(), rf.clone());
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read(&mut b).await.unwrap_or(0) == 0 || head.len() > 16 * 1024 {
-                        return;
-                    }
-                    head.push(b[0]);
-                }
-                let text = String::from_utf8_lossy(&head).into_owned();
-                let mut first = text.lines().next().unwrap_or("").split(' ');
-                let (method, target) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
-                let authorized = text.lines().any(|l| {
-                    l.to_ascii_lowercase().starts_with("proxy-authorization:")
-                        && l.split_once(':').unwrap().1.trim() == format!("Basic {basic}")
-                });
-                if method != "CONNECT" || !authorized {
-                    rf.fetch_add(1, Ordering::SeqCst);
-                    let _ = s
-                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                        .await;
-                    return;
-                }
-                let Ok(mut up) = tokio::net::TcpStream::connect(target).await else {
-                    let _ = s.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
-                    return;
-                };
-                tn.fetch_add(1, Ordering::SeqCst);
-                if s.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                    .await
-                    .is_ok()
-                {
-                    let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
-                }
-            });
-        }
-    });
-    ConnectProxy {
-        addr,
-        tunnels,
-        refused,
-    }
-}
-
 async fn https_through_connect_proxy(version: &str) {
     let Some(nifi) = Nifi::secured_or_skip(version).await else {
         return;
     };
     // base64("s2s:proxy-pw")
-    let p = connect_proxy("czJzOnByb3h5LXB3").await;
+    let p = proxy::start("czJzOnByb3h5LXB3").await;
     let pair = nifi.port_pair("tls-proxy").await.unwrap();
     let c = p12_client(&nifi, Transport::Http)
         .proxy(format!("http://s2s:proxy-pw@{}", p.addr))
@@ -276,6 +213,11 @@ async fn https_through_connect_proxy(version: &str) {
     let tunnels = p.tunnels.load(Ordering::SeqCst);
     // https can only go through a proxy as CONNECT tunnels (pooled: at least one).
     assert!(tunnels >= 1, "{tunnels}");
+    assert_eq!(
+        p.forwarded.load(Ordering::SeqCst),
+        0,
+        "https must not go in the clear"
+    );
     assert_eq!(p.refused.load(Ordering::SeqCst), 0);
 
     let bad = p12_client(&nifi, Transport::Http)

@@ -5,6 +5,8 @@
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::time::Duration;
 
 use nifi_testkit::{Nifi, QueuedFlowFile};
