@@ -114,7 +114,9 @@ fn p4(rt: &tokio::runtime::Runtime, bridge_bin: &Path, out: &Path, quick: bool) 
             && Path::new("/usr/bin/chromium").exists(),
         "needs Chromium and Playwright: run `cargo xtask wasm setup`"
     );
-    let www = build_www(out)?;
+    // Not the shared `target/wasm-www`, so a concurrent `cargo xtask wasm test` is not disturbed;
+    // built in-process (a nested `cargo xtask wasm build` rebuilt xtask itself: over a minute).
+    let www = crate::wasm::build_into(true, &out.join("www"))?;
     let nifi = rt.block_on(Nifi::shared())?;
     let port = rt.block_on(async {
         let port = nifi.input_port("bench-p4").await?;
@@ -205,51 +207,3 @@ fn standard_nar(inst: &provision::Instance) -> Result<()> {
     Ok(())
 }
 
-/// The release wasm package and the demo page in `out/www` (not the shared `target/wasm-www`, so a
-/// concurrent `cargo xtask wasm test` is not disturbed); the same steps as `cargo xtask wasm
-/// build`, without a nested `cargo xtask` (which rebuilt xtask itself and cost over a minute).
-fn build_www(out: &Path) -> Result<PathBuf> {
-    run(cargo().args([
-        "build",
-        "-p",
-        "s2s-wasm",
-        "--lib",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--release",
-    ]))?;
-    let wasm = target_dir().join("wasm32-unknown-unknown/release/s2s_wasm.wasm");
-    let root = workspace_root();
-    let www = out.join("www");
-    let pkg = www.join("pkg");
-    if www.exists() {
-        std::fs::remove_dir_all(&www)?;
-    }
-    std::fs::create_dir_all(&pkg)?;
-    let on_path = Command::new("wasm-bindgen")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let bindgen = if on_path {
-        PathBuf::from("wasm-bindgen")
-    } else {
-        let home = std::env::var_os("CARGO_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-            .unwrap_or_default();
-        home.join("bin/wasm-bindgen")
-    };
-    run(Command::new(bindgen)
-        .args(["--target", "web", "--out-dir"])
-        .arg(&pkg)
-        .arg(&wasm))?;
-    for (from, to) in [
-        ("wasm-client/js/index.js", "pkg/index.js"),
-        ("wasm-client/demo/index.html", "index.html"),
-        ("wasm-client/demo/app.js", "app.js"),
-        ("wasm-client/demo/style.css", "style.css"),
-    ] {
-        std::fs::copy(root.join(from), www.join(to)).with_context(|| format!("copying {from}"))?;
-    }
-    Ok(www)
-}

@@ -10,7 +10,7 @@
 mod e2e;
 mod setup;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -101,8 +101,13 @@ fn unit_tests() -> Result<()> {
     )
 }
 
-/// Builds the package and demo; returns the folder to serve.
+/// Builds the package and demo into `target/wasm-www`; returns the folder to serve.
 fn build(release: bool) -> Result<PathBuf> {
+    build_into(release, &workspace_root().join("target/wasm-www"))
+}
+
+/// Builds the package and demo into `www` (replacing what is there); returns `www`.
+pub(crate) fn build_into(release: bool, www: &Path) -> Result<PathBuf> {
     let root = workspace_root();
     let mut args = vec![
         "build",
@@ -120,7 +125,7 @@ fn build(release: bool) -> Result<PathBuf> {
         .join("wasm32-unknown-unknown")
         .join(if release { "release" } else { "debug" })
         .join("s2s_wasm.wasm");
-    let www = root.join("target/wasm-www");
+    let www = www.to_path_buf();
     let pkg = www.join("pkg");
     if www.exists() {
         std::fs::remove_dir_all(&www).with_context(|| format!("cleaning {}", www.display()))?;

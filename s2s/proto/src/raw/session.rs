@@ -57,6 +57,18 @@ struct Outgoing {
     crc: bool,
 }
 
+/// Adds every queued chunk still marked `crc` to `crc`, in wire order, and unmarks it.
+fn settle(out: &mut VecDeque<Outgoing>, crc: &mut TransactionChecksum, pending: &mut usize) {
+    if *pending == 0 {
+        return;
+    }
+    for o in out.iter_mut().filter(|o| o.crc) {
+        crc.update(&o.bytes);
+        o.crc = false;
+    }
+    *pending = 0;
+}
+
 /// Content up to this size is hashed when queued (one pass over a small buffer is cheap);
 /// larger content is queued as slices of at most [`SLICE`] bytes, hashed on transmit.
 const EAGER_CRC_MAX: usize = 64 * 1024;
@@ -170,14 +182,7 @@ impl ClientSession {
     /// Adds every queued, not yet transmitted chunk to the send CRC (in wire order), so the
     /// CRC is complete without waiting for `poll_transmit`.
     fn settle_crc(&mut self) {
-        if self.crc_pending == 0 {
-            return;
-        }
-        for o in self.out.iter_mut().filter(|o| o.crc) {
-            self.send_crc.update(&o.bytes);
-            o.crc = false;
-        }
-        self.crc_pending = 0;
+        settle(&mut self.out, &mut self.send_crc, &mut self.crc_pending);
     }
 
     /// The next event for the application.
@@ -343,13 +348,8 @@ impl ClientSession {
                     (SendPhase::AwaitConfirm, ResponseCode::CONFIRM_TRANSACTION) => {
                         // NiFi has read everything, so normally all was transmitted already;
                         // a driver that reads before writing everything still gets a full CRC.
-                        if self.crc_pending > 0 {
-                            for o in self.out.iter_mut().filter(|o| o.crc) {
-                                self.send_crc.update(&o.bytes);
-                                o.crc = false;
-                            }
-                            self.crc_pending = 0;
-                        }
+                        // (Field by field: `send` borrows `self.state`.)
+                        settle(&mut self.out, &mut self.send_crc, &mut self.crc_pending);
                         let local = self.send_crc.to_decimal();
                         let remote = resp.message.unwrap_or_default();
                         // Versions 1-3 exchange the CRC strings without comparing them.
