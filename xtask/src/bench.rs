@@ -206,4 +206,3 @@ fn standard_nar(inst: &provision::Instance) -> Result<()> {
     }
     Ok(())
 }
-
