@@ -153,6 +153,10 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
         "--target",
         "wasm32-unknown-unknown",
     ]))?;
+    // Publishing: the crates package, the MSRV holds, the code's § references resolve (seconds).
+    crate::publish::package()?;
+    crate::publish::msrv()?;
+    crate::publish::doc_refs()?;
 
     // One real NiFi for the whole run: reuse the user's (NIFI_URL, e.g. docker compose) or start ours.
     let user_nifi = std::env::var("NIFI_URL").is_ok();
