@@ -195,7 +195,7 @@ fn references(line: &str, own: bool) -> Vec<String> {
     let mut refs = Vec::new();
     let mut rest = line;
     while let Some(i) = rest.find('§') {
-        let before = rest[..i].trim_end().trim_end_matches('`');
+        let before = rest[..i].trim_end().trim_end_matches(['`', ')']);
         let after = &rest[i..];
         let marked = MARKERS.iter().any(|m| before.ends_with(m));
         let foreign = before.ends_with("PROTOCOL.md") || before.ends_with("RFC 6750");
