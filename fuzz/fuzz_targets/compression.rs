@@ -1,13 +1,14 @@
-//! SYNC-chunked zlib envelope: the raw decompressor and the FlowFile-in-envelope decoder.
+//! SYNC-chunked zlib envelope: the raw decompressor and the stream layer's compressed reader.
 //! Anything the decompressor accepts must survive a compress/decompress round trip.
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use s2s_proto::codec::compression::{
-    CompressedFlowFileDecoder, DecompressLimits, DecompressStatus, Decompressor, compress,
+    DecompressLimits, DecompressStatus, Decompressor, compress,
 };
-use s2s_proto::codec::flowfile::Limits;
+use s2s_proto::codec::flowfile::{FlowFilePart, Limits};
+use s2s_proto::stream::FlowFileReader;
 
 fuzz_target!(|data: &[u8]| {
     let limits = DecompressLimits {
@@ -30,13 +31,21 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(back, plain);
     }
 
-    let mut d = CompressedFlowFileDecoder::new(
-        Limits {
-            max_content_len: 1 << 20,
-            ..Limits::default()
-        },
-        limits,
-    );
+    // The stream layer's reader, compressed, whole FlowFiles and in parts.
+    let limits = Limits {
+        max_content_len: 1 << 20,
+        ..Limits::default()
+    };
+    let mut d = FlowFileReader::new(true, limits);
     let mut src = BytesMut::from(data);
-    while let Ok(Some(_)) = d.decode(&mut src) {}
+    while let Ok(Some(_)) = d.next_flowfile(&mut src) {}
+    let mut d = FlowFileReader::new(true, limits);
+    let mut src = BytesMut::from(data);
+    let mut content = 0u64;
+    while let Ok(Some(part)) = d.next_part(&mut src) {
+        if let FlowFilePart::Content(c) = part {
+            content += c.len() as u64;
+            assert!(content <= limits.max_content_len);
+        }
+    }
 });

@@ -34,6 +34,7 @@
 pub mod codec;
 pub mod http;
 pub mod raw;
+pub mod stream;
 
 pub use codec::flowfile::FlowFile;
 pub use codec::response_code::{Response, ResponseCode};

@@ -2,10 +2,8 @@
 
 use bytes::{BufMut, BytesMut};
 use s2s_proto::codec::checksum::TransactionChecksum;
-use s2s_proto::codec::compression::{
-    CompressedFlowFileDecoder, DecompressStatus, Decompressor, compress,
-};
-use s2s_proto::codec::flowfile::{self, FlowFileDecoder};
+use s2s_proto::codec::compression::{DecompressStatus, Decompressor, compress};
+use s2s_proto::codec::flowfile::{self, FlowFileDecoder, Limits};
 use s2s_proto::codec::handshake::{
     HandshakeProperty, HandshakeRequest, ReceivedHandshake, RequestType, encode_codec_negotiation,
 };
@@ -15,6 +13,7 @@ use s2s_proto::codec::negotiation::{
 use s2s_proto::codec::package_v3::{self, PackageV3Decoder};
 use s2s_proto::codec::peers::{DEFAULT_MAX_PEERS, Peer, decode_peer_list, encode_peer_list};
 use s2s_proto::codec::utf::{decode_utf, encode_utf};
+use s2s_proto::stream::FlowFileReader;
 use s2s_proto::{DecodeError, FlowFile, Response, ResponseCode};
 
 macro_rules! vector {
@@ -128,7 +127,7 @@ fn tv5_send_building_blocks() {
     assert_eq!(&out[..], vector!("tv5-send-client.bin"));
 
     let mut crc = TransactionChecksum::new();
-    crc.add_flowfile(&f1());
+    f1().add_to_checksum(&mut crc);
     let confirm = Response::with_message(ResponseCode::CONFIRM_TRANSACTION, crc.to_decimal());
     let mut server = BytesMut::new();
     confirm.encode(&mut server).unwrap();
@@ -156,8 +155,8 @@ fn tv6_two_flowfiles() {
     assert_eq!(stream.len(), 117);
 
     let mut crc = TransactionChecksum::new();
-    crc.add_flowfile(&f1());
-    crc.add_flowfile(&f2());
+    f1().add_to_checksum(&mut crc);
+    f2().add_to_checksum(&mut crc);
     assert_eq!(crc.to_decimal(), "464261154");
 }
 
@@ -177,7 +176,7 @@ fn tv7_receive_parse() {
     );
     assert!(b.is_empty());
     let mut crc = TransactionChecksum::new();
-    crc.add_flowfile(&ff);
+    ff.add_to_checksum(&mut crc);
     assert_eq!(crc.to_decimal(), "4046154554");
     assert_eq!(
         Response::decode(&mut buf(b"RC\x15")).unwrap().unwrap().code,
@@ -221,8 +220,8 @@ fn tv9_gzip_envelope() {
     assert_eq!(&dst[..], vector!("tv4-flowfile-f1.bin"));
     assert_eq!(crc32fast_of(&dst), 4_046_154_554);
     assert_eq!(
-        CompressedFlowFileDecoder::default()
-            .decode(&mut buf(vector!("tv9-flowfile-f1-gzip.bin")))
+        FlowFileReader::new(true, Limits::default())
+            .next_flowfile(&mut buf(vector!("tv9-flowfile-f1-gzip.bin")))
             .unwrap(),
         Some(f1())
     );
@@ -230,8 +229,8 @@ fn tv9_gzip_envelope() {
     let mut ours = BytesMut::new();
     compress(vector!("tv4-flowfile-f1.bin"), &mut ours);
     assert_eq!(
-        CompressedFlowFileDecoder::default()
-            .decode(&mut ours)
+        FlowFileReader::new(true, Limits::default())
+            .next_flowfile(&mut ours)
             .unwrap(),
         Some(f1())
     );
@@ -345,25 +344,25 @@ fn invalid_flowfiles() {
 
 #[test]
 fn invalid_gzip() {
-    let dec = || CompressedFlowFileDecoder::default();
+    let dec = || FlowFileReader::new(true, Limits::default());
     assert!(matches!(
-        dec().decode(&mut buf(vector!("invalid-gzip-bad-sync.bin"))),
+        dec().next_flowfile(&mut buf(vector!("invalid-gzip-bad-sync.bin"))),
         Err(DecodeError::BadMagic { .. })
     ));
     assert!(matches!(
-        dec().decode(&mut buf(vector!("invalid-gzip-oversize-chunk.bin"))),
+        dec().next_flowfile(&mut buf(vector!("invalid-gzip-oversize-chunk.bin"))),
         Err(DecodeError::LimitExceeded { .. })
     ));
     assert!(matches!(
-        dec().decode(&mut buf(vector!("invalid-gzip-length-mismatch.bin"))),
+        dec().next_flowfile(&mut buf(vector!("invalid-gzip-length-mismatch.bin"))),
         Err(DecodeError::ChunkLengthMismatch { .. })
     ));
     assert_eq!(
-        dec().decode(&mut buf(vector!("invalid-gzip-bad-continuation.bin"))),
+        dec().next_flowfile(&mut buf(vector!("invalid-gzip-bad-continuation.bin"))),
         Err(DecodeError::BadChunkContinuation(2))
     );
     assert_eq!(
-        dec().decode(&mut buf(vector!("invalid-gzip-truncated.bin"))),
+        dec().next_flowfile(&mut buf(vector!("invalid-gzip-truncated.bin"))),
         Ok(None)
     );
 }

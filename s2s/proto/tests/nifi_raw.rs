@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use nifi_testkit::{Nifi, nifi_or_skip};
 use s2s_proto::codec::checksum::TransactionChecksum;
-use s2s_proto::codec::compression::{CompressedFlowFileDecoder, Compressor};
-use s2s_proto::codec::flowfile::{self, FlowFileDecoder};
+use s2s_proto::codec::compression::Compressor;
+use s2s_proto::codec::flowfile::{self, FlowFileDecoder, Limits};
 use s2s_proto::codec::handshake::{HandshakeRequest, RequestType, encode_codec_negotiation};
 use s2s_proto::codec::negotiation::{
     NegotiationReply, RAW_PROTOCOL_NAME, RAW_PROTOCOL_VERSIONS, ResourceProposal, encode_magic,
@@ -18,6 +18,7 @@ use s2s_proto::codec::negotiation::{
 };
 use s2s_proto::codec::peers::{DEFAULT_MAX_PEERS, decode_peer_list};
 use s2s_proto::codec::utf::{decode_utf, encode_utf};
+use s2s_proto::stream::FlowFileReader;
 use s2s_proto::{DecodeError, FlowFile, Response, ResponseCode};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -127,7 +128,7 @@ impl Raw {
             if i > 0 {
                 ResponseCode::CONTINUE_TRANSACTION.encode(&mut out);
             }
-            crc.add_flowfile(f);
+            f.add_to_checksum(&mut crc);
             if gzip {
                 let mut header = BytesMut::new();
                 flowfile::encode_header(f, &mut header);
@@ -256,14 +257,14 @@ fn receive_all(nifi: &Nifi, out_id: &str, gzip: bool) -> Vec<FlowFile> {
     let mut got = Vec::new();
     let mut crc = TransactionChecksum::new();
     let mut plain = FlowFileDecoder::default();
-    let mut zipped = CompressedFlowFileDecoder::default();
+    let mut zipped = FlowFileReader::new(true, Limits::default());
     loop {
         let f = if gzip {
-            c.read(|b| zipped.decode(b))
+            c.read(|b| zipped.next_flowfile(b))
         } else {
             c.read(|b| plain.decode(b))
         };
-        crc.add_flowfile(&f);
+        f.add_to_checksum(&mut crc);
         got.push(f);
         match c.response().code {
             ResponseCode::CONTINUE_TRANSACTION => {}

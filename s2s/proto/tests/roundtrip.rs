@@ -4,15 +4,14 @@
 use bytes::{BufMut, BytesMut};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use s2s_proto::codec::compression::{
-    CompressedFlowFileDecoder, Compressor, DecompressStatus, Decompressor,
-};
-use s2s_proto::codec::flowfile::{self, FlowFileDecoder};
+use s2s_proto::codec::compression::{Compressor, DecompressStatus, Decompressor};
+use s2s_proto::codec::flowfile::{self, FlowFileDecoder, Limits};
 use s2s_proto::codec::handshake::{HandshakeRequest, ReceivedHandshake, RequestType};
 use s2s_proto::codec::negotiation::{NegotiationReply, ResourceProposal};
 use s2s_proto::codec::package_v3::{self, PackageV3Decoder};
 use s2s_proto::codec::peers::{Peer, decode_peer_list, encode_peer_list};
 use s2s_proto::codec::utf::{MAX_UTF_LEN, decode_utf, encode_utf, modified_utf8_len};
+use s2s_proto::stream::FlowFileReader;
 use s2s_proto::{FlowFile, Response, ResponseCode};
 
 fn config() -> ProptestConfig {
@@ -223,12 +222,12 @@ proptest! {
             // In a transaction, a marker follows each envelope.
             ResponseCode::CONTINUE_TRANSACTION.encode(&mut wire);
         }
-        let mut d = CompressedFlowFileDecoder::default();
+        let mut d = FlowFileReader::new(true, Limits::default());
         // Alternate like a transaction reader: envelope, then its marker.
         let mut pending: Option<FlowFile> = None;
         let (got, rest) = feed(&wire, &cuts, |b| {
             if pending.is_none() {
-                pending = Some(d.decode(b).unwrap()?);
+                pending = Some(d.next_flowfile(b).unwrap()?);
             }
             let marker = Response::decode(b).unwrap()?;
             assert_eq!(marker.code, ResponseCode::CONTINUE_TRANSACTION);
@@ -266,7 +265,8 @@ proptest! {
         let _ = decode_peer_list(&mut b(), 100);
         let _ = FlowFileDecoder::default().decode_eof(&mut b());
         let _ = PackageV3Decoder::default().decode_eof(&mut b());
-        let _ = CompressedFlowFileDecoder::default().decode(&mut b());
+        let _ = FlowFileReader::new(true, Limits::default()).next_flowfile(&mut b());
+        let _ = FlowFileReader::new(false, Limits::default()).next_part(&mut b());
         let _ = Decompressor::default().decode(&mut b(), &mut BytesMut::new());
     }
 }

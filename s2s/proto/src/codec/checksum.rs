@@ -4,8 +4,6 @@
 //! of every FlowFile, in order; markers, request strings and the compression envelope are
 //! excluded. It travels as the unsigned decimal message of `CONFIRM_TRANSACTION`.
 
-use super::flowfile::{FlowFile, encode_header};
-
 /// Running CRC32 of a transaction's FlowFiles.
 #[derive(Debug, Clone, Default)]
 pub struct TransactionChecksum {
@@ -23,15 +21,6 @@ impl TransactionChecksum {
         self.hasher.update(codec_bytes);
     }
 
-    /// Adds one FlowFile exactly as [`super::flowfile::encode`] writes it, without copying
-    /// its content.
-    pub fn add_flowfile(&mut self, flowfile: &FlowFile) {
-        let mut header = bytes::BytesMut::new();
-        encode_header(flowfile, &mut header);
-        self.hasher.update(&header);
-        self.hasher.update(&flowfile.content);
-    }
-
     /// The CRC32 so far.
     pub fn value(&self) -> u32 {
         self.hasher.clone().finalize()
@@ -46,7 +35,7 @@ impl TransactionChecksum {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::flowfile::encode;
+    use crate::codec::flowfile::{FlowFile, encode};
 
     fn f1() -> FlowFile {
         FlowFile::new(&b"hello"[..])
@@ -61,10 +50,10 @@ mod tests {
     #[test]
     fn tv4_tv6_crc() {
         let mut c = TransactionChecksum::new();
-        c.add_flowfile(&f1());
+        f1().add_to_checksum(&mut c);
         assert_eq!(c.value(), 4_046_154_554);
         assert_eq!(c.to_decimal(), "4046154554");
-        c.add_flowfile(&f2());
+        f2().add_to_checksum(&mut c);
         assert_eq!(c.to_decimal(), "464261154");
 
         let mut raw = bytes::BytesMut::new();

@@ -16,7 +16,6 @@ use bytes::{Buf, BufMut, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::DecodeError;
-use super::flowfile::{FlowFile, FlowFileDecoder, Limits};
 
 /// The 4 bytes that start every chunk.
 pub const SYNC: [u8; 4] = *b"SYNC";
@@ -385,84 +384,13 @@ fn bounded(field: &'static str, v: i32, max: usize) -> Result<usize, DecodeError
     Ok(v)
 }
 
-/// Decodes FlowFiles sent with `GZIP=true`: one envelope per FlowFile.
-///
-/// Checks that each envelope holds exactly one FlowFile, and inflates one chunk at a time so
-/// memory stays bounded by the FlowFile [`Limits`] plus one chunk.
-#[derive(Debug, Default)]
-pub struct CompressedFlowFileDecoder {
-    decompressor: Decompressor,
-    plain: BytesMut,
-    inner: FlowFileDecoder,
-    complete: Option<FlowFile>,
-}
-
-impl CompressedFlowFileDecoder {
-    /// A decoder applying both sets of limits.
-    pub fn new(limits: Limits, decompress_limits: DecompressLimits) -> Self {
-        Self {
-            decompressor: Decompressor::new(decompress_limits),
-            plain: BytesMut::new(),
-            inner: FlowFileDecoder::new(limits),
-            complete: None,
-        }
-    }
-
-    /// Whether no envelope is partially decoded.
-    pub fn is_idle(&self) -> bool {
-        self.decompressor.is_idle()
-            && self.plain.is_empty()
-            && self.inner.is_idle()
-            && self.complete.is_none()
-    }
-
-    /// Decodes the next FlowFile. `Ok(None)` means more bytes are needed. Bytes after the
-    /// envelope's end marker stay in `src`.
-    ///
-    /// # Errors
-    /// Any [`Decompressor`] or [`FlowFileDecoder`] error; [`DecodeError::TrailingBytes`] if an
-    /// envelope holds more than one FlowFile; [`DecodeError::Truncated`] if it ends before a
-    /// complete FlowFile.
-    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<FlowFile>, DecodeError> {
-        let r = self.step(src);
-        if r.is_err() {
-            *self = Self::new(*self.inner.limits(), self.decompressor.limits);
-        }
-        r
-    }
-
-    fn step(&mut self, src: &mut BytesMut) -> Result<Option<FlowFile>, DecodeError> {
-        loop {
-            match self.decompressor.step(src, &mut self.plain)? {
-                StepResult::NeedMore => return Ok(None),
-                StepResult::Chunk => {
-                    if self.complete.is_none() {
-                        self.complete = self.inner.decode(&mut self.plain)?;
-                    }
-                    if self.complete.is_some() && !self.plain.is_empty() {
-                        return Err(DecodeError::TrailingBytes(self.plain.len()));
-                    }
-                }
-                StepResult::Finished => {
-                    return match self.complete.take() {
-                        Some(f) => Ok(Some(f)),
-                        None => Err(DecodeError::Truncated {
-                            buffered: self.plain.len(),
-                        }),
-                    };
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::codec::flowfile::encode;
+    use crate::codec::flowfile::{FlowFile, encode};
 
     /// TV9: F1 (TV4) in the envelope, as NiFi's Java zlib writes it.
-    const TV9: &[u8] = b"SYNC\x00\x00\x00\x38\x00\x00\x00\x35\x78\x01\x63\x60\
+    pub(crate) const TV9: &[u8] = b"SYNC\x00\x00\x00\x38\x00\x00\x00\x35\x78\x01\x63\x60\
 \x60\x60\x62\x60\x60\xe0\x48\xcb\xcc\x49\xcd\x4b\xcc\x4d\x05\xb2\
 \x39\x33\x52\x73\x72\xf2\xf5\x4a\x2a\x4a\x80\x1c\x96\x82\xc4\x92\
 \x0c\x20\xcd\xa4\xa7\x0f\x24\x41\x80\x15\x2c\x0d\x00\x38\x70\x0b\
@@ -490,24 +418,6 @@ mod tests {
         assert_eq!(d.decode(&mut src, &mut dst), Ok(DecompressStatus::Finished));
         assert_eq!(&dst[..], &tv4()[..]);
         assert_eq!(&src[..], b"RC\x0b");
-
-        let mut src = BytesMut::from(TV9);
-        assert_eq!(
-            CompressedFlowFileDecoder::default().decode(&mut src),
-            Ok(Some(f1()))
-        );
-    }
-
-    #[test]
-    fn tv9_byte_by_byte() {
-        let mut d = CompressedFlowFileDecoder::default();
-        let mut src = BytesMut::new();
-        for (i, b) in TV9.iter().enumerate() {
-            src.put_u8(*b);
-            let got = d.decode(&mut src).unwrap();
-            assert_eq!(got.is_some(), i == TV9.len() - 1, "at {i}");
-        }
-        assert!(d.is_idle());
     }
 
     #[test]
@@ -590,22 +500,6 @@ mod tests {
             d.decode(&mut BytesMut::from(&bad[..]), &mut dst),
             Err(DecodeError::BadChunkContinuation(2))
         );
-        // Two FlowFiles in one envelope.
-        let mut two = tv4();
-        two.extend_from_slice(&tv4());
-        let mut env = BytesMut::new();
-        compress(&two, &mut env);
-        assert_eq!(
-            CompressedFlowFileDecoder::default().decode(&mut env),
-            Err(DecodeError::TrailingBytes(56))
-        );
-        // Envelope ends inside the FlowFile.
-        let mut env = BytesMut::new();
-        compress(&tv4()[..50], &mut env);
-        assert!(matches!(
-            CompressedFlowFileDecoder::default().decode(&mut env),
-            Err(DecodeError::Truncated { .. })
-        ));
     }
 
     #[test]
@@ -626,17 +520,5 @@ mod tests {
             })
         ));
         assert_eq!(dst.len(), 2 * CHUNK_SIZE);
-    }
-
-    #[test]
-    fn truncated_envelope_needs_more() {
-        for cut in 0..TV9.len() {
-            let mut d = CompressedFlowFileDecoder::default();
-            assert_eq!(
-                d.decode(&mut BytesMut::from(&TV9[..cut])),
-                Ok(None),
-                "cut {cut}"
-            );
-        }
     }
 }

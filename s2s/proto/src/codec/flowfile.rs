@@ -48,6 +48,15 @@ impl FlowFile {
         self
     }
 
+    /// Adds this FlowFile to a transaction CRC exactly as the codec writes it (header, then
+    /// content), without copying the content.
+    pub fn add_to_checksum(&self, crc: &mut TransactionChecksum) {
+        let mut header = BytesMut::new();
+        encode_header(self, &mut header);
+        crc.update(&header);
+        crc.update(&self.content);
+    }
+
     /// The value of attribute `key` (the last one if the key is repeated).
     pub fn attribute(&self, key: &str) -> Option<&str> {
         self.attributes
@@ -93,15 +102,32 @@ pub fn encoded_len(flowfile: &FlowFile) -> usize {
 /// If there are more than `i32::MAX` attributes or a key/value exceeds `i32::MAX` bytes:
 /// the wire format cannot carry them.
 pub fn encode_header(flowfile: &FlowFile, buf: &mut BytesMut) {
-    buf.reserve(header_len(flowfile));
-    buf.put_i32(wire_i32("attribute count", flowfile.attributes.len()));
-    for (k, v) in &flowfile.attributes {
+    encode_header_parts(&flowfile.attributes, flowfile.content.len() as u64, buf);
+}
+
+/// [`encode_header`] from the parts: the header of a FlowFile with `attributes` whose content
+/// (written after it by the caller) is `content_len` bytes long.
+///
+/// # Panics
+/// As [`encode_header`], and if `content_len` exceeds `i64::MAX`.
+pub fn encode_header_parts(attributes: &[(String, String)], content_len: u64, buf: &mut BytesMut) {
+    buf.reserve(
+        4 + attributes
+            .iter()
+            .map(|(k, v)| 8 + k.len() + v.len())
+            .sum::<usize>()
+            + 8,
+    );
+    buf.put_i32(wire_i32("attribute count", attributes.len()));
+    for (k, v) in attributes {
         buf.put_i32(wire_i32("attribute key length", k.len()));
         buf.put_slice(k.as_bytes());
         buf.put_i32(wire_i32("attribute value length", v.len()));
         buf.put_slice(v.as_bytes());
     }
-    buf.put_i64(flowfile.content.len() as i64);
+    let len = i64::try_from(content_len)
+        .unwrap_or_else(|_| panic!("content length {content_len} does not fit a Java long"));
+    buf.put_i64(len);
 }
 
 /// Appends the whole FlowFile (header and content).
@@ -241,7 +267,7 @@ impl FlowFileDecoder {
     /// arrive: the header as each field is parsed, the content as each read appends to `buf`.
     /// The CRC thus reads every byte right after the socket wrote it (cache-hot) instead of in
     /// one pass over the whole content at the end; the result equals
-    /// [`TransactionChecksum::add_flowfile`] of the returned FlowFile. Use the same `crc` for
+    /// [`FlowFile::add_to_checksum`] of the returned FlowFile. Use the same `crc` for
     /// every call of one FlowFile.
     ///
     /// # Errors
@@ -262,7 +288,7 @@ impl FlowFileDecoder {
     /// [`FlowFilePart::End`]. Nothing waits for the whole content, so a receiver can hand each
     /// chunk on (or drop it) and reuse one small read buffer for FlowFiles of any size. Every
     /// codec byte is added to `crc` as it is consumed (same result as
-    /// [`TransactionChecksum::add_flowfile`]). `Ok(None)` means more bytes are needed.
+    /// [`FlowFile::add_to_checksum`]). `Ok(None)` means more bytes are needed.
     ///
     /// Do not mix with [`decode`](Self::decode) within one FlowFile.
     ///
@@ -478,7 +504,7 @@ fn take_string(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// TV4: F1 = {filename=hello.txt, path=./}, content "hello".
@@ -530,7 +556,7 @@ mod tests {
             let mut wire = BytesMut::new();
             encode(&ff, &mut wire);
             let mut expected = TransactionChecksum::new();
-            expected.add_flowfile(&ff);
+            ff.add_to_checksum(&mut expected);
             // Fed in pieces of every awkward size, including 1 byte at a time.
             for piece in [1, 3, 4, 7, 4096, 65_537, usize::MAX] {
                 let mut d = FlowFileDecoder::default();
@@ -558,7 +584,7 @@ mod tests {
             encode(&ff, &mut wire);
             encode(&f1(), &mut wire); // a second FlowFile right behind
             let mut expected = TransactionChecksum::new();
-            expected.add_flowfile(&ff);
+            ff.add_to_checksum(&mut expected);
             for piece in [1, 5, 4096, usize::MAX] {
                 let mut d = FlowFileDecoder::default();
                 let mut crc = TransactionChecksum::new();

@@ -1,27 +1,22 @@
 //! Sans-IO pieces of the HTTP(S) Site-to-Site transport (spec §7).
 //!
 //! No HTTP client here: this module says *what* to request (paths, headers, query
-//! parameters), encodes a SEND body, decodes a RECEIVE body, and classifies NiFi's answers.
+//! parameters) and classifies NiFi's answers; the bodies are the [`stream`](crate::stream) layer's.
 //! The caller moves the bytes with whatever HTTP stack it has.
 //!
 //! ```text
 //!  POST {api}/data-transfer/{dir}/{port}/transactions        → 201 Location + TTL
-//!  POST {Location}/flow-files  (SendBody bytes)               → 202 CRC (decimal)
-//!  GET  {Location}/flow-files  (bytes → ReceiveBody)          → 202 data | 200 nothing
+//!  POST {Location}/flow-files  (FlowFileWriter bytes)         → 202 CRC (decimal)
+//!  GET  {Location}/flow-files  (bytes → FlowFileReader)       → 202 data | 200 nothing
 //!  PUT  {Location}            every TTL/2 while open          → 200
 //!  DELETE {Location}?responseCode=12[&checksum=crc]           → 200 JSON responseCode
 //! ```
 //!
-//! Bodies are the RAW FlowFile streams without any `RC` markers: FlowFiles back to back,
-//! each in its own compression envelope when compression is on. The CRC32 covers the
-//! uncompressed codec bytes, as on RAW.
+//! Bodies are the transaction's FlowFile stream without any `RC` markers: FlowFiles back to
+//! back, each in its own compression envelope when compression is on, written by
+//! [`FlowFileWriter`](crate::stream::FlowFileWriter) and read by
+//! [`FlowFileReader`](crate::stream::FlowFileReader) exactly as on RAW (same CRC32).
 
-use bytes::{Bytes, BytesMut};
-
-use crate::codec::DecodeError;
-use crate::codec::checksum::TransactionChecksum;
-use crate::codec::compression::{CompressedFlowFileDecoder, Compressor, DecompressLimits};
-use crate::codec::flowfile::{FlowFile, FlowFileDecoder, Limits, encode_header};
 use crate::codec::response_code::ResponseCode;
 
 /// The transport protocol version this client speaks (and NiFi currently answers).
@@ -169,138 +164,6 @@ pub fn parse_checksum(body: &str) -> Option<u32> {
 /// own maintenance runs every TTL/2 and expires transactions idle for more than TTL.
 pub fn keep_alive_interval_millis(ttl_secs: u64) -> u64 {
     (ttl_secs * 1000 / 2).max(500)
-}
-
-/// Encodes the body of `POST {Location}/flow-files` one FlowFile at a time and keeps the
-/// transaction CRC.
-#[derive(Debug, Default)]
-pub struct SendBody {
-    compression: bool,
-    crc: TransactionChecksum,
-    flowfiles: u64,
-    bytes: u64,
-}
-
-impl SendBody {
-    /// A body writer; `compression` must match the `use-compression` header.
-    pub fn new(compression: bool) -> Self {
-        Self {
-            compression,
-            ..Self::default()
-        }
-    }
-
-    /// Encodes one FlowFile and returns the chunks to write, in order. Without compression
-    /// the content is returned as-is (no copy).
-    pub fn encode(&mut self, flowfile: &FlowFile) -> Vec<Bytes> {
-        let mut header = BytesMut::new();
-        encode_header(flowfile, &mut header);
-        self.crc.update(&header);
-        self.crc.update(&flowfile.content);
-        self.flowfiles += 1;
-        self.bytes += flowfile.content.len() as u64;
-        if self.compression {
-            let mut env = BytesMut::new();
-            let mut z = Compressor::new();
-            z.write(&header, &mut env);
-            z.write(&flowfile.content, &mut env);
-            z.finish(&mut env);
-            vec![env.freeze()]
-        } else {
-            vec![header.freeze(), flowfile.content.clone()]
-        }
-    }
-
-    /// FlowFiles encoded so far.
-    pub fn flowfiles(&self) -> u64 {
-        self.flowfiles
-    }
-
-    /// Content bytes encoded so far.
-    pub fn content_bytes(&self) -> u64 {
-        self.bytes
-    }
-
-    /// The CRC32 NiFi must echo.
-    pub fn checksum(&self) -> u32 {
-        self.crc.value()
-    }
-}
-
-/// Decodes the body of `GET {Location}/flow-files` and keeps the transaction CRC.
-#[derive(Debug)]
-pub struct ReceiveBody {
-    plain: Option<FlowFileDecoder>,
-    compressed: Option<Box<CompressedFlowFileDecoder>>,
-    buf: BytesMut,
-    crc: TransactionChecksum,
-}
-
-impl ReceiveBody {
-    /// A body reader; `compression` must match the `use-compression` header sent.
-    pub fn new(compression: bool, limits: Limits) -> Self {
-        let (plain, compressed) = if compression {
-            (
-                None,
-                Some(Box::new(CompressedFlowFileDecoder::new(
-                    limits,
-                    DecompressLimits::default(),
-                ))),
-            )
-        } else {
-            (Some(FlowFileDecoder::new(limits)), None)
-        };
-        Self {
-            plain,
-            compressed,
-            buf: BytesMut::new(),
-            crc: TransactionChecksum::new(),
-        }
-    }
-
-    /// Appends bytes as they arrive from the response body.
-    pub fn feed(&mut self, chunk: &[u8]) {
-        self.buf.extend_from_slice(chunk);
-    }
-
-    /// The next complete FlowFile, or `Ok(None)` if more bytes are needed.
-    ///
-    /// # Errors
-    /// Any codec error (bounded lengths, bad envelope).
-    pub fn next_flowfile(&mut self) -> Result<Option<FlowFile>, DecodeError> {
-        let decoded = match (&mut self.plain, &mut self.compressed) {
-            (Some(d), _) => d.decode(&mut self.buf)?,
-            (None, Some(d)) => d.decode(&mut self.buf)?,
-            (None, None) => None,
-        };
-        if let Some(ff) = &decoded {
-            // Re-encoding the header reproduces the codec bytes exactly, so the CRC covers
-            // what NiFi sent.
-            self.crc.add_flowfile(ff);
-        }
-        Ok(decoded)
-    }
-
-    /// Call at end of body: an error if bytes of an incomplete FlowFile remain.
-    ///
-    /// # Errors
-    /// [`DecodeError::Truncated`]-style errors for a body cut in the middle of a FlowFile.
-    pub fn finish(&mut self) -> Result<(), DecodeError> {
-        let idle = match (&self.plain, &self.compressed) {
-            (Some(d), _) => d.is_idle(),
-            (None, Some(d)) => d.is_idle(),
-            (None, None) => true,
-        };
-        if !self.buf.is_empty() || !idle {
-            return Err(DecodeError::TrailingBytes(self.buf.len()));
-        }
-        Ok(())
-    }
-
-    /// The CRC32 to send with the commit.
-    pub fn checksum(&self) -> u32 {
-        self.crc.value()
-    }
 }
 
 /// What an error answer from NiFi means for the client (spec §7.3).

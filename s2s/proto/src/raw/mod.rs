@@ -2,7 +2,7 @@
 //! list, and the SEND and RECEIVE transactions with the CRC32 two-phase confirm (spec §2, §5).
 //!
 //! ```text
-//!   app ──send_flowfile/finish_send/begin_receive/confirm_receive──▶ ┌───────────────┐
+//!   app ──start/send_content/end_flowfile, finish_send, receive──▶  ┌───────────────┐
 //!   app ◀──────────────────────── poll_event ─────────────────────── │ ClientSession │
 //!   socket ◀─────────────────── poll_transmit ────────────────────── │   (no I/O)    │
 //!   socket ──────────────── handle_input / handle_eof ─────────────▶ └───────────────┘
@@ -12,16 +12,18 @@
 //! tokio client, a test, a fuzzer) moves the bytes. Every length read from the wire is
 //! bounded by [`SessionConfig::limits`] and [`SessionConfig::max_peers`].
 
-mod receive;
 mod session;
 #[cfg(test)]
 mod tests;
 
-use crate::codec::flowfile::{FlowFile, Limits};
+use bytes::Bytes;
+
+use crate::codec::flowfile::Limits;
 use crate::codec::negotiation::{NegotiationReply, RAW_PROTOCOL_VERSIONS};
 use crate::codec::peers::{DEFAULT_MAX_PEERS, Peer};
 use crate::codec::response_code::ResponseCode;
 use crate::codec::{DecodeError, EncodeError};
+use crate::stream::StreamError;
 
 pub use session::ClientSession;
 
@@ -98,8 +100,19 @@ pub enum Event {
     MoreData,
     /// RECEIVE: NiFi has nothing; the transaction is over and the session idle.
     NoData,
-    /// RECEIVE: one FlowFile (not yet confirmed: keep it until `ReceiveVerified`).
-    FlowFile(FlowFile),
+    /// RECEIVE: a FlowFile begins; its content follows as [`Event::FlowFileContent`] chunks,
+    /// then [`Event::FlowFileEnd`]. Nothing is confirmed yet: keep what you store until
+    /// [`Event::ReceiveVerified`].
+    FlowFileStart {
+        /// Attributes in wire order.
+        attributes: Vec<(String, String)>,
+        /// Content bytes that follow.
+        content_len: u64,
+    },
+    /// RECEIVE: the next piece of the current FlowFile's content (never empty), as it arrived.
+    FlowFileContent(Bytes),
+    /// RECEIVE: the current FlowFile is complete.
+    FlowFileEnd,
     /// RECEIVE: NiFi finished and confirmed our CRC. Persist what was received, then call
     /// [`ClientSession::confirm_receive`].
     ReceiveVerified {
@@ -173,6 +186,10 @@ pub enum SessionError {
         /// Unconsumed bytes.
         buffered: usize,
     },
+    /// The application's FlowFile does not match what it declared (content longer or shorter
+    /// than its length) or cannot be encoded.
+    #[error("{0}")]
+    Stream(#[from] StreamError),
     /// The application called a method that is not valid now.
     #[error("invalid call: {0}")]
     InvalidState(&'static str),

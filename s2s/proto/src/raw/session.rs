@@ -4,17 +4,15 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use super::receive::FlowFileReader;
 use super::{Event, SessionConfig, SessionError};
-use crate::codec::checksum::TransactionChecksum;
-use crate::codec::compression::Compressor;
-use crate::codec::flowfile::{FlowFile, encode_header};
+use crate::codec::flowfile::{FlowFile, FlowFilePart};
 use crate::codec::handshake::{HandshakeRequest, RequestType, encode_codec_negotiation};
 use crate::codec::negotiation::{
     NegotiationReply, RAW_PROTOCOL_NAME, ResourceProposal, encode_magic, step_down,
 };
 use crate::codec::peers::decode_peer_list;
 use crate::codec::response_code::{Response, ResponseCode};
+use crate::stream::{FlowFileReader, FlowFileWriter};
 
 /// Client side of a RAW S2S connection, from the magic bytes to `SHUTDOWN`.
 ///
@@ -26,10 +24,15 @@ use crate::codec::response_code::{Response, ResponseCode};
 ///    [`handle_input`](Self::handle_input) (or end of stream with
 ///    [`handle_eof`](Self::handle_eof)), then drain [`poll_event`](Self::poll_event).
 /// 3. After [`Event::Ready`] the session is idle; start one exchange at a time:
-///    [`request_peer_list`](Self::request_peer_list), a SEND
-///    ([`send_flowfile`](Self::send_flowfile)… then [`finish_send`](Self::finish_send)) or a
-///    RECEIVE ([`begin_receive`](Self::begin_receive), then after
+///    [`request_peer_list`](Self::request_peer_list), a SEND (per FlowFile
+///    [`start_flowfile`](Self::start_flowfile), [`send_content`](Self::send_content)…,
+///    [`end_flowfile`](Self::end_flowfile) — or [`send_flowfile`](Self::send_flowfile) for a
+///    small one in memory — then [`finish_send`](Self::finish_send)) or a RECEIVE
+///    ([`begin_receive`](Self::begin_receive), then [`Event::FlowFileStart`],
+///    [`Event::FlowFileContent`]…, [`Event::FlowFileEnd`] per FlowFile, and after
 ///    [`Event::ReceiveVerified`] and persisting, [`confirm_receive`](Self::confirm_receive)).
+///    A driver bounds its memory by handing content over in chunks and writing what
+///    [`poll_transmit`](Self::poll_transmit) returns before the next chunk.
 /// 4. [`shutdown`](Self::shutdown) before closing an idle connection.
 ///
 /// Any `Err` poisons the session (its state becomes closed): queued bytes may still be
@@ -39,42 +42,11 @@ pub struct ClientSession {
     config: SessionConfig,
     state: State,
     version: i32,
-    out: VecDeque<Outgoing>,
+    /// Chunks to transmit, in order (content passed through without copying).
+    out: VecDeque<Bytes>,
     scratch: BytesMut,
     events: VecDeque<Event>,
-    /// CRC of the SEND in progress. Large content is hashed slice by slice as
-    /// [`poll_transmit`](ClientSession::poll_transmit) hands it out, so the CRC reads each slice
-    /// while it is cache-hot, just before the socket copy reads it again.
-    send_crc: TransactionChecksum,
-    /// Queued chunks still to be added to `send_crc` (CRC order is wire order).
-    crc_pending: usize,
 }
-
-/// A queued chunk; `crc` chunks are codec bytes not yet added to the send CRC.
-#[derive(Debug)]
-struct Outgoing {
-    bytes: Bytes,
-    crc: bool,
-}
-
-/// Adds every queued chunk still marked `crc` to `crc`, in wire order, and unmarks it.
-fn settle(out: &mut VecDeque<Outgoing>, crc: &mut TransactionChecksum, pending: &mut usize) {
-    if *pending == 0 {
-        return;
-    }
-    for o in out.iter_mut().filter(|o| o.crc) {
-        crc.update(&o.bytes);
-        o.crc = false;
-    }
-    *pending = 0;
-}
-
-/// Content up to this size is hashed when queued (one pass over a small buffer is cheap);
-/// larger content is queued as slices of at most [`SLICE`] bytes, hashed on transmit.
-const EAGER_CRC_MAX: usize = 64 * 1024;
-/// Largest slice of content handed to the driver at once: fits in L2/L3 between the CRC pass
-/// and the socket write, and bounds each write call.
-const SLICE: usize = 1024 * 1024;
 
 #[derive(Debug)]
 enum State {
@@ -90,8 +62,8 @@ enum State {
 
 #[derive(Debug)]
 struct Send {
-    flowfiles: u64,
-    bytes: u64,
+    /// Encodes the FlowFiles and keeps the CRC.
+    writer: FlowFileWriter,
     phase: SendPhase,
 }
 
@@ -104,16 +76,15 @@ enum SendPhase {
 
 #[derive(Debug)]
 struct Receive {
-    crc: TransactionChecksum,
-    flowfiles: u64,
-    bytes: u64,
+    /// Decodes the FlowFiles (one reader for the transaction: it keeps the CRC).
+    reader: FlowFileReader,
     phase: ReceivePhase,
 }
 
 #[derive(Debug)]
 enum ReceivePhase {
     AwaitStart,
-    FlowFile(FlowFileReader),
+    FlowFile,
     AwaitMarker,
     AwaitConfirmEcho,
     Verified,
@@ -139,8 +110,6 @@ impl ClientSession {
             out: VecDeque::new(),
             scratch: BytesMut::new(),
             events: VecDeque::new(),
-            send_crc: TransactionChecksum::new(),
-            crc_pending: 0,
         };
         encode_magic(&mut s.scratch);
         ResourceProposal::new(RAW_PROTOCOL_NAME, version).encode(&mut s.scratch)?;
@@ -162,27 +131,14 @@ impl ClientSession {
         matches!(self.state, State::Closed)
     }
 
-    /// The next bytes to write to the peer. FlowFile content comes out as its own `Bytes`
-    /// (slices of at most 1 MiB for large content), shared with the caller's FlowFile (no
-    /// copy). Write each chunk before polling the next: large content is added to the
-    /// transaction CRC here, one slice at a time, so the CRC and the write both read it from
-    /// cache.
+    /// The next bytes to write to the peer. Uncompressed FlowFile content comes out as the
+    /// caller's own `Bytes` (no copy).
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if let Some(o) = self.out.pop_front() {
-            if o.crc {
-                self.send_crc.update(&o.bytes);
-                self.crc_pending -= 1;
-            }
-            return Some(o.bytes);
+        if let Some(b) = self.out.pop_front() {
+            return Some(b);
         }
         (!self.scratch.is_empty()).then(|| self.scratch.split().freeze())
-    }
-
-    /// Adds every queued, not yet transmitted chunk to the send CRC (in wire order), so the
-    /// CRC is complete without waiting for `poll_transmit`.
-    fn settle_crc(&mut self) {
-        settle(&mut self.out, &mut self.send_crc, &mut self.crc_pending);
     }
 
     /// The next event for the application.
@@ -191,19 +147,15 @@ impl ClientSession {
         self.events.pop_front()
     }
 
-    /// Queues `b` after whatever is in `scratch`; `crc`: add it to the send CRC on transmit.
-    fn push_bytes(&mut self, b: Bytes, crc: bool) {
+    /// Queues `b` after whatever is in `scratch`.
+    fn push_bytes(&mut self, b: Bytes) {
         if b.is_empty() {
             return;
         }
         if !self.scratch.is_empty() {
-            self.out.push_back(Outgoing {
-                bytes: self.scratch.split().freeze(),
-                crc: false,
-            });
+            self.out.push_back(self.scratch.split().freeze());
         }
-        self.crc_pending += usize::from(crc);
-        self.out.push_back(Outgoing { bytes: b, crc });
+        self.out.push_back(b);
     }
 
     fn fail<T>(&mut self, e: SessionError) -> Result<T, SessionError> {
@@ -346,11 +298,7 @@ impl ClientSession {
                 };
                 match (send.phase, resp.code) {
                     (SendPhase::AwaitConfirm, ResponseCode::CONFIRM_TRANSACTION) => {
-                        // NiFi has read everything, so normally all was transmitted already;
-                        // a driver that reads before writing everything still gets a full CRC.
-                        // (Field by field: `send` borrows `self.state`.)
-                        settle(&mut self.out, &mut self.send_crc, &mut self.crc_pending);
-                        let local = self.send_crc.to_decimal();
+                        let local = send.writer.checksum().to_string();
                         let remote = resp.message.unwrap_or_default();
                         // Versions 1-3 exchange the CRC strings without comparing them.
                         if self.version >= 4 && remote != local {
@@ -367,8 +315,8 @@ impl ClientSession {
                         | ResponseCode::TRANSACTION_FINISHED_BUT_DESTINATION_FULL),
                     ) => {
                         let ev = Event::SendCommitted {
-                            flowfiles: send.flowfiles,
-                            bytes: send.bytes,
+                            flowfiles: send.writer.flowfiles(),
+                            bytes: send.writer.content_bytes(),
                             destination_full: code
                                 == ResponseCode::TRANSACTION_FINISHED_BUT_DESTINATION_FULL,
                         };
@@ -395,10 +343,7 @@ impl ClientSession {
                     };
                     match resp.code {
                         ResponseCode::MORE_DATA => {
-                            recv.phase = ReceivePhase::FlowFile(FlowFileReader::new(
-                                self.config.compression,
-                                self.config.limits,
-                            ));
+                            recv.phase = ReceivePhase::FlowFile;
                             self.events.push_back(Event::MoreData);
                         }
                         ResponseCode::NO_MORE_DATA => {
@@ -414,14 +359,25 @@ impl ClientSession {
                     }
                     Ok(true)
                 }
-                ReceivePhase::FlowFile(reader) => {
-                    let Some(ff) = reader.decode(buf, &mut recv.crc)? else {
+                ReceivePhase::FlowFile => {
+                    let Some(part) = recv.reader.next_part(buf)? else {
                         return Ok(false);
                     };
-                    recv.flowfiles += 1;
-                    recv.bytes += ff.content.len() as u64;
-                    recv.phase = ReceivePhase::AwaitMarker;
-                    self.events.push_back(Event::FlowFile(ff));
+                    let ev = match part {
+                        FlowFilePart::Header {
+                            attributes,
+                            content_len,
+                        } => Event::FlowFileStart {
+                            attributes,
+                            content_len,
+                        },
+                        FlowFilePart::Content(chunk) => Event::FlowFileContent(chunk),
+                        FlowFilePart::End => {
+                            recv.phase = ReceivePhase::AwaitMarker;
+                            Event::FlowFileEnd
+                        }
+                    };
+                    self.events.push_back(ev);
                     Ok(true)
                 }
                 ReceivePhase::AwaitMarker => {
@@ -430,15 +386,12 @@ impl ClientSession {
                     };
                     match resp.code {
                         ResponseCode::CONTINUE_TRANSACTION => {
-                            recv.phase = ReceivePhase::FlowFile(FlowFileReader::new(
-                                self.config.compression,
-                                self.config.limits,
-                            ));
+                            recv.phase = ReceivePhase::FlowFile;
                         }
                         ResponseCode::FINISH_TRANSACTION => {
                             Response::with_message(
                                 ResponseCode::CONFIRM_TRANSACTION,
-                                recv.crc.to_decimal(),
+                                recv.reader.checksum().to_string(),
                             )
                             .encode(&mut self.scratch)?;
                             recv.phase = ReceivePhase::AwaitConfirmEcho;
@@ -459,15 +412,15 @@ impl ClientSession {
                     match resp.code {
                         ResponseCode::CONFIRM_TRANSACTION => {
                             let ev = Event::ReceiveVerified {
-                                flowfiles: recv.flowfiles,
-                                bytes: recv.bytes,
+                                flowfiles: recv.reader.flowfiles(),
+                                bytes: recv.reader.content_bytes(),
                             };
                             recv.phase = ReceivePhase::Verified;
                             self.events.push_back(ev);
                         }
                         ResponseCode::BAD_CHECKSUM => {
                             return Err(SessionError::BadChecksum {
-                                local: recv.crc.to_decimal(),
+                                local: recv.reader.checksum().to_string(),
                                 remote: String::new(),
                             });
                         }
@@ -526,84 +479,115 @@ impl ClientSession {
         Ok(())
     }
 
-    /// Queues one FlowFile of a SEND transaction, opening the transaction (the
-    /// `SEND_FLOWFILES` request) with the first one, and a `CONTINUE_TRANSACTION` marker
-    /// before every later one. Without compression the content is queued as-is (no copy).
+    /// Starts one FlowFile of a SEND transaction: opens the transaction (the `SEND_FLOWFILES`
+    /// request) with the first one, queues a `CONTINUE_TRANSACTION` marker before every later
+    /// one, then the FlowFile's header. Its content follows with
+    /// [`send_content`](Self::send_content); [`end_flowfile`](Self::end_flowfile) ends it.
     ///
     /// # Errors
-    /// [`SessionError::InvalidState`] unless idle or streaming a SEND.
-    pub fn send_flowfile(&mut self, flowfile: &FlowFile) -> Result<(), SessionError> {
+    /// [`SessionError::InvalidState`] unless idle or between FlowFiles of a SEND;
+    /// [`SessionError::Stream`] for lengths the codec cannot carry (the session is closed).
+    pub fn start_flowfile(
+        &mut self,
+        attributes: &[(String, String)],
+        content_len: u64,
+    ) -> Result<(), SessionError> {
         match &mut self.state {
             State::Idle => {
                 if self.config.port_id.is_none() {
                     return Err(SessionError::InvalidState("no port in the handshake"));
                 }
                 RequestType::SendFlowFiles.encode(&mut self.scratch);
-                self.settle_crc();
-                self.send_crc = TransactionChecksum::new();
                 self.state = State::Sending(Send {
-                    flowfiles: 0,
-                    bytes: 0,
+                    writer: FlowFileWriter::new(self.config.compression),
                     phase: SendPhase::Streaming,
                 });
             }
-            State::Sending(s) if s.phase == SendPhase::Streaming => {
+            State::Sending(s) if s.phase == SendPhase::Streaming && !s.writer.is_open() => {
                 Response::new(ResponseCode::CONTINUE_TRANSACTION).encode(&mut self.scratch)?;
             }
-            _ => return Err(SessionError::InvalidState("send_flowfile outside a SEND")),
+            _ => {
+                return Err(SessionError::InvalidState(
+                    "start_flowfile outside a SEND or inside a FlowFile",
+                ));
+            }
         }
-        let State::Sending(s) = &mut self.state else {
-            unreachable!("state set above")
+        let r = match &mut self.state {
+            State::Sending(s) => s.writer.start(attributes, content_len, &mut self.scratch),
+            _ => unreachable!("state set above"),
         };
-        s.flowfiles += 1;
-        s.bytes += flowfile.content.len() as u64;
-        let content = &flowfile.content;
-        if self.config.compression {
-            // One envelope per FlowFile, as NiFi's CompressionOutputStream does. The CRC
-            // covers the uncompressed bytes and runs slice by slice beside the deflater.
-            self.settle_crc();
-            let mut header = BytesMut::new();
-            encode_header(flowfile, &mut header);
-            self.send_crc.update(&header);
-            let mut env = BytesMut::new();
-            let mut z = Compressor::new();
-            z.write(&header, &mut env);
-            for slice in content.chunks(SLICE) {
-                self.send_crc.update(slice);
-                z.write(slice, &mut env);
+        r.or_else(|e| self.fail(e.into()))
+    }
+
+    /// Queues the next piece of the current FlowFile's content. Uncompressed, `chunk` itself
+    /// is queued (no copy); compressed, its deflated envelope chunks are. Write what
+    /// [`poll_transmit`](Self::poll_transmit) returns before the next call to bound memory.
+    ///
+    /// # Errors
+    /// [`SessionError::Stream`] past the declared length (the session is closed, nothing is
+    /// committed); [`SessionError::InvalidState`] outside a FlowFile.
+    pub fn send_content(&mut self, chunk: Bytes) -> Result<(), SessionError> {
+        let r = match &mut self.state {
+            State::Sending(s) if s.phase == SendPhase::Streaming => {
+                s.writer.content(chunk, &mut self.scratch)
             }
-            z.finish(&mut env);
-            self.push_bytes(env.freeze(), false);
-        } else if content.len() <= EAGER_CRC_MAX {
-            self.settle_crc();
-            let start = self.scratch.len();
-            encode_header(flowfile, &mut self.scratch);
-            self.send_crc.update(&self.scratch[start..]);
-            self.send_crc.update(content);
-            self.push_bytes(content.clone(), false);
-        } else {
-            let mut header = BytesMut::new();
-            encode_header(flowfile, &mut header);
-            self.push_bytes(header.freeze(), true);
-            let mut at = 0;
-            while at < content.len() {
-                let end = (at + SLICE).min(content.len());
-                self.push_bytes(content.slice(at..end), true);
-                at = end;
+            _ => {
+                return Err(SessionError::InvalidState(
+                    "send_content outside a FlowFile",
+                ));
             }
+        };
+        match r {
+            Ok(Some(content)) => {
+                self.push_bytes(content);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => self.fail(e.into()),
         }
-        Ok(())
+    }
+
+    /// Ends the current FlowFile.
+    ///
+    /// # Errors
+    /// [`SessionError::Stream`] when less content than declared was sent (the session is
+    /// closed, nothing is committed); [`SessionError::InvalidState`] outside a FlowFile.
+    pub fn end_flowfile(&mut self) -> Result<(), SessionError> {
+        let r = match &mut self.state {
+            State::Sending(s) if s.phase == SendPhase::Streaming => {
+                s.writer.finish(&mut self.scratch)
+            }
+            _ => {
+                return Err(SessionError::InvalidState(
+                    "end_flowfile outside a FlowFile",
+                ));
+            }
+        };
+        r.or_else(|e| self.fail(e.into()))
+    }
+
+    /// One whole in-memory FlowFile: [`start_flowfile`](Self::start_flowfile),
+    /// [`send_content`](Self::send_content), [`end_flowfile`](Self::end_flowfile). Without
+    /// compression the content is queued as-is (no copy); with compression all of it is
+    /// deflated at once, so hand large content over in chunks instead.
+    ///
+    /// # Errors
+    /// As [`start_flowfile`](Self::start_flowfile).
+    pub fn send_flowfile(&mut self, flowfile: &FlowFile) -> Result<(), SessionError> {
+        self.start_flowfile(&flowfile.attributes, flowfile.content.len() as u64)?;
+        self.send_content(flowfile.content.clone())?;
+        self.end_flowfile()
     }
 
     /// Ends the SEND: queues `FINISH_TRANSACTION`; the CRC exchange and NiFi's commit follow
     /// and end in [`Event::SendCommitted`].
     ///
     /// # Errors
-    /// [`SessionError::InvalidState`] unless at least one FlowFile was queued (NiFi cannot
-    /// take an empty SEND).
+    /// [`SessionError::InvalidState`] unless at least one FlowFile was queued and none is
+    /// open (NiFi cannot take an empty SEND).
     pub fn finish_send(&mut self) -> Result<(), SessionError> {
         match &mut self.state {
-            State::Sending(s) if s.phase == SendPhase::Streaming => {
+            State::Sending(s) if s.phase == SendPhase::Streaming && !s.writer.is_open() => {
                 s.phase = SendPhase::AwaitConfirm;
                 Response::new(ResponseCode::FINISH_TRANSACTION).encode(&mut self.scratch)?;
                 Ok(())
@@ -630,7 +614,8 @@ impl ClientSession {
     }
 
     /// Starts a RECEIVE transaction: answered by [`Event::NoData`], or [`Event::MoreData`]
-    /// then [`Event::FlowFile`]s and [`Event::ReceiveVerified`].
+    /// then per FlowFile [`Event::FlowFileStart`], [`Event::FlowFileContent`]s and
+    /// [`Event::FlowFileEnd`], and finally [`Event::ReceiveVerified`].
     ///
     /// # Errors
     /// [`SessionError::InvalidState`] unless idle with a port.
@@ -641,9 +626,7 @@ impl ClientSession {
         }
         RequestType::ReceiveFlowFiles.encode(&mut self.scratch);
         self.state = State::Receiving(Receive {
-            crc: TransactionChecksum::new(),
-            flowfiles: 0,
-            bytes: 0,
+            reader: FlowFileReader::new(self.config.compression, self.config.limits),
             phase: ReceivePhase::AwaitStart,
         });
         Ok(())

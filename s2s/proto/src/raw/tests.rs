@@ -11,6 +11,7 @@ use crate::codec::negotiation::{
 };
 use crate::codec::peers::{Peer, encode_peer_list};
 use crate::codec::response_code::{Response, ResponseCode};
+use crate::stream::StreamError;
 
 const COMMS: &str = "3e1c8a10-2b5d-4c1e-9f00-0123456789ab";
 const PORT: &str = "c56a4180-65aa-42ec-a945-5fd21dec0538";
@@ -41,6 +42,40 @@ fn drain(s: &mut ClientSession) -> Vec<u8> {
 
 fn events(s: &mut ClientSession) -> Vec<Event> {
     std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+/// The FlowFiles reassembled from the start/content/end events, checking their framing.
+fn flowfiles_of(ev: &[Event]) -> Vec<FlowFile> {
+    let mut out = Vec::new();
+    let mut current: Option<(FlowFile, u64)> = None;
+    for e in ev {
+        match e {
+            Event::FlowFileStart {
+                attributes,
+                content_len,
+            } => {
+                assert!(current.is_none(), "start inside a FlowFile: {ev:?}");
+                let ff = FlowFile {
+                    attributes: attributes.clone(),
+                    content: Bytes::new(),
+                };
+                current = Some((ff, *content_len));
+            }
+            Event::FlowFileContent(c) => {
+                let (ff, _) = current.as_mut().expect("content outside a FlowFile");
+                assert!(!c.is_empty());
+                ff.content = [&ff.content[..], &c[..]].concat().into();
+            }
+            Event::FlowFileEnd => {
+                let (ff, len) = current.take().expect("end outside a FlowFile");
+                assert_eq!(ff.content.len() as u64, len);
+                out.push(ff);
+            }
+            _ => {}
+        }
+    }
+    assert!(current.is_none(), "unfinished FlowFile: {ev:?}");
+    out
 }
 
 fn feed(s: &mut ClientSession, bytes: &[u8]) -> Result<(), SessionError> {
@@ -343,36 +378,66 @@ fn tv6_two_flowfile_send_markers_and_crc() {
 
 #[test]
 fn send_content_is_not_copied() {
-    // Large content goes out as consecutive zero-copy slices of the caller's `Bytes`.
+    // Uncompressed content goes out as the caller's own `Bytes`, piece by piece.
     let content = Bytes::from(vec![7u8; (5 << 20) / 2]);
-    let ff = FlowFile::new(content.clone());
     let mut s = ready(Some(PORT));
-    s.send_flowfile(&ff).unwrap();
-    let chunks: Vec<Bytes> = std::iter::from_fn(|| s.poll_transmit()).collect();
-    let slices: Vec<&Bytes> = chunks
+    s.start_flowfile(&[], content.len() as u64).unwrap();
+    let mut chunks = Vec::new();
+    for piece in [content.slice(..1 << 20), content.slice(1 << 20..)] {
+        s.send_content(piece).unwrap();
+        chunks.extend(std::iter::from_fn(|| s.poll_transmit()));
+    }
+    s.end_flowfile().unwrap();
+    let at = |c: &Bytes| c.as_ptr() as usize - content.as_ptr() as usize;
+    let shared: Vec<(usize, usize)> = chunks
         .iter()
         .filter(|c| {
             let (a, b) = (content.as_ptr() as usize, c.as_ptr() as usize);
             b >= a && b < a + content.len()
         })
+        .map(|c| (at(c), c.len()))
         .collect();
-    assert_eq!(slices.len(), 3, "2.5 MiB in slices of at most 1 MiB");
-    let mut at = content.as_ptr() as usize;
-    for c in &slices {
-        assert_eq!(
-            c.as_ptr() as usize,
-            at,
-            "slices are contiguous and in order"
-        );
-        assert!(c.len() <= 1 << 20);
-        at += c.len();
-    }
-    assert_eq!(at, content.as_ptr() as usize + content.len());
+    assert_eq!(
+        shared,
+        vec![(0, 1 << 20), (1 << 20, content.len() - (1 << 20))]
+    );
 }
 
-/// FlowFiles of every size class (empty, small, just over the eager-CRC bound, several
-/// slices) mixed in one transaction: the CRC computed slice by slice at transmit time must
-/// equal the peer's, whether or not the driver drains `poll_transmit` between FlowFiles.
+/// Content that does not match its declared length closes the session: nothing is committed.
+#[test]
+fn content_length_mismatch_fails_the_send() {
+    let mut s = ready(Some(PORT));
+    s.start_flowfile(&[], 3).unwrap();
+    s.send_content(Bytes::from_static(b"ab")).unwrap();
+    assert!(matches!(
+        s.end_flowfile(),
+        Err(SessionError::Stream(StreamError::ContentTooShort {
+            declared: 3,
+            written: 2
+        }))
+    ));
+    assert!(s.is_closed());
+    let mut s = ready(Some(PORT));
+    s.start_flowfile(&[], 1).unwrap();
+    assert!(matches!(
+        s.send_content(Bytes::from_static(b"ab")),
+        Err(SessionError::Stream(StreamError::ContentTooLong {
+            declared: 1
+        }))
+    ));
+    assert!(s.is_closed());
+    // finish_send while a FlowFile is open is refused.
+    let mut s = ready(Some(PORT));
+    s.start_flowfile(&[], 1).unwrap();
+    assert!(matches!(
+        s.finish_send(),
+        Err(SessionError::InvalidState(_))
+    ));
+}
+
+/// FlowFiles of every size class (empty, small, around 64 KiB, several MiB) mixed in one
+/// transaction: the CRC must equal the peer's, whether or not the driver drains
+/// `poll_transmit` between FlowFiles.
 #[test]
 fn fake_peer_mixed_sizes_crc_per_slice() {
     let sizes = [3 << 20, 0, 1000, 64 * 1024 + 1, 64 * 1024, (1 << 20) + 7, 5];
@@ -419,8 +484,8 @@ fn crc_is_complete_when_confirm_arrives_before_transmit() {
     let big = FlowFile::new(vec![9u8; 3 << 20]);
     let small = FlowFile::new(vec![1u8; 10]).with_attribute("a", "b");
     let mut expected = TransactionChecksum::new();
-    expected.add_flowfile(&big);
-    expected.add_flowfile(&small);
+    big.add_to_checksum(&mut expected);
+    small.add_to_checksum(&mut expected);
     let mut s = ready(Some(PORT));
     s.send_flowfile(&big).unwrap();
     s.send_flowfile(&small).unwrap();
@@ -446,7 +511,7 @@ fn compressed_large_content_crc() {
     let small = FlowFile::new(vec![1u8; 10]).with_attribute("a", "b");
     let mut expected = TransactionChecksum::new();
     for ff in [&small, &big, &small] {
-        expected.add_flowfile(ff);
+        ff.add_to_checksum(&mut expected);
     }
     let mut cfg = config(Some(PORT));
     cfg.compression = true;
@@ -515,12 +580,19 @@ fn tv7_receive_one_flowfile() {
     assert_eq!(server.len(), 62);
     feed(&mut s, &server).unwrap();
     let ev = events(&mut s);
-    assert!(matches!(ev[0], Event::MoreData));
-    let Event::FlowFile(ff) = &ev[1] else {
-        panic!("{ev:?}")
-    };
-    assert_eq!(ff, &f1());
-    assert_eq!(ev.len(), 2);
+    assert!(
+        matches!(
+            ev[..],
+            [
+                Event::MoreData,
+                Event::FlowFileStart { content_len: 5, .. },
+                Event::FlowFileContent(_),
+                Event::FlowFileEnd
+            ]
+        ),
+        "{ev:?}"
+    );
+    assert_eq!(flowfiles_of(&ev), vec![f1()]);
     assert_eq!(
         drain(&mut s),
         hex("52 43 0c 00 0a 34 30 34 36 31 35 34 35 35 34")
@@ -554,7 +626,8 @@ fn tv7_receive_byte_by_byte() {
     }
     assert!(buf.is_empty());
     let ev = events(&mut s);
-    assert!(matches!(ev[..], [Event::MoreData, Event::FlowFile(_)]));
+    assert!(matches!(ev[0], Event::MoreData));
+    assert_eq!(flowfiles_of(&ev), vec![f1()]);
 }
 
 #[test]
@@ -759,7 +832,7 @@ impl FakeNifi {
                     self.state = FakeState::Request;
                 }),
                 FakeState::SendFlowFile(d) => d.decode(&mut self.inbuf).unwrap().map(|ff| {
-                    self.crc.add_flowfile(&ff);
+                    ff.add_to_checksum(&mut self.crc);
                     self.staged.push(ff);
                     self.state = FakeState::SendMarker;
                 }),
@@ -848,7 +921,7 @@ impl FakeNifi {
                     .unwrap();
             }
             flowfile::encode(ff, &mut self.out);
-            self.crc.add_flowfile(ff);
+            ff.add_to_checksum(&mut self.crc);
         }
         self.served = self.queue.len();
         Response::new(ResponseCode::FINISH_TRANSACTION)
@@ -926,17 +999,10 @@ fn fake_peer_full_conversation() {
     // RECEIVE including an empty FlowFile (valid on NiFi).
     c.begin_receive().unwrap();
     let ev = drive(&mut c, &mut nifi, &mut cbuf).unwrap();
-    let got: Vec<&FlowFile> = ev
-        .iter()
-        .filter_map(|e| {
-            if let Event::FlowFile(f) = e {
-                Some(f)
-            } else {
-                None
-            }
-        })
-        .collect();
-    assert_eq!(got, vec![&f2(), &FlowFile::new(Bytes::new()), &f1()]);
+    assert_eq!(
+        flowfiles_of(&ev),
+        vec![f2(), FlowFile::new(Bytes::new()), f1()]
+    );
     assert!(matches!(
         ev.last(),
         Some(Event::ReceiveVerified {
@@ -1044,14 +1110,11 @@ fn compressed_send_and_receive_round_trip() {
         RequestType::decode(&mut b).unwrap(),
         Some(RequestType::SendFlowFiles)
     );
-    let mut d = crate::codec::compression::CompressedFlowFileDecoder::new(
-        Default::default(),
-        Default::default(),
-    );
-    assert_eq!(d.decode(&mut b).unwrap(), Some(f1()));
+    let mut d = crate::stream::FlowFileReader::new(true, Default::default());
+    assert_eq!(d.next_flowfile(&mut b).unwrap(), Some(f1()));
     assert_eq!(&b[..3], b"RC\x0a");
     let _ = b.split_to(3);
-    assert_eq!(d.decode(&mut b).unwrap(), Some(f2()));
+    assert_eq!(d.next_flowfile(&mut b).unwrap(), Some(f2()));
     assert_eq!(&b[..], b"RC\x0b");
     // TV6's CRC: compression does not change it.
     feed(&mut s, &hex("52 43 0c 00 09 34 36 34 32 36 31 31 35 34")).unwrap();
@@ -1075,7 +1138,8 @@ fn compressed_send_and_receive_round_trip() {
     server.extend_from_slice(b"RC\x0b");
     feed(&mut r, &server).unwrap();
     let ev = events(&mut r);
-    assert!(matches!(&ev[..], [Event::MoreData, Event::FlowFile(f)] if *f == f1()));
+    assert!(matches!(ev.first(), Some(Event::MoreData)));
+    assert_eq!(flowfiles_of(&ev), vec![f1()]);
     assert_eq!(
         drain(&mut r),
         hex("52 43 0c 00 0a 34 30 34 36 31 35 34 35 35 34")
@@ -1146,7 +1210,8 @@ mod prop {
             }
             prop_assert!(buf.is_empty());
             let ev = events(&mut s);
-            prop_assert!(matches!(&ev[..], [Event::MoreData, Event::FlowFile(f)] if *f == f1()));
+            prop_assert!(matches!(ev.first(), Some(Event::MoreData)));
+            prop_assert_eq!(flowfiles_of(&ev), vec![f1()]);
             prop_assert_eq!(drain(&mut s), hex("52 43 0c 00 0a 34 30 34 36 31 35 34 35 35 34"));
         }
     }
