@@ -34,9 +34,6 @@ pub const DEFAULT_VERSION: &str = "1.18.0";
 /// Versions whose artifact lists this module knows.
 pub const KNOWN_VERSIONS: &[&str] = &["1.18.0", "1.28.1", "2.3.0", "2.6.0", "2.11.0"];
 
-/// The JDK used for NiFi 2.x (which needs Java 21 or newer; Debian 12 only ships 17).
-pub const JAVA_25_HOME: &str = "/usr/lib/jvm/temurin-25-jdk-amd64";
-
 /// `nifi-resources` (conf/ and bin/) only exists at these versions on the reachable repository; the
 /// 1.28.1 templates are used for every version (every key NiFi needs is overridden or has the same
 /// meaning across 1.18 → 2.x).
@@ -292,6 +289,13 @@ pub fn nifi_dir() -> PathBuf {
         Some(dir) => PathBuf::from(dir),
         None => workspace_root().join("target").join("nifi"),
     }
+}
+
+/// The folder of the crash test's own NiFi (`<nifi_dir>/restart-test`): `tests/tests/restart.rs`
+/// SIGKILLs that JVM, so it is never one another test uses. `cargo xtask test` starts it with the
+/// other lanes (`NIFI_S2S_NIFI_DIR=<this> cargo xtask nifi up --no-shared`).
+pub fn restart_test_dir() -> PathBuf {
+    nifi_dir().join("restart-test")
 }
 
 /// The state file of the shared instance, `target/nifi/nifi.env` (plus a `nifi.json` twin).
@@ -1138,7 +1142,7 @@ fn login_providers_xml(l: &Login) -> String {
 /// Why our own provider: NiFi's single-user provider NAR (`nifi-single-user-iaa-providers-nar`)
 /// is 404 on the Maven repository this project reaches, for 1.18.0 and 2.3.0 alike.
 pub fn build_login_provider(home: &Path, version: &str) -> Result<(), Error> {
-    let java = java_for(version);
+    let java = java_for(version)?;
     let bin = |tool: &str| -> PathBuf {
         match java.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.join(tool),
@@ -1253,19 +1257,157 @@ fn authorizers_xml(admin_dn: &str, login_user: Option<&str>) -> String {
     )
 }
 
-/// The `java` binary for a version: `$NIFI_S2S_JAVA_HOME/bin/java` if set, Temurin 25 for 2.x, else
-/// `$JAVA_HOME/bin/java` or `java` on `PATH` (Java 17 here) for 1.x.
-pub fn java_for(version: &str) -> PathBuf {
+/// The oldest Java a NiFi version runs on: 21 for 2.x, 17 for the 1.x lines this kit provisions
+/// (they also run on 8/11, but the kit's login provider is compiled with `--release 17`).
+pub fn min_java(version: &str) -> u32 {
+    if version.starts_with("1.") { 17 } else { 21 }
+}
+
+/// The major version of the JDK/JRE at `java_home` (`<home>/release`'s `JAVA_VERSION`, else what
+/// `<home>/bin/java -version` prints); `None` when there is no Java there.
+pub fn java_major(java_home: &Path) -> Option<u32> {
+    let from_release = fs::read_to_string(java_home.join("release"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("JAVA_VERSION="))
+                .and_then(|v| parse_java_version(v.trim_matches('"')))
+        });
+    if from_release.is_some() {
+        return from_release;
+    }
+    let java = java_home.join("bin").join("java");
+    let out = Command::new(&java)
+        .arg("-version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    // `openjdk version "21.0.2" 2024-01-16` (on stderr).
+    let text = String::from_utf8_lossy(&out.stderr);
+    let quoted = text.split('"').nth(1)?;
+    parse_java_version(quoted)
+}
+
+/// `"25.0.3"` → 25, `"21"` → 21, `"1.8.0_392"` → 8.
+fn parse_java_version(v: &str) -> Option<u32> {
+    let mut parts = v.split(['.', '_', '-', '+']);
+    let first: u32 = parts.next()?.parse().ok()?;
+    if first == 1 {
+        parts.next()?.parse().ok()
+    } else {
+        Some(first)
+    }
+}
+
+/// The Java home behind `java` on `PATH` (`/usr/bin/java` → `/usr/lib/jvm/…`), if any.
+fn java_home_on_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    let java = std::env::split_paths(&path)
+        .map(|d| d.join("java"))
+        .find(|p| p.is_file())?;
+    let real = java.canonicalize().ok()?;
+    Some(real.parent()?.parent()?.to_path_buf())
+}
+
+/// Every Java home this kit looks at, in order of preference, each with its major version (`None`
+/// when the directory holds no working Java): `$JAVA_HOME`, the `java` on `PATH`, then
+/// `/usr/lib/jvm/*`, `/usr/java/*`, `/opt/java/*` and `/opt/jdk*` (newest first).
+pub fn java_candidates() -> Vec<(PathBuf, Option<u32>)> {
+    let mut homes: Vec<PathBuf> = Vec::new();
+    if let Some(h) = std::env::var_os("JAVA_HOME").filter(|h| !h.is_empty()) {
+        homes.push(PathBuf::from(h));
+    }
+    homes.extend(java_home_on_path());
+    let mut scanned: Vec<(PathBuf, Option<u32>)> = Vec::new();
+    for root in ["/usr/lib/jvm", "/usr/java", "/opt/java", "/opt"] {
+        let Ok(entries) = fs::read_dir(root) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if root == "/opt" && !name.starts_with("jdk") {
+                continue;
+            }
+            if p.join("bin").join("java").is_file() {
+                scanned.push((p.clone(), java_major(&p)));
+            }
+        }
+    }
+    // Newest first; symlinked twins (java-1.17.0-openjdk-amd64 → java-17-openjdk-amd64) once.
+    scanned.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut out: Vec<(PathBuf, Option<u32>)> = homes
+        .into_iter()
+        .map(|h| (h.clone(), java_major(&h)))
+        .collect();
+    out.extend(scanned);
+    let mut seen = Vec::new();
+    out.retain(|(p, _)| {
+        let real = p.canonicalize().unwrap_or_else(|_| p.clone());
+        if seen.contains(&real) {
+            false
+        } else {
+            seen.push(real);
+            true
+        }
+    });
+    out
+}
+
+/// The `java` binary for a version: `$NIFI_S2S_JAVA_HOME/bin/java` if set (it must be new enough),
+/// else the first of [`java_candidates`] with at least [`min_java`]`(version)`: Java 21+ for 2.x
+/// (Debian 12 only ships 17; a Temurin JDK under `/usr/lib/jvm` is found there), 17+ for 1.x.
+///
+/// Fails at once, naming what was found and what to install, when there is none: called before
+/// anything is downloaded or started.
+pub fn java_for(version: &str) -> Result<PathBuf, Error> {
+    let min = min_java(version);
     if let Some(h) = std::env::var_os("NIFI_S2S_JAVA_HOME").filter(|h| !h.is_empty()) {
-        return PathBuf::from(h).join("bin").join("java");
+        let h = PathBuf::from(h);
+        return match java_major(&h) {
+            Some(m) if m >= min => Ok(h.join("bin").join("java")),
+            found => Err(Error::Provision(format!(
+                "NIFI_S2S_JAVA_HOME={} is {}, but NiFi {version} needs Java {min} or newer",
+                h.display(),
+                found.map_or_else(|| "not a Java home".to_owned(), |m| format!("Java {m}"))
+            ))),
+        };
     }
-    if version.starts_with("2.") {
-        return Path::new(JAVA_25_HOME).join("bin").join("java");
+    let candidates = java_candidates();
+    // 1.x is only known to run on 17 (and older): a 17 beats a newer JDK listed before it.
+    let preferred = |m: u32| min >= 21 || m <= 17;
+    if let Some((h, _)) = candidates
+        .iter()
+        .find(|(_, m)| m.is_some_and(|m| m >= min && preferred(m)))
+        .or_else(|| candidates.iter().find(|(_, m)| m.is_some_and(|m| m >= min)))
+    {
+        return Ok(h.join("bin").join("java"));
     }
-    match std::env::var_os("JAVA_HOME").filter(|h| !h.is_empty()) {
-        Some(h) => PathBuf::from(h).join("bin").join("java"),
-        None => PathBuf::from("java"),
-    }
+    let found = if candidates.is_empty() {
+        "no Java at all".to_owned()
+    } else {
+        candidates
+            .iter()
+            .map(|(h, m)| {
+                let m = m.map_or_else(|| "?".to_owned(), |m| m.to_string());
+                format!("Java {m} at {}", h.display())
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let install = if min >= 21 {
+        "install a JDK 21 or newer: Eclipse Temurin 21 or 25 (package `temurin-25-jdk` from \
+         Adoptium's apt repository, it lands in /usr/lib/jvm/temurin-25-jdk-amd64), or \
+         `apt-get install openjdk-21-jdk-headless` on Debian 13 / Ubuntu 24.04; \
+         or point NIFI_S2S_JAVA_HOME at one"
+    } else {
+        "install a JDK 17 (`apt-get install openjdk-17-jdk-headless`), or point \
+         NIFI_S2S_JAVA_HOME at one"
+    };
+    Err(Error::Provision(format!(
+        "NiFi {version} needs Java {min} or newer and this machine has none (looked at \
+         $JAVA_HOME, `java` on PATH, /usr/lib/jvm/*, /usr/java/*, /opt/java/*, /opt/jdk*; found {found}): {install}"
+    )))
 }
 
 /// Starts the NiFi JVM in the background (its own process group, so a Ctrl-C on the caller does not
@@ -1281,7 +1423,7 @@ pub fn start(home: &Path, version: &str, ports: Ports, heap: &str) -> Result<u32
     let err = out
         .try_clone()
         .map_err(|e| Error::io("cloning a file handle", e))?;
-    let java = java_for(version);
+    let java = java_for(version)?;
     let mut cmd = Command::new(&java);
     cmd.current_dir(&home)
         .arg(format!("-Xms{heap}"))
@@ -1485,20 +1627,26 @@ pub fn log_tail(home: &Path, n: usize) -> String {
 pub struct UpOptions {
     /// NiFi version ([`DEFAULT_VERSION`] by default).
     pub version: String,
-    /// Web (HTTP) port; a free one if `None`.
+    /// Web (HTTP) port; a free one if `None`. A home that is restarted keeps its own ports.
     pub web_port: Option<u16>,
-    /// RAW S2S port; a free one if `None`.
+    /// RAW S2S port; a free one if `None`. A home that is restarted keeps its own ports.
     pub raw_port: Option<u16>,
     /// JVM heap (`-Xms`/`-Xmx`).
     pub heap: String,
     /// How long to wait for `/flow/about`.
     pub start_timeout: Duration,
-    /// Also record the instance in the shared state file `target/nifi/nifi.env` (unless that one
+    /// Also record the instance in the shared state file `<dir>/nifi.env` (unless that one
     /// points to another live NiFi). Ignored for a secured instance (never shared).
     pub make_shared: bool,
     /// Start NiFi secured: HTTPS, RAW S2S over TLS, certificate users, a generated test PKI. Its home
-    /// and state file are `target/nifi/<version>-secure/` ([`secure_state_file`]).
+    /// and state file are `<dir>/<version>-secure/` ([`secure_state_file`]).
     pub secure: bool,
+    /// Wipe the home (flow, repositories, logs, ports, test PKI; the unpacked NARs are kept) and
+    /// start from scratch, stopping its NiFi first if it runs. Without it, an existing home whose
+    /// NiFi is not running (it crashed, was killed, or was stopped) is restarted as it is.
+    pub fresh: bool,
+    /// Where homes and state files go; [`nifi_dir`] if `None`.
+    pub dir: Option<PathBuf>,
 }
 
 impl Default for UpOptions {
@@ -1511,6 +1659,8 @@ impl Default for UpOptions {
             start_timeout: Duration::from_secs(300),
             make_shared: true,
             secure: false,
+            fresh: false,
+            dir: None,
         }
     }
 }
@@ -1522,54 +1672,204 @@ pub struct UpReport {
     pub instance: Instance,
     /// True if an already running instance was reused.
     pub reused: bool,
+    /// True if an existing home was restarted (same flow, queues, ports and PKI), not assembled.
+    pub restarted: bool,
     /// Time spent downloading (zero when cached).
     pub download: Duration,
     /// Time spent assembling the home.
     pub assembly: Duration,
     /// Time from JVM start to `/flow/about` answering.
     pub startup: Duration,
+    /// Time spent waiting for another `up`/`down` of the same home.
+    pub lock_wait: Duration,
 }
 
-/// Downloads (cached), assembles, configures and starts a NiFi, waits until it answers, and writes the
-/// state files. An instance of that version that is already up and answering is reused.
+/// The record of a home that started once (`<home>/home.json`): what [`up`] needs to restart it
+/// as it was (URL and ports, test PKI, login). Unlike the state file it survives `down`; only
+/// [`UpOptions::fresh`] replaces it.
+pub fn home_record_file(home: &Path) -> PathBuf {
+    home.join("home.json")
+}
+
+fn read_home_record(home: &Path) -> Result<Option<Instance>, Error> {
+    let path = home_record_file(home);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    // A home is only restartable while its pieces are there.
+    let complete = home.join("conf").join("nifi.properties").is_file() && home.join("lib").is_dir();
+    if !complete {
+        return Ok(None);
+    }
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::Provision(format!("{}: {e} (use --fresh)", path.display())))
+}
+
+fn write_home_record(home: &Path, inst: &Instance) -> Result<(), Error> {
+    let path = home_record_file(home);
+    let rec = Instance {
+        pid: None,
+        ..inst.clone()
+    };
+    let body = serde_json::to_string_pretty(&rec).expect("Instance serializes");
+    fs::write(&path, body).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// The port of a `scheme://host:port/path` URL.
+fn url_port(url: &str) -> Option<u16> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    authority.rsplit_once(':')?.1.parse().ok()
+}
+
+/// An exclusive lock on one home (`<home>/up.lock`, a kernel `flock`, so a killed holder releases
+/// it at once): two `up` (or an `up` and a `down`) of the same home never run at the same time.
+/// The second one waits, then finds the first one's NiFi up and reuses it. The file holds the
+/// holder's PID, for the waiting message.
+#[derive(Debug)]
+pub struct HomeLock {
+    _file: fs::File,
+}
+
+impl HomeLock {
+    /// Takes the lock of `home` (creating the folder), waiting as long as another process holds it
+    /// and saying so every 10 s.
+    pub fn acquire(home: &Path) -> Result<Self, Error> {
+        use std::io::{Seek as _, Write as _};
+        fs::create_dir_all(home)
+            .map_err(|e| Error::io(format!("creating {}", home.display()), e))?;
+        let path = home.join("up.lock");
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let t = Instant::now();
+        let mut next_report = Duration::ZERO;
+        loop {
+            // Fully qualified: std's `File::try_lock` is newer than this crate's MSRV.
+            match fs4::FileExt::try_lock(&file) {
+                Ok(()) => break,
+                Err(fs4::TryLockError::WouldBlock) => {
+                    if t.elapsed() >= next_report {
+                        let holder = fs::read_to_string(&path).unwrap_or_default();
+                        let holder = match holder.trim() {
+                            "" => String::new(),
+                            pid => format!(" (PID {pid})"),
+                        };
+                        progress(format!(
+                            "waiting for another `nifi up`/`down` of {}{holder} to finish ({:.0} s)",
+                            home.display(),
+                            t.elapsed().as_secs_f64()
+                        ));
+                        next_report += Duration::from_secs(10);
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(fs4::TryLockError::Error(e)) => {
+                    return Err(Error::io(format!("locking {}", path.display()), e));
+                }
+            }
+        }
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = writeln!(file, "{}", std::process::id());
+        Ok(Self { _file: file })
+    }
+}
+
+/// Waits (up to `wait`) until every port can be bound on 127.0.0.1 again; a killed NiFi's ports
+/// are free at once, so this only waits for a straggler (e.g. a JVM still exiting).
+fn wait_ports_free(ports: &[u16], wait: Duration) -> Result<(), Error> {
+    let t = Instant::now();
+    loop {
+        let busy: Vec<u16> = ports
+            .iter()
+            .copied()
+            .filter(|p| TcpListener::bind(("127.0.0.1", *p)).is_err())
+            .collect();
+        if busy.is_empty() {
+            return Ok(());
+        }
+        if t.elapsed() > wait {
+            return Err(Error::Provision(format!(
+                "port(s) {busy:?} of this NiFi home are in use by another process (`ss -ltnp` \
+                 names it); stop it, or start over on new ports with `--fresh`"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Brings a NiFi up and records it in the state files: reuses the instance of that version if it is
+/// up and answering; else restarts its existing home as it is (same flow, queued FlowFiles, ports
+/// and test PKI; after a crash, a SIGKILL or `down`); else (no home yet, or
+/// [`UpOptions::fresh`]) downloads (cached), assembles, configures and starts a new one.
+///
+/// One `up` at a time per home ([`HomeLock`]): a concurrent second one waits, then reuses.
 pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
     let version = opts.version.as_str();
     let secure = opts.secure;
     let make_shared = opts.make_shared && !secure;
     let name = instance_name(version, secure);
-    let vstate = nifi_dir().join(&name).join("nifi.env");
+    let base = opts.dir.clone().unwrap_or_else(nifi_dir);
+    let home_dir = base.join(&name);
+    let vstate = home_dir.join("nifi.env");
+    let shared_state = base.join("nifi.env");
+    // Before anything is downloaded or started: the right Java, or a message naming what to install.
+    let java = java_for(version)?;
+    let t = Instant::now();
+    let lock_home = home_dir.clone();
+    let _lock = tokio::task::spawn_blocking(move || HomeLock::acquire(&lock_home))
+        .await
+        .map_err(|e| Error::Provision(format!("waiting for the home lock: {e}")))??;
+    let lock_wait = t.elapsed();
     // The shared state file may record this version's instance even when the per-version one is
     // missing (older runs); reusing it also protects its home from being re-assembled under it.
     let recorded = match read_state(&vstate)? {
         Some(inst) => Some(inst),
-        None if !secure => read_state(&state_file())?.filter(|s| s.version == version),
+        None if !secure => read_state(&shared_state)?.filter(|s| s.version == version),
         None => None,
     };
     if let Some(inst) = recorded {
         let http = rest_client(inst.tls.as_ref().map(TlsFiles::identity).as_ref())?;
-        if inst.process_alive() && about(&http, &inst.url).await.is_some() {
+        if !opts.fresh && inst.process_alive() && about(&http, &inst.url).await.is_some() {
             write_state(&vstate, &inst)?;
             progress(format!("NiFi {name} already up at {}", inst.url));
-            publish_shared(&inst, make_shared, &http).await?;
+            publish_shared(&inst, make_shared, &shared_state, &http).await?;
             return Ok(UpReport {
                 instance: inst,
                 reused: true,
+                restarted: false,
                 download: Duration::ZERO,
                 assembly: Duration::ZERO,
                 startup: Duration::ZERO,
+                lock_wait,
             });
         }
         if let Some(pid) = inst.pid.filter(|p| is_nifi_process(*p)) {
-            // Alive but not answering: a half-dead JVM would hold the ports and the repositories.
+            // --fresh, or alive but not answering: a half-dead JVM would hold the ports and the
+            // repositories.
             stop(pid, Duration::from_secs(20))?;
         }
         remove_state(&vstate);
     }
+    if !opts.fresh
+        && let Some(rec) = read_home_record(&home_dir)?
+    {
+        return restart(opts, rec, &home_dir, &java, lock_wait).await;
+    }
+    let _ = fs::remove_file(home_record_file(&home_dir));
     let t = Instant::now();
     let dist = fetch(version)?;
     let download = t.elapsed();
     let t = Instant::now();
-    let home = assemble_into(&nifi_dir().join(&name), &dist)?;
+    let home = assemble_into(&home_dir, &dist)?;
     let tls = if secure {
         if let Some(extras) = fetch_secure_extras(version)? {
             copy_tree(&extras, &home)?;
@@ -1603,7 +1903,103 @@ pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
     };
     configure(&home, version, ports, tls.as_ref(), login.as_ref())?;
     let assembly = t.elapsed();
-    let java = java_for(version);
+    let scheme = if secure { "https" } else { "http" };
+    let instance = Instance {
+        url: format!("{scheme}://127.0.0.1:{}/nifi", ports.web),
+        raw_port: Some(ports.raw),
+        pid: None,
+        version: version.into(),
+        home: Some(home),
+        tls,
+        login,
+    };
+    let (instance, startup) = launch(opts, instance, ports, &java, &shared_state).await?;
+    Ok(UpReport {
+        instance,
+        reused: false,
+        restarted: false,
+        download,
+        assembly,
+        startup,
+        lock_wait,
+    })
+}
+
+/// Restarts an existing home as it is: same ports (they must be free), flow, repositories, PKI.
+async fn restart(
+    opts: &UpOptions,
+    rec: Instance,
+    home: &Path,
+    java: &Path,
+    lock_wait: Duration,
+) -> Result<UpReport, Error> {
+    let name = instance_name(&rec.version, rec.tls.is_some());
+    let web = url_port(&rec.url).ok_or_else(|| {
+        Error::Provision(format!(
+            "{}: no port in {:?} (use --fresh)",
+            home_record_file(home).display(),
+            rec.url
+        ))
+    })?;
+    let raw = rec.raw_port.ok_or_else(|| {
+        Error::Provision(format!(
+            "{}: no RAW port (use --fresh)",
+            home_record_file(home).display()
+        ))
+    })?;
+    for (asked, has, what) in [(opts.web_port, web, "web"), (opts.raw_port, raw, "RAW")] {
+        if let Some(p) = asked.filter(|p| *p != has) {
+            return Err(Error::Provision(format!(
+                "the NiFi home {} uses {what} port {has}, not {p}: restart it on its own ports, or \
+                 start over on new ones with --fresh (which wipes its flow and queues)",
+                home.display()
+            )));
+        }
+    }
+    wait_ports_free(&[web, raw], Duration::from_secs(10))?;
+    progress(format!(
+        "restarting NiFi {name} in its existing home {} (flow, queued FlowFiles and ports kept; \
+         --fresh starts over)",
+        home.display()
+    ));
+    // Keep the crashed run's console output next to the new one.
+    let logs = home.join("logs");
+    let _ = fs::rename(
+        logs.join("nifi-stdout.log"),
+        logs.join("nifi-stdout.previous.log"),
+    );
+    let ports = Ports {
+        web,
+        raw,
+        management: free_ports(1)?[0],
+    };
+    let shared_state = opts.dir.clone().unwrap_or_else(nifi_dir).join("nifi.env");
+    let (instance, startup) = launch(opts, rec, ports, java, &shared_state).await?;
+    Ok(UpReport {
+        instance,
+        reused: false,
+        restarted: true,
+        download: Duration::ZERO,
+        assembly: Duration::ZERO,
+        startup,
+        lock_wait,
+    })
+}
+
+/// Starts the JVM of a configured home, waits for it to answer, writes the home record and the
+/// state files. `inst` describes the instance (its `pid` is filled in).
+async fn launch(
+    opts: &UpOptions,
+    mut inst: Instance,
+    ports: Ports,
+    java: &Path,
+    shared_state: &Path,
+) -> Result<(Instance, Duration), Error> {
+    let home = inst
+        .home
+        .clone()
+        .ok_or_else(|| Error::Provision("an instance to launch has no home".into()))?;
+    let name = instance_name(&inst.version, inst.tls.is_some());
     progress(format!(
         "starting NiFi {name} with {} (web {}, RAW {}), log {}",
         java.display(),
@@ -1611,11 +2007,9 @@ pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
         ports.raw,
         home.join("logs/nifi-app.log").display()
     ));
-    let pid = start(&home, version, ports, &opts.heap)?;
-    let scheme = if secure { "https" } else { "http" };
-    let url = format!("{scheme}://127.0.0.1:{}/nifi", ports.web);
-    let http = rest_client(tls.as_ref().map(TlsFiles::identity).as_ref())?;
-    let startup = match wait_ready_with(&http, &url, pid, &home, opts.start_timeout).await {
+    let pid = start(&home, &inst.version, ports, &opts.heap)?;
+    let http = rest_client(inst.tls.as_ref().map(TlsFiles::identity).as_ref())?;
+    let startup = match wait_ready_with(&http, &inst.url, pid, &home, opts.start_timeout).await {
         Ok(d) => d,
         Err(e) => {
             // Our own child: stop it even if it never got far enough to look like NiFi.
@@ -1623,42 +2017,30 @@ pub async fn up(opts: &UpOptions) -> Result<UpReport, Error> {
             return Err(e);
         }
     };
-    let instance = Instance {
-        url,
-        raw_port: Some(ports.raw),
-        pid: Some(pid),
-        version: version.into(),
-        home: Some(home),
-        tls,
-        login,
-    };
-    write_state(&vstate, &instance)?;
-    publish_shared(&instance, make_shared, &http).await?;
+    inst.pid = Some(pid);
+    write_home_record(&home, &inst)?;
+    write_state(&home.join("nifi.env"), &inst)?;
+    let make_shared = opts.make_shared && inst.tls.is_none();
+    publish_shared(&inst, make_shared, shared_state, &http).await?;
     progress(format!(
         "NiFi {name} up in {:.1} s: NIFI_URL={} NIFI_RAW_PORT={}",
         startup.as_secs_f64(),
-        instance.url,
+        inst.url,
         ports.raw
     ));
-    Ok(UpReport {
-        instance,
-        reused: false,
-        download,
-        assembly,
-        startup,
-    })
+    Ok((inst, startup))
 }
 
 async fn publish_shared(
     inst: &Instance,
     make_shared: bool,
+    shared: &Path,
     http: &reqwest::Client,
 ) -> Result<(), Error> {
     if !make_shared {
         return Ok(());
     }
-    let shared = state_file();
-    if let Some(cur) = read_state(&shared)?
+    if let Some(cur) = read_state(shared)?
         && cur.url != inst.url
         && cur.process_alive()
         && about(http, &cur.url).await.is_some()
@@ -1671,25 +2053,31 @@ async fn publish_shared(
         ));
         return Ok(());
     }
-    write_state(&shared, inst)
+    write_state(shared, inst)
 }
 
 /// Stops the instance recorded in a state file and removes that file (and, if it is the shared
-/// instance, the shared state file). Returns the stopped instance, if there was one.
+/// instance, the shared state file). Returns the stopped instance, if there was one. Its home
+/// stays: the next [`up`] restarts it as it was (unless `fresh`).
 pub fn down(version: Option<&str>) -> Result<Option<Instance>, Error> {
+    down_in(&nifi_dir(), version)
+}
+
+/// [`down`] for the homes under `dir` (see [`UpOptions::dir`]).
+pub fn down_in(dir: &Path, version: Option<&str>) -> Result<Option<Instance>, Error> {
     let path = match version {
-        Some(v) => version_state_file(v),
-        None => state_file(),
+        Some(v) => dir.join(v).join("nifi.env"),
+        None => dir.join("nifi.env"),
     };
-    down_at(&path)
+    down_at(&path, dir)
 }
 
 /// Stops the secured instance of `version` ([`secure_state_file`]) and removes its state file.
 pub fn down_secure(version: &str) -> Result<Option<Instance>, Error> {
-    down_at(&secure_state_file(version))
+    down_at(&secure_state_file(version), &nifi_dir())
 }
 
-fn down_at(path: &Path) -> Result<Option<Instance>, Error> {
+fn down_at(path: &Path, dir: &Path) -> Result<Option<Instance>, Error> {
     let path = path.to_path_buf();
     let Some(inst) = read_state(&path)? else {
         progress(format!(
@@ -1698,6 +2086,11 @@ fn down_at(path: &Path) -> Result<Option<Instance>, Error> {
         ));
         return Ok(None);
     };
+    // Not while an `up` of that home is starting it.
+    let _lock = match &inst.home {
+        Some(home) if home.is_dir() => Some(HomeLock::acquire(home)?),
+        _ => None,
+    };
     if let Some(pid) = inst.pid {
         stop(pid, Duration::from_secs(30))?;
     }
@@ -1705,11 +2098,12 @@ fn down_at(path: &Path) -> Result<Option<Instance>, Error> {
     if inst.tls.is_some() {
         return Ok(Some(inst));
     }
-    remove_state(&version_state_file(&inst.version));
-    if let Some(shared) = read_state(&state_file())?
-        && shared.url == inst.url
+    remove_state(&dir.join(&inst.version).join("nifi.env"));
+    let shared = dir.join("nifi.env");
+    if let Some(cur) = read_state(&shared)?
+        && cur.url == inst.url
     {
-        remove_state(&state_file());
+        remove_state(&shared);
     }
     Ok(Some(inst))
 }

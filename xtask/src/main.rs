@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod nifi;
+mod prereqs;
 mod publish;
 mod test;
 mod wasm;

@@ -11,10 +11,13 @@ use nifi_testkit::{Nifi, PortKind};
 /// NiFi subcommands.
 #[derive(clap::Subcommand)]
 pub(crate) enum NifiCmd {
-    /// Download (cached), assemble and start NiFi in the background; reuse it if already up.
+    /// Start NiFi in the background: reuse it if already up; restart its existing home as it was
+    /// (flow, queued FlowFiles, ports) if it died or was stopped; else download (cached), assemble
+    /// and start a new one.
     ///
     /// Writes target/nifi/nifi.env (NIFI_URL, NIFI_RAW_PORT, NIFI_PID, NIFI_VERSION, NIFI_HOME) and a
-    /// nifi.json twin. Cache: $NIFI_S2S_CACHE or ~/.cache/nifi-s2s.
+    /// nifi.json twin. Cache: $NIFI_S2S_CACHE or ~/.cache/nifi-s2s. Two `up` of one home at once:
+    /// the second waits for the first (a lock file in the home) and reuses its NiFi.
     Up {
         /// NiFi version (1.x runs on the default Java, 2.x on Temurin 25).
         #[arg(long, default_value = provision::DEFAULT_VERSION)]
@@ -37,8 +40,13 @@ pub(crate) enum NifiCmd {
         /// rogue-CA material).
         #[arg(long)]
         secure: bool,
+        /// Start over: stop this instance if it runs, wipe its home (flow, queues, repositories,
+        /// logs, ports, test PKI; the unpacked NARs stay) and assemble a new one.
+        #[arg(long)]
+        fresh: bool,
     },
-    /// Stop NiFi by PID (TERM, then KILL after 30 s) and remove its state file.
+    /// Stop NiFi by PID (TERM, then KILL after 30 s) and remove its state file. The home stays:
+    /// the next `up` restarts it as it was (`up --fresh` wipes it).
     Down {
         /// Stop this version's instance instead of the shared one.
         #[arg(long)]
@@ -120,6 +128,7 @@ async fn run_async(cmd: NifiCmd) -> Result<()> {
             timeout,
             no_shared,
             secure,
+            fresh,
         } => {
             let opts = UpOptions {
                 version,
@@ -128,11 +137,17 @@ async fn run_async(cmd: NifiCmd) -> Result<()> {
                 start_timeout: Duration::from_secs(timeout),
                 make_shared: !no_shared && !secure,
                 secure,
+                fresh,
                 ..UpOptions::default()
             };
             let report = provision::up(&opts).await?;
             let inst = &report.instance;
-            if !report.reused {
+            if report.restarted {
+                eprintln!(
+                    "[nifi] restarted its existing home in {:.1} s (flow, queues and ports kept)",
+                    report.startup.as_secs_f64()
+                );
+            } else if !report.reused {
                 let rss = inst
                     .pid
                     .and_then(provision::rss_kib)

@@ -11,9 +11,15 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use crate::prereqs;
+
 /// `cargo xtask demo`: a real NiFi (started or reused, left running), then the wasm package and the
 /// bridge serving the demo page in the foreground until Ctrl-C.
 pub(crate) fn demo() -> Result<()> {
+    // A fresh machine: Maven and Java for NiFi, then the wasm toolchain (target, wasm-bindgen,
+    // node packages); each step is skipped when already there, so demo and test run in any order.
+    prereqs::ensure_rust()?;
+    prereqs::ensure_nifi(&[nifi_testkit::provision::DEFAULT_VERSION])?;
     run(&mut xtask(&["wasm", "setup"])?)?;
     run(&mut xtask(&["nifi", "up"])?)?;
     let env = nifi_env()?;
@@ -107,6 +113,8 @@ struct NifiGuard {
     version: Option<&'static str>,
     /// A secured instance: stopped with `nifi down --secure --version`.
     secure: bool,
+    /// `NIFI_S2S_NIFI_DIR` of an instance outside the default folder (the restart test's).
+    dir: Option<PathBuf>,
 }
 
 impl Drop for NifiGuard {
@@ -119,7 +127,13 @@ impl Drop for NifiGuard {
             if self.secure {
                 args.push("--secure");
             }
-            match xtask(&args).map(|mut c| run(&mut c)) {
+            let cmd = xtask(&args).map(|mut c| {
+                if let Some(d) = &self.dir {
+                    c.env("NIFI_S2S_NIFI_DIR", d);
+                }
+                c
+            });
+            match cmd.map(|mut c| run(&mut c)) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) | Err(e) => eprintln!("warning: stopping NiFi failed: {e:#}"),
             }
@@ -129,6 +143,22 @@ impl Drop for NifiGuard {
 
 pub(crate) fn test(args: TestArgs) -> Result<()> {
     let started = Instant::now();
+    // One real NiFi for the whole run: reuse the user's (NIFI_URL, e.g. docker compose) or start ours.
+    let user_nifi = std::env::var("NIFI_URL").is_ok();
+    let run_2x = !user_nifi && !args.skip_2x;
+    let run_secure = !args.skip_secure;
+    // A fresh machine: what this run needs is installed first (or, for a Java 21+, named at once),
+    // not discovered missing after minutes of builds.
+    prereqs::ensure_rust()?;
+    let mut versions = Vec::new();
+    if !user_nifi {
+        versions.push(nifi_testkit::provision::DEFAULT_VERSION);
+    }
+    if run_2x || run_secure {
+        versions.push(NIFI_2X);
+    }
+    prereqs::ensure_nifi(&versions)?;
+    prereqs::ensure_python_venv()?;
     if !args.skip_static {
         run(cargo().args(["fmt", "--all", "--check"]))?;
         run(cargo().args([
@@ -151,15 +181,13 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
         "-p",
         "s2s-wasm",
         "--target",
-        "wasm32-unknown-unknown",
+        prereqs::WASM_TARGET,
     ]))?;
     // Publishing: the crates package, the MSRV holds, the code's § references resolve (seconds).
     crate::publish::package()?;
     crate::publish::msrv()?;
     crate::publish::doc_refs()?;
 
-    // One real NiFi for the whole run: reuse the user's (NIFI_URL, e.g. docker compose) or start ours.
-    let user_nifi = std::env::var("NIFI_URL").is_ok();
     // A NiFi that was already running (e.g. left by `cargo xtask nifi up`) is reused and left alone.
     let already_up = !user_nifi
         && xtask(&["nifi", "status"])?
@@ -171,46 +199,69 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
         started_here: !user_nifi && !already_up && !args.keep_nifi,
         version: None,
         secure: false,
+        dir: None,
     }];
     // Every lane starts at once: on 2 cores a NiFi's startup is mostly waiting (class loading,
-    // NAR unpacking, Jetty), so four overlapping JVMs are up well before four sequential ones.
+    // NAR unpacking, Jetty), so overlapping JVMs are up well before sequential ones. A lane this
+    // run starts itself starts `--fresh` (a test run does not inherit a stopped home's old flow);
+    // one already running is reused as it is.
     let mut lanes: Vec<(String, Command)> = Vec::new();
     if !user_nifi {
-        lanes.push(("NiFi 1.18.0 (shared)".into(), xtask(&["nifi", "up"])?));
+        let mut up = vec!["nifi", "up"];
+        if !already_up {
+            up.push("--fresh");
+        }
+        lanes.push(("NiFi 1.18.0 (shared)".into(), xtask(&up)?));
     }
     // The 2.x lane runs beside it (unless the user brought their own NiFi): the 2.x e2e tests
     // (RAW and HTTP, send and receive, compression off and on) fail without it in CI.
-    let run_2x = !user_nifi && !args.skip_2x;
     if run_2x {
         let state = nifi_testkit::provision::version_state_file(NIFI_2X);
-        // A state file left by `cargo xtask nifi up --version …` means someone else's instance.
-        let up_before = state.exists();
-        lanes.push((
-            format!("NiFi {NIFI_2X}"),
-            xtask(&["nifi", "up", "--version", NIFI_2X, "--no-shared"])?,
-        ));
+        // A running instance left by `cargo xtask nifi up --version …` is someone else's.
+        let up_before = running(&state);
+        let mut up = vec!["nifi", "up", "--version", NIFI_2X, "--no-shared"];
+        if !up_before {
+            up.push("--fresh");
+        }
+        lanes.push((format!("NiFi {NIFI_2X}"), xtask(&up)?));
         guards.push(NifiGuard {
             started_here: !up_before && !args.keep_nifi,
             version: Some(NIFI_2X),
             secure: false,
+            dir: None,
         });
     }
     // The secured lanes do not depend on the user's NiFi: they are always ours.
-    let run_secure = !args.skip_secure;
     if run_secure {
         for v in NIFI_SECURE {
             let state = nifi_testkit::provision::secure_state_file(v);
-            let up_before = state.exists();
-            lanes.push((
-                format!("NiFi {v} --secure"),
-                xtask(&["nifi", "up", "--secure", "--version", v])?,
-            ));
+            let up_before = running(&state);
+            let mut up = vec!["nifi", "up", "--secure", "--version", v];
+            if !up_before {
+                up.push("--fresh");
+            }
+            lanes.push((format!("NiFi {v} --secure"), xtask(&up)?));
             guards.push(NifiGuard {
                 started_here: !up_before && !args.keep_nifi,
                 version: Some(v),
                 secure: true,
+                dir: None,
             });
         }
+    }
+    // The crash test's own NiFi (tests/tests/restart.rs SIGKILLs it and brings it back with `up`):
+    // started with the other lanes, so the test itself only pays for the restart.
+    if !user_nifi {
+        let dir = nifi_testkit::provision::restart_test_dir();
+        let mut cmd = xtask(&["nifi", "up", "--no-shared", "--fresh"])?;
+        cmd.env("NIFI_S2S_NIFI_DIR", &dir);
+        lanes.push(("NiFi 1.18.0 (restart test)".into(), cmd));
+        guards.push(NifiGuard {
+            started_here: true,
+            version: Some(nifi_testkit::provision::DEFAULT_VERSION),
+            secure: false,
+            dir: Some(dir),
+        });
     }
     start_lanes(lanes)?;
     let mut e2e_env: Vec<(String, String)> = Vec::new();
@@ -219,6 +270,9 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
     }
     // S2S_E2E=1 makes every e2e test fail (not skip) when NiFi is unreachable.
     e2e_env.push(("S2S_E2E".into(), "1".into()));
+    if !user_nifi {
+        e2e_env.push(("NIFI_RESTART_TEST".into(), "1".into()));
+    }
     if run_2x {
         e2e_env.push(("NIFI_2X_REQUIRED".into(), "1".into()));
     }
@@ -245,6 +299,14 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Whether a state file records a NiFi JVM that is still alive.
+fn running(state: &Path) -> bool {
+    nifi_testkit::provision::read_state(state)
+        .ok()
+        .flatten()
+        .is_some_and(|i| i.process_alive())
 }
 
 /// Runs every `nifi up` at once and waits for all of them; fails (after all finished) if any did.

@@ -6,9 +6,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use crate::prereqs::{WASM_TARGET as TARGET, apt_install, wasm_target_installed};
 use crate::test::{run, workspace_root};
-
-const TARGET: &str = "wasm32-unknown-unknown";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
@@ -27,7 +26,7 @@ impl Status {
     fn probe() -> Result<Self> {
         let bindgen_version = locked_version("wasm-bindgen")?;
         Ok(Self {
-            target: target_installed(),
+            target: wasm_target_installed(),
             bindgen_installed: tool_version("wasm-bindgen"),
             runner_installed: tool_version("wasm-bindgen-test-runner"),
             bindgen_version,
@@ -118,23 +117,12 @@ pub(crate) fn setup() -> Result<()> {
     }
     if !s.chromium {
         step("apt-get install chromium chromium-driver", &mut || {
-            run(Command::new("apt-get").arg("update"))?;
-            run(Command::new("apt-get")
-                .args([
-                    "install",
-                    "-y",
-                    "--no-install-recommends",
-                    "chromium",
-                    "chromium-driver",
-                ])
-                .env("DEBIAN_FRONTEND", "noninteractive"))
+            apt_install(&["chromium", "chromium-driver"])
         })?;
     }
     if s.node.is_none() {
         step("apt-get install nodejs npm", &mut || {
-            run(Command::new("apt-get")
-                .args(["install", "-y", "nodejs", "npm"])
-                .env("DEBIAN_FRONTEND", "noninteractive"))
+            apt_install(&["nodejs", "npm"])
         })?;
     }
     if !s.node_modules {
@@ -169,11 +157,6 @@ fn locked_version(name: &str) -> Result<String> {
         + needle.len();
     let end = lock[start..].find('"').context("malformed Cargo.lock")? + start;
     Ok(lock[start..end].to_owned())
-}
-
-fn target_installed() -> bool {
-    output("rustup", &["target", "list", "--installed"])
-        .is_some_and(|o| o.lines().any(|l| l.trim() == TARGET))
 }
 
 /// `wasm-bindgen 0.2.130` → `0.2.130`.
