@@ -15,7 +15,9 @@ use crate::discovery::{self, Direction, PortInfo, SiteInfo};
 use crate::error::{Error, Kind};
 use crate::http::{HttpCtx, HttpReceive, HttpSend, OpenTx};
 use crate::peers::{self, Peer, Penalties};
-use crate::transaction::{ReceiveSummary, ReceiveTransaction, SendSummary, SendTransaction};
+use crate::transaction::{
+    ReceiveTransaction, ReceiveTransport, SendSummary, SendTransaction, SendTransport,
+};
 
 /// An async NiFi Site-to-Site client (RAW or HTTP transport, see [`ClientBuilder::transport`]). Cheap to clone; clones share the
 /// discovery cache, peer list, penalties and connection pool.
@@ -404,7 +406,7 @@ impl Client {
         s.batch_count = c.receive_batch_count;
         s.batch_size = c.receive_batch_size;
         s.batch_duration_millis = c.receive_batch_duration.as_millis() as u64;
-        s.limits.max_content_len = c.max_content_length;
+        s.limits = streaming_limits();
         s
     }
 
@@ -575,6 +577,12 @@ impl Client {
         }
     }
 
+    /// The largest content [`ReceiveTransaction::next`] collects in memory
+    /// ([`ClientBuilder::max_content_length`]).
+    pub fn max_content_length(&self) -> u64 {
+        self.cfg().max_content_length
+    }
+
     /// Starts a SEND transaction to the input port `port` (name or id).
     ///
     /// Nothing goes on the wire before the first [`SendTransaction::send`].
@@ -594,26 +602,21 @@ impl Client {
                 .http_open(Direction::Send, port)
                 .instrument(span.clone())
                 .await?;
-            return Ok(SendTransaction {
-                client: self.clone(),
-                conn: None,
-                port_id: info.id,
-                flowfiles: 0,
-                bytes: 0,
+            let http = HttpSend::new(tx, self.cfg().compression);
+            return Ok(SendTransaction::new(
+                self.clone(),
+                SendTransport::Http(Box::new(http)),
+                info.id,
                 span,
-                http: Some(HttpSend::new(tx, self.cfg().compression)),
-            });
+            ));
         }
         let (conn, info, _) = self.acquire(Direction::Send, port, true).await?;
-        Ok(SendTransaction {
-            client: self.clone(),
-            conn: Some(conn),
-            port_id: info.id,
-            flowfiles: 0,
-            bytes: 0,
+        Ok(SendTransaction::new(
+            self.clone(),
+            SendTransport::Raw(Box::new(conn)),
+            info.id,
             span,
-            http: None,
-        })
+        ))
     }
 
     pub(crate) fn http_ctx(&self) -> HttpCtx {
@@ -799,10 +802,7 @@ impl Client {
     async fn receive_inner(&self, port: &str) -> Result<ReceiveTransaction, Error> {
         let span = info_span!("s2s.transaction", direction = "receive", port = %port);
         if self.cfg().transport == Transport::Http {
-            let limits = s2s_proto::codec::flowfile::Limits {
-                max_content_len: self.cfg().max_content_length,
-                ..Default::default()
-            };
+            let limits = streaming_limits();
             let (tx, info) = self
                 .http_open(Direction::Receive, port)
                 .instrument(span.clone())
@@ -810,15 +810,14 @@ impl Client {
             let h = HttpReceive::begin(tx, self.cfg().compression, limits)
                 .instrument(span.clone())
                 .await?;
-            return Ok(ReceiveTransaction {
-                client: self.clone(),
-                conn: None,
-                port_id: info.id,
-                summary: ReceiveSummary::default(),
-                finished: h.no_data,
+            let finished = h.no_data;
+            return Ok(ReceiveTransaction::new(
+                self.clone(),
+                ReceiveTransport::Http(Box::new(h)),
+                info.id,
+                finished,
                 span,
-                http: Some(h),
-            });
+            ));
         }
         let mut allow_pooled = true;
         let (conn, info, finished) = loop {
@@ -838,14 +837,22 @@ impl Client {
                 Err(e) => return Err(e),
             }
         };
-        Ok(ReceiveTransaction {
-            client: self.clone(),
-            conn: Some(conn),
-            port_id: info.id,
-            summary: ReceiveSummary::default(),
+        Ok(ReceiveTransaction::new(
+            self.clone(),
+            ReceiveTransport::Raw(Box::new(conn)),
+            info.id,
             finished,
             span,
-            http: None,
-        })
+        ))
+    }
+}
+
+/// Decoder limits of a RECEIVE: content streams, so its length is not bounded here (any size
+/// a Java `long` can announce); [`ReceiveTransaction::next`] applies `max_content_length`
+/// before it collects content in memory. Attribute bounds stay.
+fn streaming_limits() -> s2s_proto::codec::flowfile::Limits {
+    s2s_proto::codec::flowfile::Limits {
+        max_content_len: i64::MAX as u64,
+        ..Default::default()
     }
 }

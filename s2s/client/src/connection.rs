@@ -187,6 +187,10 @@ pub(crate) fn map_session_error(e: SessionError) -> Error {
         }
         SessionError::BadChecksum { .. } => Error::with_source(Kind::BadChecksum, e),
         SessionError::UnexpectedEof { .. } => Error::with_source(Kind::Closed, e),
+        SessionError::Stream(_) => Error::with_source(
+            Kind::Content("the FlowFile does not match its length".into()),
+            e,
+        ),
         SessionError::Encode(_) | SessionError::InvalidState(_) => Error::with_source(
             Kind::InvalidInput(String::from("request rejected locally")),
             e,

@@ -39,6 +39,8 @@ pub(crate) enum Kind {
     Protocol(String),
     /// Our request was invalid (a bug or bad user input), e.g. a handshake property error.
     InvalidInput(String),
+    /// A FlowFile's content source failed or did not match its declared length.
+    Content(String),
     /// Every known peer is currently penalized or unreachable.
     NoPeerAvailable,
     /// The peer closed the connection.
@@ -96,6 +98,7 @@ impl Error {
             Kind::Unauthorized(m) => Kind::Unauthorized(m.clone()),
             Kind::Protocol(m) => Kind::Protocol(m.clone()),
             Kind::InvalidInput(m) => Kind::InvalidInput(m.clone()),
+            Kind::Content(m) => Kind::Content(m.clone()),
             Kind::NoPeerAvailable => Kind::NoPeerAvailable,
             Kind::Closed => Kind::Closed,
             Kind::TransactionExpired(m) => Kind::TransactionExpired(m.clone()),
@@ -130,8 +133,8 @@ impl Error {
     /// Whether trying again later (possibly against another peer) may succeed.
     ///
     /// Retryable: I/O errors, closed connections, timeouts, destination full, bad checksum,
-    /// port not running, no peer available, an expired HTTP transaction, NiFi server errors. Fatal: unknown port, unauthorized, invalid input
-    /// and protocol violations (a bug on one side that a retry will not fix).
+    /// port not running, no peer available, an expired HTTP transaction, NiFi server errors. Fatal: unknown port, unauthorized, invalid input,
+    /// content that does not match its length, and protocol violations (a bug on one side that a retry will not fix).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.0.kind,
@@ -185,6 +188,12 @@ impl Error {
         matches!(self.0.kind, Kind::PortNotRunning(_))
     }
 
+    /// Whether a FlowFile's content source failed or did not match its declared length (a
+    /// file that changed size, a reader that ended early or ran long): not retryable as is.
+    pub fn is_content_error(&self) -> bool {
+        matches!(self.0.kind, Kind::Content(_))
+    }
+
     /// Whether NiFi refused our identity.
     pub fn is_unauthorized(&self) -> bool {
         matches!(self.0.kind, Kind::Unauthorized(_))
@@ -216,6 +225,7 @@ impl fmt::Display for Error {
             Kind::Unauthorized(m) => write!(f, "unauthorized: {m}")?,
             Kind::Protocol(m) => write!(f, "protocol error: {m}")?,
             Kind::InvalidInput(m) => write!(f, "invalid input: {m}")?,
+            Kind::Content(m) => write!(f, "FlowFile content: {m}")?,
             Kind::NoPeerAvailable => f.write_str("no NiFi peer available")?,
             Kind::Closed => f.write_str("connection closed by peer")?,
             Kind::TransactionExpired(m) => write!(f, "transaction expired on NiFi: {m}")?,

@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
-use s2s_proto::FlowFile;
-use s2s_proto::codec::flowfile::Limits;
-use s2s_proto::http::{self as proto, Failure, HandshakeHeaders, ReceiveBody, SendBody};
+use s2s_proto::codec::flowfile::{FlowFilePart, Limits};
+use s2s_proto::http::{self as proto, Failure, HandshakeHeaders};
+use s2s_proto::stream::{FlowFileReader, FlowFileWriter};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -308,30 +308,40 @@ impl Drop for OpenTx {
 #[derive(Debug)]
 pub(crate) struct HttpSend {
     tx: OpenTx,
-    body: SendBody,
+    writer: FlowFileWriter,
     chunks: Option<mpsc::Sender<Result<Bytes, std::io::Error>>>,
     post: Option<JoinHandle<Result<Response, reqwest::Error>>>,
     confirmed: bool,
 }
 
+/// Body chunks queued for the upload: with content pieces of at most 1 MiB this bounds what
+/// waits for the socket to a few MiB.
+const UPLOAD_QUEUE: usize = 4;
+
 impl HttpSend {
     pub(crate) fn new(tx: OpenTx, compression: bool) -> Self {
         Self {
             tx,
-            body: SendBody::new(compression),
+            writer: FlowFileWriter::new(compression),
             chunks: None,
             post: None,
             confirmed: false,
         }
     }
 
-    pub(crate) async fn send(&mut self, ff: &FlowFile) -> Result<(), Error> {
+    /// Starts a FlowFile (and, with the first one, the streamed request).
+    pub(crate) async fn start(
+        &mut self,
+        attributes: &[(String, String)],
+        content_len: u64,
+    ) -> Result<(), Error> {
         if self.confirmed {
             return Err(Error::invalid_input("send() after confirm()"));
         }
         if self.chunks.is_none() {
             // The body is streamed: the request starts now and takes chunks as they come.
-            let (sender, mut receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+            let (sender, mut receiver) =
+                mpsc::channel::<Result<Bytes, std::io::Error>>(UPLOAD_QUEUE);
             let stream = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
             let req = self
                 .tx
@@ -344,23 +354,51 @@ impl HttpSend {
             self.post = Some(tokio::spawn(req.send()));
             self.chunks = Some(sender);
         }
-        let Some(chunks) = &self.chunks else {
-            unreachable!("set above")
-        };
-        for chunk in self.body.encode(ff) {
-            let sent = timed(self.tx.ctx.io_timeout, "writing FlowFiles", async {
-                chunks
-                    .send(Ok(chunk))
-                    .await
-                    .map_err(|_| Error::new(Kind::Closed))
-            })
-            .await;
-            if let Err(e) = sent {
-                // The request ended early: NiFi's answer says why.
-                return Err(self.post_error(e).await);
-            }
+        let mut out = BytesMut::new();
+        self.writer
+            .start(attributes, content_len, &mut out)
+            .map_err(stream_error)?;
+        self.push(out.freeze()).await
+    }
+
+    /// The next piece of the current FlowFile's content.
+    pub(crate) async fn content(&mut self, chunk: Bytes) -> Result<(), Error> {
+        let mut out = BytesMut::new();
+        let content = self.writer.content(chunk, &mut out).map_err(stream_error)?;
+        self.push(out.freeze()).await?;
+        match content {
+            Some(c) => self.push(c).await,
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Ends the current FlowFile.
+    pub(crate) async fn finish(&mut self) -> Result<(), Error> {
+        let mut out = BytesMut::new();
+        self.writer.finish(&mut out).map_err(stream_error)?;
+        self.push(out.freeze()).await
+    }
+
+    /// Hands one body chunk to the upload, waiting (bounded by the I/O timeout) for room.
+    async fn push(&mut self, chunk: Bytes) -> Result<(), Error> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let Some(chunks) = &self.chunks else {
+            return Err(Error::invalid_input("no upload in progress"));
+        };
+        let sent = timed(self.tx.ctx.io_timeout, "writing FlowFiles", async {
+            chunks
+                .send(Ok(chunk))
+                .await
+                .map_err(|_| Error::new(Kind::Closed))
+        })
+        .await;
+        match sent {
+            Ok(()) => Ok(()),
+            // The request ended early: NiFi's answer says why.
+            Err(e) => Err(self.post_error(e).await),
+        }
     }
 
     async fn post_error(&mut self, fallback: Error) -> Error {
@@ -403,12 +441,12 @@ impl HttpSend {
         let text = read_bounded(resp).await;
         let theirs = proto::parse_checksum(&text)
             .ok_or_else(|| Error::protocol(format!("checksum answer {text:?} is not a number")))?;
-        if theirs != self.body.checksum() {
+        if theirs != self.writer.checksum() {
             let url = proto::bad_checksum_url(&self.tx.location);
             let _ = self.tx.delete(&url, "reporting a bad checksum").await;
             return Err(Error::with_source(
                 Kind::BadChecksum,
-                format!("NiFi computed {theirs}, we sent {}", self.body.checksum()),
+                format!("NiFi computed {theirs}, we sent {}", self.writer.checksum()),
             ));
         }
         self.confirmed = true;
@@ -445,7 +483,8 @@ impl Drop for HttpSend {
 pub(crate) struct HttpReceive {
     tx: OpenTx,
     resp: Option<Response>,
-    body: ReceiveBody,
+    reader: FlowFileReader,
+    buf: BytesMut,
     /// NiFi answered 200: nothing to receive, nothing to commit.
     pub(crate) no_data: bool,
 }
@@ -478,18 +517,19 @@ impl HttpReceive {
         Ok(Self {
             tx,
             resp,
-            body: ReceiveBody::new(compression, limits),
+            reader: FlowFileReader::new(compression, limits),
+            buf: BytesMut::new(),
             no_data,
         })
     }
 
-    /// The next FlowFile, or `None` at the end of the body.
-    pub(crate) async fn next(&mut self) -> Result<Option<FlowFile>, Error> {
+    /// The next piece of the body's FlowFile stream, or `None` at the end of the body.
+    pub(crate) async fn next_part(&mut self) -> Result<Option<FlowFilePart>, Error> {
         loop {
-            if let Some(ff) = self.body.next_flowfile().map_err(|e| {
+            if let Some(part) = self.reader.next_part(&mut self.buf).map_err(|e| {
                 Error::with_source(Kind::Protocol("bad FlowFile in the response".into()), e)
             })? {
-                return Ok(Some(ff));
+                return Ok(Some(part));
             }
             let Some(resp) = self.resp.as_mut() else {
                 return Ok(None);
@@ -501,15 +541,18 @@ impl HttpReceive {
             })
             .await?;
             match chunk {
-                Some(c) => self.body.feed(&c),
+                Some(c) => self.buf.extend_from_slice(&c),
                 None => {
                     self.resp = None;
-                    self.body.finish().map_err(|e| {
-                        Error::with_source(
+                    if !self.reader.is_idle() || !self.buf.is_empty() {
+                        return Err(Error::with_source(
                             Kind::Closed,
-                            format!("response ended mid-FlowFile: {e}"),
-                        )
-                    })?;
+                            format!(
+                                "response ended mid-FlowFile ({} bytes unread)",
+                                self.buf.len()
+                            ),
+                        ));
+                    }
                     return Ok(None);
                 }
             }
@@ -521,7 +564,7 @@ impl HttpReceive {
         if self.no_data {
             return Ok(());
         }
-        let url = proto::commit_receive_url(&self.tx.location, self.body.checksum());
+        let url = proto::commit_receive_url(&self.tx.location, self.reader.checksum());
         match self.tx.delete(&url, "committing the RECEIVE").await {
             Ok(12) => Ok(()),
             Ok(other) => Err(Error::protocol(format!(
@@ -530,6 +573,13 @@ impl HttpReceive {
             Err(e) => Err(e),
         }
     }
+}
+
+fn stream_error(e: s2s_proto::stream::StreamError) -> Error {
+    Error::with_source(
+        Kind::Content("the FlowFile does not match its length".into()),
+        e,
+    )
 }
 
 /// `GET {api}/site-to-site/peers`: the HTTP peers (web ports).

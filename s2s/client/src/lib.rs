@@ -63,4 +63,6 @@ pub use discovery::{Direction, PortInfo, SiteInfo};
 pub use error::{Error, error_chain};
 pub use peers::Peer;
 pub use s2s_proto::{FlowFile, ResponseCode};
-pub use transaction::{ReceiveSummary, ReceiveTransaction, SendSummary, SendTransaction};
+pub use transaction::{
+    IncomingFlowFile, ReceiveSummary, ReceiveTransaction, SendSummary, SendTransaction,
+};

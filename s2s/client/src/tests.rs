@@ -105,7 +105,7 @@ impl FakePeer {
         loop {
             let mut d = FlowFileDecoder::default();
             let ff = self.read(|b| d.decode(b)).await?;
-            crc.add_flowfile(&ff);
+            ff.add_to_checksum(&mut crc);
             ffs.push(ff);
             match self.read_rc().await?.code {
                 ResponseCode::CONTINUE_TRANSACTION => {}
@@ -133,7 +133,7 @@ impl FakePeer {
                     .unwrap();
             }
             flowfile::encode(f, &mut b);
-            crc.add_flowfile(f);
+            f.add_to_checksum(&mut crc);
         }
         Response::new(ResponseCode::FINISH_TRANSACTION)
             .encode(&mut b)

@@ -1,15 +1,27 @@
 //! The transaction API: [`SendTransaction`] and [`ReceiveTransaction`].
 
+use std::path::Path;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use s2s_proto::FlowFile;
+use s2s_proto::codec::flowfile::FlowFilePart;
 use s2s_proto::raw::Event;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{Instrument, debug};
 
 use crate::Client;
 use crate::connection::{Connection, map_session_error};
-use crate::error::Error;
+use crate::error::{Error, Kind};
 use crate::http::{HttpReceive, HttpSend};
+
+/// Largest piece of content handed to the transport at once: content of any size is read,
+/// hashed, (compressed) and written in pieces of at most this many bytes.
+pub(crate) const CONTENT_CHUNK: usize = 1024 * 1024;
+
+/// Read-ahead of [`SendTransaction::send_file`]: chunks read from disk while the previous
+/// ones are written to the network.
+const FILE_READ_AHEAD: usize = 2;
 
 /// What a committed SEND achieved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,35 +47,75 @@ pub struct ReceiveSummary {
     pub bytes: u64,
 }
 
+/// How a SEND transaction reaches NiFi.
+#[derive(Debug)]
+pub(crate) enum SendTransport {
+    /// A RAW connection (pooled again after the commit).
+    Raw(Box<Connection>),
+    /// An HTTP transaction with its streamed upload.
+    Http(Box<HttpSend>),
+    /// An error left the transaction unusable; NiFi rolls it back.
+    Failed,
+}
+
 /// An open SEND transaction. Send FlowFiles, then [`commit`](Self::commit).
+///
+/// Content comes from memory ([`send`](Self::send)), a file ([`send_file`](Self::send_file)),
+/// any reader of known length ([`send_reader`](Self::send_reader)), or pushed piece by piece
+/// ([`begin_flowfile`](Self::begin_flowfile), [`write_content`](Self::write_content),
+/// [`end_flowfile`](Self::end_flowfile)). Whatever the source, content travels in pieces of at
+/// most 1 MiB straight to the socket, so memory stays bounded for content of any size.
 ///
 /// Dropping it (or any error) before the commit closes the connection, so NiFi rolls back:
 /// a transaction is never half-committed.
+///
+/// ```no_run
+/// # async fn demo(client: s2s::Client) -> Result<(), s2s::Error> {
+/// let mut tx = client.send_transaction("in").await?;
+/// tx.send_file(vec![("filename".into(), "clip.mp4".into())], "/data/clip.mp4").await?;
+/// tx.send(s2s::FlowFile::new("small").with_attribute("kind", "note")).await?;
+/// tx.commit().await?;
+/// # Ok(()) }
+/// ```
 #[must_use = "an uncommitted transaction is rolled back when dropped"]
 #[derive(Debug)]
 pub struct SendTransaction {
-    pub(crate) client: Client,
-    pub(crate) conn: Option<Connection>,
-    pub(crate) port_id: String,
-    pub(crate) flowfiles: u64,
-    pub(crate) bytes: u64,
-    pub(crate) span: tracing::Span,
-    /// Set for the HTTP transport (then `conn` is `None`).
-    pub(crate) http: Option<HttpSend>,
+    client: Client,
+    transport: SendTransport,
+    port_id: String,
+    flowfiles: u64,
+    bytes: u64,
+    /// Declared length and bytes written of the FlowFile being pushed.
+    open: Option<(u64, u64)>,
+    span: tracing::Span,
 }
 
 impl SendTransaction {
-    #[cfg(test)]
-    pub(crate) fn for_test(client: Client, conn: Connection, port_id: &str) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        transport: SendTransport,
+        port_id: String,
+        span: tracing::Span,
+    ) -> Self {
         Self {
             client,
-            conn: Some(conn),
-            port_id: port_id.to_owned(),
+            transport,
+            port_id,
             flowfiles: 0,
             bytes: 0,
-            span: tracing::Span::none(),
-            http: None,
+            open: None,
+            span,
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_test(client: Client, conn: Connection, port_id: &str) -> Self {
+        Self::new(
+            client,
+            SendTransport::Raw(Box::new(conn)),
+            port_id.to_owned(),
+            tracing::Span::none(),
+        )
     }
 
     #[cfg(test)]
@@ -73,46 +125,241 @@ impl SendTransaction {
 
     #[cfg(test)]
     pub(crate) async fn flush_for_test(&mut self) {
-        if let Some(c) = self.conn.as_mut() {
+        if let SendTransport::Raw(c) = &mut self.transport {
             c.flush().await.unwrap();
         }
     }
 
-    /// Writes one FlowFile. Large content is written from its `Bytes` without copying
-    /// (when compression is off).
+    /// Runs `f` on the transport; any error marks the transaction failed.
+    async fn on_transport<T>(
+        &mut self,
+        f: impl AsyncFnOnce(&mut SendTransport) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        if matches!(self.transport, SendTransport::Failed) {
+            return Err(Error::invalid_input("transaction already failed"));
+        }
+        let span = self.span.clone();
+        let res = f(&mut self.transport).instrument(span).await;
+        if res.is_err() {
+            self.fail();
+        }
+        res
+    }
+
+    /// Marks the transaction failed: the connection is closed, NiFi rolls back.
+    fn fail(&mut self) {
+        self.transport = SendTransport::Failed;
+        self.open = None;
+    }
+
+    /// Writes one FlowFile from memory. Uncompressed content is written from its `Bytes`
+    /// without copying.
     ///
     /// # Cancel safety
     /// Not cancel-safe: a cancelled call leaves a partly written FlowFile; the transaction is
     /// then unusable and must be dropped (NiFi rolls back).
     pub async fn send(&mut self, flowfile: FlowFile) -> Result<(), Error> {
-        if let Some(h) = self.http.as_mut() {
-            let len = flowfile.content.len() as u64;
-            if let Err(e) = h.send(&flowfile).instrument(self.span.clone()).await {
-                self.http = None;
-                return Err(e);
+        self.begin_flowfile(flowfile.attributes, flowfile.content.len() as u64)
+            .await?;
+        self.write_content(flowfile.content).await?;
+        self.end_flowfile().await
+    }
+
+    /// Writes one FlowFile whose content is the file at `path`: its length comes from the
+    /// file's metadata and it is read in pieces of at most 1 MiB (a little ahead, on a
+    /// blocking thread, while the previous pieces are written), so a file of any size passes
+    /// through bounded memory. A file that changes size while it is read fails the
+    /// transaction.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe (as [`send`](Self::send)).
+    pub async fn send_file(
+        &mut self,
+        attributes: Vec<(String, String)>,
+        path: impl AsRef<Path>,
+    ) -> Result<(), Error> {
+        let path = path.as_ref().to_owned();
+        let file = std::fs::File::open(&path)
+            .map_err(|e| content_error(format!("cannot open {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| content_error(format!("cannot read {}", path.display()), e))?
+            .len();
+        let (sender, mut chunks) = tokio::sync::mpsc::channel(FILE_READ_AHEAD);
+        let reader = tokio::task::spawn_blocking(move || read_file(file, &path, len, &sender));
+        self.begin_flowfile(attributes, len).await?;
+        let mut res = Ok(());
+        while let Some(chunk) = chunks.recv().await {
+            res = match chunk {
+                Ok(chunk) => self.write_content(chunk).await,
+                Err(e) => Err(e),
+            };
+            if res.is_err() {
+                break;
             }
-            self.flowfiles += 1;
-            self.bytes += len;
-            return Ok(());
         }
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(Error::invalid_input("transaction already failed"));
+        drop(chunks); // stops the reader if we stopped early
+        let read = reader
+            .await
+            .map_err(|e| Error::with_source(Kind::Content("file reader failed".into()), e))?;
+        match res.and(read) {
+            Ok(()) => self.end_flowfile().await,
+            Err(e) => {
+                self.fail();
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes one FlowFile whose content is exactly `len` bytes read from `reader`, in pieces
+    /// of at most 1 MiB. A reader that ends before `len` bytes or has more than `len` fails
+    /// the transaction (nothing is committed) with an error saying so.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe (as [`send`](Self::send)).
+    pub async fn send_reader<R: AsyncRead + Send + Unpin>(
+        &mut self,
+        attributes: Vec<(String, String)>,
+        len: u64,
+        mut reader: R,
+    ) -> Result<(), Error> {
+        self.begin_flowfile(attributes, len).await?;
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(CONTENT_CHUNK);
+            let mut buf = BytesMut::with_capacity(want);
+            while buf.len() < want {
+                let n = match reader.read_buf(&mut buf).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.fail();
+                        return Err(content_error("reading the content failed", e));
+                    }
+                };
+                if n == 0 {
+                    self.fail();
+                    let got = len - left + buf.len() as u64;
+                    return Err(Error::new(Kind::Content(format!(
+                        "the content source ended after {got} of its declared {len} bytes"
+                    ))));
+                }
+            }
+            left -= buf.len() as u64;
+            self.write_content(buf.freeze()).await?;
+        }
+        let mut probe = [0u8; 1];
+        match reader.read(&mut probe).await {
+            Ok(0) => self.end_flowfile().await,
+            Ok(_) => {
+                self.fail();
+                Err(Error::new(Kind::Content(format!(
+                    "the content source has more than its declared {len} bytes"
+                ))))
+            }
+            Err(e) => {
+                self.fail();
+                Err(content_error("reading the content failed", e))
+            }
+        }
+    }
+
+    /// Starts a FlowFile whose content will be pushed with [`write_content`](Self::write_content)
+    /// and must add up to `content_len` bytes; [`end_flowfile`](Self::end_flowfile) ends it.
+    /// For content that arrives in pieces (an HTTP body, a pipe).
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe (as [`send`](Self::send)).
+    pub async fn begin_flowfile(
+        &mut self,
+        attributes: Vec<(String, String)>,
+        content_len: u64,
+    ) -> Result<(), Error> {
+        if self.open.is_some() {
+            return Err(Error::invalid_input(
+                "begin_flowfile() before the previous FlowFile ended",
+            ));
+        }
+        self.on_transport(async |t| match t {
+            SendTransport::Raw(conn) => {
+                conn.session
+                    .start_flowfile(&attributes, content_len)
+                    .map_err(map_session_error)?;
+                conn.write_pending().await
+            }
+            SendTransport::Http(h) => h.start(&attributes, content_len).await,
+            SendTransport::Failed => unreachable!("checked by on_transport"),
+        })
+        .await?;
+        self.open = Some((content_len, 0));
+        Ok(())
+    }
+
+    /// Writes the next piece of the current FlowFile's content (any size: it goes out in
+    /// pieces of at most 1 MiB). More content than declared fails the transaction.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe (as [`send`](Self::send)).
+    pub async fn write_content(&mut self, mut chunk: Bytes) -> Result<(), Error> {
+        let Some((declared, written)) = self.open else {
+            return Err(Error::invalid_input(
+                "write_content() outside a FlowFile (call begin_flowfile first)",
+            ));
         };
-        let len = flowfile.content.len() as u64;
-        let res = async {
-            conn.session
-                .send_flowfile(&flowfile)
-                .map_err(map_session_error)?;
-            conn.write_pending().await
+        if chunk.len() as u64 > declared - written {
+            self.fail();
+            return Err(Error::new(Kind::Content(format!(
+                "content is longer than its declared {declared} bytes"
+            ))));
         }
-        .instrument(self.span.clone())
-        .await;
-        if let Err(e) = res {
-            self.conn = None;
-            return Err(e);
+        while !chunk.is_empty() {
+            let piece = chunk.split_to(chunk.len().min(CONTENT_CHUNK));
+            let n = piece.len() as u64;
+            self.on_transport(async |t| match t {
+                SendTransport::Raw(conn) => {
+                    conn.session
+                        .send_content(piece)
+                        .map_err(map_session_error)?;
+                    conn.write_pending().await
+                }
+                SendTransport::Http(h) => h.content(piece).await,
+                SendTransport::Failed => unreachable!("checked by on_transport"),
+            })
+            .await?;
+            if let Some((_, w)) = self.open.as_mut() {
+                *w += n;
+            }
         }
+        Ok(())
+    }
+
+    /// Ends the current FlowFile. Less content than declared fails the transaction.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe (as [`send`](Self::send)).
+    pub async fn end_flowfile(&mut self) -> Result<(), Error> {
+        let Some((declared, written)) = self.open else {
+            return Err(Error::invalid_input("end_flowfile() outside a FlowFile"));
+        };
+        if written != declared {
+            self.fail();
+            return Err(Error::new(Kind::Content(format!(
+                "content ended after {written} of its declared {declared} bytes"
+            ))));
+        }
+        self.on_transport(async |t| match t {
+            SendTransport::Raw(conn) => {
+                conn.session.end_flowfile().map_err(map_session_error)?;
+                conn.write_pending().await
+            }
+            SendTransport::Http(h) => h.finish().await,
+            SendTransport::Failed => unreachable!("checked by on_transport"),
+        })
+        .await?;
+        self.open = None;
         self.flowfiles += 1;
-        self.bytes += len;
+        self.bytes += declared;
         Ok(())
     }
 
@@ -134,46 +381,50 @@ impl SendTransaction {
     /// Not cancel-safe: if cancelled, NiFi may or may not have committed (as with any I/O
     /// error during commit); keep the data and resend (duplicates are possible).
     pub async fn commit(mut self) -> Result<SendSummary, Error> {
-        if let Some(mut h) = self.http.take() {
-            if self.flowfiles == 0 {
-                // Nothing to commit; dropping cancels the empty transaction on NiFi.
-                return Ok(SendSummary::default());
-            }
-            let destination_full = h.commit().instrument(self.span.clone()).await?;
-            return Ok(SendSummary {
-                flowfiles: self.flowfiles,
-                bytes: self.bytes,
-                transactions: 1,
-                destination_full,
-            });
-        }
-        let Some(mut conn) = self.conn.take() else {
-            return Err(Error::invalid_input("transaction already failed"));
-        };
-        if self.flowfiles == 0 {
-            self.client.checkin(&self.port_id, conn);
-            return Ok(SendSummary::default());
+        if self.open.is_some() {
+            self.fail();
+            return Err(Error::invalid_input(
+                "commit() inside a FlowFile: its content is incomplete; rolled back",
+            ));
         }
         let span = self.span.clone();
-        let res = async {
-            conn.session.finish_send().map_err(map_session_error)?;
-            loop {
-                match conn.next_event().await? {
-                    Event::SendCommitted {
-                        destination_full, ..
-                    } => return Ok(destination_full),
-                    other => debug!(?other, "event while committing"),
-                }
+        let destination_full = match std::mem::replace(&mut self.transport, SendTransport::Failed) {
+            SendTransport::Failed => {
+                return Err(Error::invalid_input("transaction already failed"));
             }
-        }
-        .instrument(span)
-        .await;
-        let destination_full = res?;
-        if destination_full {
-            // Committed, but NiFi asks to back off: skip this peer for this port for a while.
-            self.client.penalize(&conn.peer, Some(&self.port_id));
-        }
-        self.client.checkin(&self.port_id, conn);
+            SendTransport::Http(mut h) => {
+                if self.flowfiles == 0 {
+                    // Nothing to commit; dropping cancels the empty transaction on NiFi.
+                    return Ok(SendSummary::default());
+                }
+                h.commit().instrument(span).await?
+            }
+            SendTransport::Raw(mut conn) => {
+                if self.flowfiles == 0 {
+                    self.client.checkin(&self.port_id, *conn);
+                    return Ok(SendSummary::default());
+                }
+                let destination_full = async {
+                    conn.session.finish_send().map_err(map_session_error)?;
+                    loop {
+                        match conn.next_event().await? {
+                            Event::SendCommitted {
+                                destination_full, ..
+                            } => return Ok::<_, Error>(destination_full),
+                            other => debug!(?other, "event while committing"),
+                        }
+                    }
+                }
+                .instrument(span)
+                .await?;
+                if destination_full {
+                    // Committed, but NiFi asks to back off: skip this peer for this port for a while.
+                    self.client.penalize(&conn.peer, Some(&self.port_id));
+                }
+                self.client.checkin(&self.port_id, *conn);
+                destination_full
+            }
+        };
         Ok(SendSummary {
             flowfiles: self.flowfiles,
             bytes: self.bytes,
@@ -189,14 +440,14 @@ impl SendTransaction {
     /// # Cancel safety
     /// Not cancel-safe: drop the transaction if cancelled (NiFi rolls back).
     pub async fn confirm(&mut self) -> Result<(), Error> {
-        let Some(h) = self.http.as_mut() else {
+        if !matches!(self.transport, SendTransport::Http(_)) {
             return Ok(());
-        };
-        let res = h.confirm().instrument(self.span.clone()).await;
-        if res.is_err() {
-            self.http = None;
         }
-        res
+        self.on_transport(async |t| match t {
+            SendTransport::Http(h) => h.confirm().await,
+            _ => Ok(()),
+        })
+        .await
     }
 
     /// Cancels explicitly: tells NiFi (when it can still understand it) and closes the connection.
@@ -204,7 +455,8 @@ impl SendTransaction {
     /// # Cancel safety
     /// Cancel-safe: the connection is closed either way.
     pub async fn cancel(mut self) {
-        if let Some(mut conn) = self.conn.take()
+        if let SendTransport::Raw(mut conn) =
+            std::mem::replace(&mut self.transport, SendTransport::Failed)
             && conn.session.cancel_send("cancelled by client").is_ok()
         {
             let _ = tokio::time::timeout(Duration::from_secs(1), conn.flush()).await;
@@ -212,23 +464,132 @@ impl SendTransaction {
     }
 }
 
-/// An open RECEIVE transaction: read FlowFiles with [`next`](Self::next) until `None`, persist
-/// them, then [`confirm`](Self::confirm). Dropping it without confirming makes NiFi roll back
-/// and deliver the same FlowFiles again later.
+fn content_error(what: impl Into<String>, e: std::io::Error) -> Error {
+    Error::with_source(Kind::Content(what.into()), e)
+}
+
+/// Reads `len` bytes of `file` in [`CONTENT_CHUNK`] pieces into `out`; runs on a blocking
+/// thread. Stops quietly when the receiver is gone.
+fn read_file(
+    mut file: std::fs::File,
+    path: &Path,
+    len: u64,
+    out: &tokio::sync::mpsc::Sender<Result<Bytes, Error>>,
+) -> Result<(), Error> {
+    use std::io::Read;
+    let changed = || {
+        Error::new(Kind::Content(format!(
+            "{} changed size while it was sent (expected {len} bytes)",
+            path.display()
+        )))
+    };
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left)
+            .unwrap_or(usize::MAX)
+            .min(CONTENT_CHUNK);
+        let mut buf = BytesMut::zeroed(want);
+        let mut filled = 0;
+        while filled < want {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => return Err(changed()),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(content_error(format!("reading {}", path.display()), e));
+                }
+            }
+        }
+        left -= want as u64;
+        if out.blocking_send(Ok(buf.freeze())).is_err() {
+            return Ok(());
+        }
+    }
+    match file.read(&mut [0u8; 1]) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(changed()),
+        Err(e) => Err(content_error(format!("reading {}", path.display()), e)),
+    }
+}
+
+/// How a RECEIVE transaction reaches NiFi.
+#[derive(Debug)]
+pub(crate) enum ReceiveTransport {
+    /// A RAW connection (pooled again after the confirm).
+    Raw(Box<Connection>),
+    /// An HTTP transaction reading its `GET …/flow-files` body.
+    Http(Box<HttpReceive>),
+    /// An error left the transaction unusable; NiFi rolls it back.
+    Failed,
+}
+
+/// A piece of the received stream.
+enum Part {
+    Start {
+        attributes: Vec<(String, String)>,
+        content_len: u64,
+    },
+    Content(Bytes),
+    End,
+}
+
+/// An open RECEIVE transaction: read FlowFiles until `None`, persist them, then
+/// [`confirm`](Self::confirm). Dropping it without confirming makes NiFi roll back and deliver
+/// the same FlowFiles again later.
+///
+/// Read whole FlowFiles with [`next`](Self::next) (content in memory, bounded by
+/// `max_content_length`), or stream them with [`next_stream`](Self::next_stream): attributes
+/// first, then the content in pieces as it arrives, for content of any size:
+///
+/// ```no_run
+/// # async fn demo(client: s2s::Client) -> Result<(), s2s::Error> {
+/// let mut rx = client.receive("out").await?;
+/// let mut n = 0;
+/// while let Some(mut incoming) = rx.next_stream().await? {
+///     let name = incoming.attribute("filename").unwrap_or("unnamed").to_owned();
+///     let mut file = tokio::fs::File::create(format!("/tmp/{n}-{name}")).await.unwrap();
+///     incoming.copy_to(&mut file).await?; // then fsync, before confirming
+///     n += 1;
+/// }
+/// rx.confirm().await?; // the checksum matched; NiFi may now drop them
+/// # Ok(()) }
+/// ```
 #[must_use = "an unconfirmed receive is rolled back when dropped"]
 #[derive(Debug)]
 pub struct ReceiveTransaction {
-    pub(crate) client: Client,
-    pub(crate) conn: Option<Connection>,
-    pub(crate) port_id: String,
-    pub(crate) summary: ReceiveSummary,
-    pub(crate) finished: bool,
-    pub(crate) span: tracing::Span,
-    /// Set for the HTTP transport (then `conn` is `None`).
-    pub(crate) http: Option<HttpReceive>,
+    client: Client,
+    transport: ReceiveTransport,
+    port_id: String,
+    summary: ReceiveSummary,
+    finished: bool,
+    /// A streamed FlowFile's content is not read to its end yet.
+    in_flowfile: bool,
+    /// Largest content [`next`](Self::next) collects in memory.
+    max_content_len: u64,
+    span: tracing::Span,
 }
 
 impl ReceiveTransaction {
+    pub(crate) fn new(
+        client: Client,
+        transport: ReceiveTransport,
+        port_id: String,
+        finished: bool,
+        span: tracing::Span,
+    ) -> Self {
+        let max_content_len = client.max_content_length();
+        Self {
+            client,
+            transport,
+            port_id,
+            summary: ReceiveSummary::default(),
+            finished,
+            in_flowfile: false,
+            max_content_len,
+            span,
+        }
+    }
+
     /// Sends `RECEIVE_FLOWFILES` and reads NiFi's first answer; `Ok(true)` = no data.
     pub(crate) async fn begin(conn: &mut Connection) -> Result<bool, Error> {
         conn.session.begin_receive().map_err(map_session_error)?;
@@ -246,15 +607,13 @@ impl ReceiveTransaction {
         port_id: &str,
     ) -> Result<Self, Error> {
         let finished = Self::begin(&mut conn).await?;
-        Ok(Self {
+        Ok(Self::new(
             client,
-            conn: Some(conn),
-            port_id: port_id.to_owned(),
-            summary: ReceiveSummary::default(),
+            ReceiveTransport::Raw(Box::new(conn)),
+            port_id.to_owned(),
             finished,
-            span: tracing::Span::none(),
-            http: None,
-        })
+            tracing::Span::none(),
+        ))
     }
 
     #[cfg(test)]
@@ -262,62 +621,156 @@ impl ReceiveTransaction {
         self.client.clone()
     }
 
-    /// The next FlowFile, or `None` once NiFi finished sending and the checksum matched.
+    /// The next piece of the stream; `None` once NiFi finished and the checksum matched.
+    async fn next_part(&mut self) -> Result<Option<Part>, Error> {
+        if self.finished {
+            return Ok(None);
+        }
+        let span = self.span.clone();
+        let res = async {
+            match &mut self.transport {
+                ReceiveTransport::Failed => Err(Error::invalid_input("transaction already failed")),
+                ReceiveTransport::Http(h) => Ok(h.next_part().await?.map(|p| match p {
+                    FlowFilePart::Header {
+                        attributes,
+                        content_len,
+                    } => Part::Start {
+                        attributes,
+                        content_len,
+                    },
+                    FlowFilePart::Content(c) => Part::Content(c),
+                    _ => Part::End,
+                })),
+                ReceiveTransport::Raw(conn) => loop {
+                    match conn.next_event().await? {
+                        Event::FlowFileStart {
+                            attributes,
+                            content_len,
+                        } => {
+                            return Ok(Some(Part::Start {
+                                attributes,
+                                content_len,
+                            }));
+                        }
+                        Event::FlowFileContent(c) => return Ok(Some(Part::Content(c))),
+                        Event::FlowFileEnd => return Ok(Some(Part::End)),
+                        Event::NoData | Event::ReceiveVerified { .. } => return Ok(None),
+                        Event::MoreData => {}
+                        other => {
+                            return Err(Error::protocol(format!("unexpected event {other:?}")));
+                        }
+                    }
+                },
+            }
+        }
+        .instrument(span)
+        .await;
+        match res {
+            Ok(None) => {
+                self.finished = true;
+                self.in_flowfile = false;
+                Ok(None)
+            }
+            Ok(Some(part)) => {
+                match &part {
+                    Part::Start { .. } => {
+                        self.summary.flowfiles += 1;
+                        self.in_flowfile = true;
+                    }
+                    Part::Content(c) => self.summary.bytes += c.len() as u64,
+                    Part::End => self.in_flowfile = false,
+                }
+                Ok(Some(part))
+            }
+            Err(e) => {
+                self.transport = ReceiveTransport::Failed;
+                Err(e)
+            }
+        }
+    }
+
+    /// The next FlowFile's attributes and length, or `None` once the checksum matched.
+    async fn next_start(&mut self) -> Result<Option<(Vec<(String, String)>, u64)>, Error> {
+        // Whatever a previous stream left unread is skipped (it still counts for the CRC).
+        while self.in_flowfile {
+            self.next_part().await?;
+        }
+        match self.next_part().await? {
+            None => Ok(None),
+            Some(Part::Start {
+                attributes,
+                content_len,
+            }) => Ok(Some((attributes, content_len))),
+            Some(_) => {
+                self.transport = ReceiveTransport::Failed;
+                Err(Error::protocol("FlowFile content without its header"))
+            }
+        }
+    }
+
+    /// The next FlowFile, whole, or `None` once NiFi finished sending and the checksum matched.
+    /// Content above the client's `max_content_length` is an error: use
+    /// [`next_stream`](Self::next_stream) for content of any size.
     ///
     /// # Cancel safety
     /// Not cancel-safe: a cancelled call may lose a FlowFile from this transaction; drop the
     /// transaction (NiFi then redelivers everything).
     pub async fn next(&mut self) -> Result<Option<FlowFile>, Error> {
-        if self.finished {
+        let Some((attributes, content_len)) = self.next_start().await? else {
             return Ok(None);
-        }
-        if let Some(h) = self.http.as_mut() {
-            return match h.next().instrument(self.span.clone()).await {
-                Ok(Some(ff)) => {
-                    self.summary.flowfiles += 1;
-                    self.summary.bytes += ff.content.len() as u64;
-                    Ok(Some(ff))
-                }
-                Ok(None) => {
-                    self.finished = true;
-                    Ok(None)
-                }
-                Err(e) => {
-                    self.http = None;
-                    Err(e)
-                }
-            };
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(Error::invalid_input("transaction already failed"));
         };
-        let res = async {
-            loop {
-                match conn.next_event().await? {
-                    Event::FlowFile(ff) => return Ok(Some(ff)),
-                    Event::NoData | Event::ReceiveVerified { .. } => return Ok(None),
-                    Event::MoreData => {}
-                    other => return Err(Error::protocol(format!("unexpected event {other:?}"))),
+        if content_len > self.max_content_len {
+            self.transport = ReceiveTransport::Failed;
+            return Err(Error::invalid_input(format!(
+                "a FlowFile of {content_len} bytes exceeds max_content_length ({}); \
+                 receive it with next_stream() instead",
+                self.max_content_len
+            )));
+        }
+        let mut content = BytesMut::with_capacity(content_len.min(CONTENT_CHUNK as u64) as usize);
+        let mut single: Option<Bytes> = None;
+        loop {
+            match self.next_part().await? {
+                Some(Part::Content(c)) => {
+                    // One piece (a small FlowFile) is kept as-is: no copy.
+                    if single.is_none() && content.is_empty() && c.len() as u64 == content_len {
+                        single = Some(c);
+                    } else {
+                        if let Some(s) = single.take() {
+                            content.extend_from_slice(&s);
+                        }
+                        content.extend_from_slice(&c);
+                    }
+                }
+                Some(Part::End) => break,
+                _ => {
+                    self.transport = ReceiveTransport::Failed;
+                    return Err(Error::protocol("FlowFile ended without its end"));
                 }
             }
         }
-        .instrument(self.span.clone())
-        .await;
-        match res {
-            Ok(Some(ff)) => {
-                self.summary.flowfiles += 1;
-                self.summary.bytes += ff.content.len() as u64;
-                Ok(Some(ff))
-            }
-            Ok(None) => {
-                self.finished = true;
-                Ok(None)
-            }
-            Err(e) => {
-                self.conn = None;
-                Err(e)
-            }
-        }
+        Ok(Some(FlowFile {
+            attributes,
+            content: single.unwrap_or_else(|| content.freeze()),
+        }))
+    }
+
+    /// The next FlowFile as a stream: its attributes and length now, its content in pieces
+    /// from [`IncomingFlowFile::chunk`] or [`IncomingFlowFile::copy_to`]. `None` once NiFi
+    /// finished sending and the checksum matched (so the checksum covers everything streamed
+    /// before [`confirm`](Self::confirm)). Content not read before the next call is skipped.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe (as [`next`](Self::next)).
+    pub async fn next_stream(&mut self) -> Result<Option<IncomingFlowFile<'_>>, Error> {
+        let Some((attributes, content_len)) = self.next_start().await? else {
+            return Ok(None);
+        };
+        Ok(Some(IncomingFlowFile {
+            rx: self,
+            attributes,
+            content_len,
+        }))
     }
 
     /// The FlowFiles as a [`Stream`](futures_core::Stream): yields each FlowFile, ends after
@@ -351,7 +804,7 @@ impl ReceiveTransaction {
     }
 
     /// Tells NiFi the received FlowFiles are safely stored; NiFi then removes them from its
-    /// queue. Call only after persisting everything [`next`](Self::next) returned.
+    /// queue. Call only after persisting everything received.
     ///
     /// # Cancel safety
     /// Not cancel-safe: if cancelled NiFi may redeliver (at-least-once).
@@ -361,19 +814,99 @@ impl ReceiveTransaction {
                 "confirm() before next() returned None: the transaction is rolled back",
             ));
         }
-        if let Some(mut h) = self.http.take() {
-            h.confirm().instrument(self.span.clone()).await?;
-            return Ok(self.summary);
+        let span = self.span.clone();
+        match std::mem::replace(&mut self.transport, ReceiveTransport::Failed) {
+            ReceiveTransport::Failed => Err(Error::invalid_input("transaction already failed")),
+            ReceiveTransport::Http(mut h) => {
+                h.confirm().instrument(span).await?;
+                Ok(self.summary)
+            }
+            ReceiveTransport::Raw(mut conn) => {
+                // After NO_MORE_DATA the exchange is already over: nothing to confirm.
+                if !conn.session.is_idle() {
+                    conn.session.confirm_receive().map_err(map_session_error)?;
+                    conn.flush().instrument(span).await?;
+                }
+                self.client.checkin(&self.port_id, *conn);
+                Ok(self.summary)
+            }
         }
-        let Some(mut conn) = self.conn.take() else {
-            return Err(Error::invalid_input("transaction already failed"));
-        };
-        // After NO_MORE_DATA the exchange is already over: nothing to confirm.
-        if !conn.session.is_idle() {
-            conn.session.confirm_receive().map_err(map_session_error)?;
-            conn.flush().instrument(self.span.clone()).await?;
+    }
+}
+
+/// One FlowFile being received as a stream, from [`ReceiveTransaction::next_stream`]: its
+/// attributes, its declared length, and its content piece by piece.
+#[derive(Debug)]
+pub struct IncomingFlowFile<'a> {
+    rx: &'a mut ReceiveTransaction,
+    attributes: Vec<(String, String)>,
+    content_len: u64,
+}
+
+impl IncomingFlowFile<'_> {
+    /// Attributes in wire order.
+    pub fn attributes(&self) -> &[(String, String)] {
+        &self.attributes
+    }
+
+    /// The value of attribute `key` (the last one if repeated).
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The content length NiFi announced.
+    pub fn content_len(&self) -> u64 {
+        self.content_len
+    }
+
+    /// Takes the attributes (the content can still be read).
+    pub fn take_attributes(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.attributes)
+    }
+
+    /// The next piece of content as it arrived, or `None` at the end of this FlowFile.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe (as [`ReceiveTransaction::next`]).
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        if !self.rx.in_flowfile {
+            return Ok(None);
         }
-        self.client.checkin(&self.port_id, conn);
-        Ok(self.summary)
+        match self.rx.next_part().await? {
+            Some(Part::Content(c)) => Ok(Some(c)),
+            Some(Part::End) => Ok(None),
+            _ => {
+                self.rx.transport = ReceiveTransport::Failed;
+                Err(Error::protocol("FlowFile content ended without its end"))
+            }
+        }
+    }
+
+    /// Writes the rest of the content to `writer` (then flushes it); returns the bytes written.
+    /// Errors writing to `writer` fail the transaction (nothing is confirmed).
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe (as [`ReceiveTransaction::next`]).
+    pub async fn copy_to<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        writer: &mut W,
+    ) -> Result<u64, Error> {
+        let mut n = 0;
+        while let Some(c) = self.chunk().await? {
+            if let Err(e) = writer.write_all(&c).await {
+                self.rx.transport = ReceiveTransport::Failed;
+                return Err(content_error("writing the received content failed", e));
+            }
+            n += c.len() as u64;
+        }
+        if let Err(e) = writer.flush().await {
+            self.rx.transport = ReceiveTransport::Failed;
+            return Err(content_error("writing the received content failed", e));
+        }
+        Ok(n)
     }
 }
