@@ -1373,7 +1373,13 @@ pub fn java_for(version: &str) -> Result<PathBuf, Error> {
             ))),
         };
     }
-    let candidates = java_candidates();
+    pick_java(version, &java_candidates())
+}
+
+/// [`java_for`]'s choice among `candidates` (home, major version), or the error naming what to
+/// install.
+fn pick_java(version: &str, candidates: &[(PathBuf, Option<u32>)]) -> Result<PathBuf, Error> {
+    let min = min_java(version);
     // 1.x is only known to run on 17 (and older): a 17 beats a newer JDK listed before it.
     let preferred = |m: u32| min >= 21 || m <= 17;
     if let Some((h, _)) = candidates
@@ -2186,6 +2192,71 @@ mod tests {
     fn free_ports_are_distinct() {
         let p = free_ports(3).unwrap();
         assert!(p[0] != p[1] && p[1] != p[2] && p[0] != p[2], "{p:?}");
+    }
+
+    #[test]
+    fn java_is_chosen_by_version_or_named_when_missing() {
+        let jdk = |h: &str, m: u32| (PathBuf::from(h), Some(m));
+        let found = [
+            jdk("/j/25", 25),
+            jdk("/j/17", 17),
+            (PathBuf::from("/j/x"), None),
+        ];
+        assert_eq!(
+            pick_java("2.3.0", &found).unwrap(),
+            Path::new("/j/25/bin/java")
+        );
+        // 1.x prefers a 17 even when a newer JDK comes first.
+        assert_eq!(
+            pick_java("1.18.0", &found).unwrap(),
+            Path::new("/j/17/bin/java")
+        );
+        assert_eq!(
+            pick_java("1.18.0", &[jdk("/j/21", 21)]).unwrap(),
+            Path::new("/j/21/bin/java")
+        );
+        let err = pick_java("2.3.0", &found[1..]).unwrap_err().to_string();
+        assert!(err.contains("needs Java 21 or newer"), "{err}");
+        assert!(err.contains("Java 17 at /j/17"), "{err}");
+        assert!(err.contains("Temurin"), "{err}");
+        assert!(
+            pick_java("2.3.0", &[])
+                .unwrap_err()
+                .to_string()
+                .contains("no Java at all")
+        );
+        assert_eq!(parse_java_version("1.8.0_392"), Some(8));
+        assert_eq!(parse_java_version("25.0.3"), Some(25));
+        assert_eq!(parse_java_version("21"), Some(21));
+    }
+
+    #[test]
+    fn restart_reads_ports_from_the_recorded_url() {
+        assert_eq!(url_port("http://127.0.0.1:8080/nifi"), Some(8080));
+        assert_eq!(url_port("https://127.0.0.1:8443/nifi"), Some(8443));
+        assert_eq!(url_port("http://localhost/nifi"), None);
+    }
+
+    #[test]
+    fn home_lock_is_exclusive_and_released_on_drop() {
+        let home = std::env::temp_dir().join(format!("nifi-testkit-lock-{}", std::process::id()));
+        let first = HomeLock::acquire(&home).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = home.clone();
+        let waiter = std::thread::spawn(move || {
+            let l = HomeLock::acquire(&h).unwrap();
+            tx.send(()).unwrap();
+            drop(l);
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(600)).is_err(),
+            "a second lock must wait for the first"
+        );
+        drop(first);
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the second lock is taken once the first is dropped");
+        waiter.join().unwrap();
+        fs::remove_dir_all(home).unwrap();
     }
 
     #[test]
