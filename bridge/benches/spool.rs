@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use s2s_bridge::FlowFile;
 use s2s_bridge::metrics::Metrics;
 use s2s_bridge::spool::{Spool, SpoolConfig};
+use s2s_bridge::{FlowFile, Record};
 
 const TABLE: redb::TableDefinition<'_, u64, &[u8]> = redb::TableDefinition::new("spool");
 
@@ -38,6 +38,7 @@ fn bench(c: &mut Criterion) {
     for size in [1024usize, 64 * 1024] {
         let records = batch(size);
         let payload = encoded(&records);
+        let records: Vec<Record> = records.into_iter().map(Record::from).collect();
         for writers in [1usize, 16] {
             g.throughput(Throughput::Bytes((size * writers) as u64));
             let dir = tempfile::tempdir().expect("tempdir");

@@ -133,6 +133,10 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// How long shutdown waits for in-flight batches, in ms. Default 10 000.
     pub shutdown_timeout_ms: u64,
+    /// Where large HTTP request content is staged (one file per request, removed once delivered
+    /// or spooled). Default: `<spool.dir>/stage` with `ack = "spool"` (emptied at startup), else
+    /// the system temporary directory.
+    pub stage_dir: Option<PathBuf>,
     /// NiFi connection.
     pub nifi: NifiConfig,
     /// Input limits.
@@ -155,6 +159,7 @@ impl Default for Config {
             tokens: Vec::new(),
             tls: None,
             shutdown_timeout_ms: 10_000,
+            stage_dir: None,
             nifi: NifiConfig::default(),
             limits: Limits::default(),
             forward: ForwardConfig::default(),
@@ -168,6 +173,15 @@ impl Config {
     /// Parses TOML.
     pub fn from_toml(text: &str) -> Result<Self, crate::Error> {
         toml::from_str(text).map_err(|e| crate::Error::Config(e.to_string()))
+    }
+
+    /// The staging directory in effect (see [`Config::stage_dir`]).
+    pub fn effective_stage_dir(&self) -> PathBuf {
+        match (&self.stage_dir, self.ack) {
+            (Some(d), _) => d.clone(),
+            (None, AckMode::Spool) => self.spool.dir.join("stage"),
+            (None, AckMode::Nifi) => std::env::temp_dir(),
+        }
     }
 
     /// Checks values that serde cannot.
@@ -209,6 +223,7 @@ ack = "nifi"                     # "nifi": ack after NiFi commit | "spool": ack 
 # static_dir = "./demo"          # serve files at / (demo page, wasm package)
 allowed_origins = []             # browser origins allowed (exact "https://host:port" or "*"); same-origin always ok
 shutdown_timeout_ms = 10000      # graceful shutdown: wait this long for in-flight batches
+# stage_dir = "/var/tmp/bridge"  # large HTTP bodies are staged here (default: <spool.dir>/stage with ack=spool, else $TMPDIR)
 
 # [[tokens]]                     # none = authentication off
 # env = "BRIDGE_TOKEN_KIOSK"     # or: value = "secret"
@@ -225,11 +240,12 @@ transport = "raw"                # "raw" or "http"
 timeout_ms = 30000
 
 [limits]
-max_message_bytes = 8388608      # WebSocket message / HTTP body
+max_message_bytes = 8388608      # WebSocket message (in memory)
+max_body_bytes = 268435456       # HTTP body (ListenHTTP, JSON; after gunzip; streamed, staged on disk) or "unlimited"
 max_records = 10000              # per batch / request
 max_attributes = 256             # per FlowFile
 max_attribute_bytes = 65536      # key + value
-max_content_bytes = 8388608      # per FlowFile
+max_content_bytes = 8388608      # per FlowFile over WebSocket / in a JSON record
 max_inflight = 16                # unacked batches per WebSocket
 max_connections = 1024           # WebSocket connections
 max_http_requests = 256          # concurrent HTTP ingest requests
@@ -288,6 +304,7 @@ mod tests {
         });
         full.tls = Some(TlsConfig::default());
         full.static_dir = Some("d".into());
+        full.stage_dir = Some("s".into());
         full.nifi.port_name = Some("p".into());
         full.nifi.port_id = Some("i".into());
         full.listen_http.header_regex = Some("x".into());
@@ -304,6 +321,24 @@ mod tests {
                 "EXAMPLE lacks {k}"
             );
         }
+    }
+
+    #[test]
+    fn body_limit_is_a_number_or_unlimited() {
+        let c = Config::from_toml("[limits]\nmax_body_bytes = \"unlimited\"").expect("parses");
+        assert_eq!(c.limits.max_body_bytes, crate::limits::ByteLimit::Unlimited);
+        let c = Config::from_toml("[limits]\nmax_body_bytes = 5").expect("parses");
+        assert_eq!(c.limits.max_body_bytes, crate::limits::ByteLimit::Bytes(5));
+        assert!(Config::from_toml("[limits]\nmax_body_bytes = \"lots\"").is_err());
+        let text = toml::to_string(&Config {
+            limits: Limits {
+                max_body_bytes: crate::limits::ByteLimit::Unlimited,
+                ..Limits::default()
+            },
+            ..Config::default()
+        })
+        .expect("serializes");
+        assert!(text.contains("max_body_bytes = \"unlimited\""), "{text}");
     }
 
     #[test]

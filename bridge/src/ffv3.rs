@@ -1,78 +1,298 @@
-//! FlowFile package v3 (`application/flowfile-v3`, spec §10) for the ListenHTTP path: a thin
-//! wrapper over `s2s_proto::codec::package_v3` applying the bridge's limits.
+//! FlowFile package v3 (`application/flowfile-v3`, spec §10) for the ListenHTTP path, unpacked
+//! incrementally: a package's header is parsed as soon as it is complete and its content is passed
+//! through in the pieces it arrives in, so a body of any size is never held whole.
+//!
+//! ```text
+//! "NiFiFF3" len(attributeCount) { len(keyLen) key len(valueLen) value } i64 contentLength content
+//! len(n) := n < 65535 ? u16 n : FF FF i32 n
+//! ```
+//! (Layout and magic as in `s2s_proto::codec::package_v3`, whose whole-package decoder buffers the
+//! content and therefore does not fit here.)
 
-use bytes::{Bytes, BytesMut};
-use s2s_proto::codec::flowfile::Limits as CodecLimits;
-use s2s_proto::codec::package_v3::PackageV3Decoder;
+use bytes::{Buf, Bytes, BytesMut};
+use s2s_proto::codec::package_v3::MAGIC;
 
 use crate::limits::Limits;
-use crate::record::FlowFile;
 
-/// Unpacks concatenated v3 packages; the error says what is wrong and in which package.
-pub fn unpack_all(body: Bytes, limits: &Limits) -> Result<Vec<FlowFile>, String> {
-    let mut buf = BytesMut::from(body);
-    let mut dec = PackageV3Decoder::new(CodecLimits {
-        max_attributes: limits.max_attributes,
-        max_attribute_key_len: limits.max_attribute_bytes,
-        max_attribute_value_len: limits.max_attribute_bytes,
-        max_content_len: limits.max_content_bytes as u64,
-    });
-    let mut out = Vec::new();
-    loop {
-        match dec.decode_eof(&mut buf) {
-            Ok(Some(ff)) => {
-                if out.len() >= limits.max_records {
-                    return Err(format!(
-                        "more than max_records = {} packages",
-                        limits.max_records
-                    ));
-                }
-                out.push(ff);
-            }
-            Ok(None) => return Ok(out),
-            Err(e) => return Err(format!("package {}: {e}", out.len())),
+/// What the unpacker found next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Item {
+    /// A package starts: its attributes and content length.
+    Begin {
+        attributes: Vec<(String, String)>,
+        len: u64,
+    },
+    /// The next piece of the current package's content.
+    Data(Bytes),
+    /// The current package's content is complete.
+    End,
+}
+
+/// Why a body does not unpack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UnpackError {
+    /// Over a configured limit (attribute count or size).
+    Limit(String),
+    /// Not a well-formed sequence of packages.
+    Malformed(String),
+}
+
+/// Incremental unpacker of concatenated v3 packages.
+#[derive(Debug)]
+pub(crate) struct Unpacker {
+    max_attributes: usize,
+    max_attribute_bytes: usize,
+    buf: BytesMut,
+    /// Content bytes still to come of the current package; `None` between packages.
+    left: Option<u64>,
+    packages: u64,
+}
+
+impl Unpacker {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        Self {
+            max_attributes: limits.max_attributes,
+            max_attribute_bytes: limits.max_attribute_bytes,
+            buf: BytesMut::new(),
+            left: None,
+            packages: 0,
         }
+    }
+
+    /// Adds received bytes.
+    pub(crate) fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next item, `Ok(None)` when more bytes are needed.
+    pub(crate) fn next(&mut self) -> Result<Option<Item>, UnpackError> {
+        match self.left {
+            Some(0) => {
+                self.left = None;
+                Ok(Some(Item::End))
+            }
+            Some(left) => {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                let n = usize::try_from(left)
+                    .unwrap_or(usize::MAX)
+                    .min(self.buf.len());
+                self.left = Some(left - n as u64);
+                Ok(Some(Item::Data(self.buf.split_to(n).freeze())))
+            }
+            None => {
+                let at = self.packages;
+                let Some((used, attributes, len)) = self.header().map_err(|e| match e {
+                    UnpackError::Limit(m) => UnpackError::Limit(format!("package {at}: {m}")),
+                    UnpackError::Malformed(m) => {
+                        UnpackError::Malformed(format!("package {at}: {m}"))
+                    }
+                })?
+                else {
+                    return Ok(None);
+                };
+                self.buf.advance(used);
+                self.left = Some(len);
+                self.packages += 1;
+                Ok(Some(Item::Begin { attributes, len }))
+            }
+        }
+    }
+
+    /// Checks that the body ended at a package boundary.
+    pub(crate) fn finish(&self) -> Result<(), UnpackError> {
+        match self.left {
+            Some(left) => Err(UnpackError::Malformed(format!(
+                "body ends {left} bytes before the end of package {}",
+                self.packages - 1
+            ))),
+            None if !self.buf.is_empty() => Err(UnpackError::Malformed(format!(
+                "body ends inside the header of package {} ({} bytes)",
+                self.packages,
+                self.buf.len()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Parses a complete header at the start of the buffer: (bytes used, attributes, content length).
+    #[allow(clippy::type_complexity)]
+    fn header(&self) -> Result<Option<(usize, Vec<(String, String)>, u64)>, UnpackError> {
+        let b = &self.buf[..];
+        let n = b.len().min(MAGIC.len());
+        if b[..n] != MAGIC[..n] {
+            return Err(UnpackError::Malformed(format!(
+                "does not start with NiFiFF3 (found {:02x?})",
+                &b[..n]
+            )));
+        }
+        let mut r = Cursor { b, at: n };
+        if n < MAGIC.len() {
+            return Ok(None);
+        }
+        let Some(count) = r.len()? else {
+            return Ok(None);
+        };
+        if count > self.max_attributes {
+            return Err(UnpackError::Limit(format!(
+                "{count} attributes exceed max_attributes = {}",
+                self.max_attributes
+            )));
+        }
+        let mut attributes = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            let Some(k) = r.string(self.max_attribute_bytes)? else {
+                return Ok(None);
+            };
+            let Some(v) = r.string(self.max_attribute_bytes.saturating_sub(k.len()))? else {
+                return Ok(None);
+            };
+            attributes.push((k, v));
+        }
+        let Some(raw) = r.take(8) else {
+            return Ok(None);
+        };
+        let len = i64::from_be_bytes(raw.try_into().expect("8 bytes"));
+        let len = u64::try_from(len)
+            .map_err(|_| UnpackError::Malformed(format!("negative content length {len}")))?;
+        Ok(Some((r.at, attributes, len)))
+    }
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let s = self.b.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+
+    fn len(&mut self) -> Result<Option<usize>, UnpackError> {
+        let Some(s) = self.take(2) else {
+            return Ok(None);
+        };
+        let short = u16::from_be_bytes([s[0], s[1]]);
+        if short < 0xFFFF {
+            return Ok(Some(usize::from(short)));
+        }
+        let Some(s) = self.take(4) else {
+            return Ok(None);
+        };
+        let n = i32::from_be_bytes([s[0], s[1], s[2], s[3]]);
+        usize::try_from(n)
+            .map(Some)
+            .map_err(|_| UnpackError::Malformed(format!("negative length {n}")))
+    }
+
+    fn string(&mut self, max: usize) -> Result<Option<String>, UnpackError> {
+        let Some(n) = self.len()? else {
+            return Ok(None);
+        };
+        if n > max {
+            return Err(UnpackError::Limit(format!(
+                "an attribute of {n}+ bytes exceeds max_attribute_bytes"
+            )));
+        }
+        let Some(s) = self.take(n) else {
+            return Ok(None);
+        };
+        String::from_utf8(s.to_vec())
+            .map(Some)
+            .map_err(|_| UnpackError::Malformed("attribute is not valid UTF-8".into()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
+    use s2s_proto::codec::package_v3;
 
-    /// Spec TV10, twice back to back, then truncated and garbage.
+    fn package(attrs: &[(&str, &str)], content: &[u8]) -> Vec<u8> {
+        let ff = s2s_proto::FlowFile {
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            content: Bytes::copy_from_slice(content),
+        };
+        let mut b = BytesMut::new();
+        package_v3::encode(&ff, &mut b);
+        b.to_vec()
+    }
+
+    /// Unpacks `body` fed in pieces of `step` bytes into (attributes, content) pairs.
+    #[allow(clippy::type_complexity)]
+    fn unpack(
+        body: &[u8],
+        step: usize,
+        limits: &Limits,
+    ) -> Result<Vec<(Vec<(String, String)>, Vec<u8>)>, UnpackError> {
+        let mut u = Unpacker::new(limits);
+        let mut out: Vec<(Vec<(String, String)>, Vec<u8>)> = Vec::new();
+        for piece in body.chunks(step.max(1)) {
+            u.push(piece);
+            while let Some(item) = u.next()? {
+                match item {
+                    Item::Begin { attributes, .. } => out.push((attributes, Vec::new())),
+                    Item::Data(d) => out.last_mut().expect("begun").1.extend_from_slice(&d),
+                    Item::End => {}
+                }
+            }
+        }
+        u.finish()?;
+        Ok(out)
+    }
+
+    /// Spec TV10, twice, at every split; then truncated, garbage and over the limits.
     #[test]
-    fn tv10() {
+    fn tv10_any_split() {
         let hex = "4e6946694646330002000866696c656e616d65000968656c6c6f2e74787400047061746800022e2f000000000000000568656c6c6f";
-        let bytes: Vec<u8> = (0..hex.len())
+        let one: Vec<u8> = (0..hex.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
             .collect();
-        let got = unpack_all(Bytes::from(bytes.clone()), &Limits::default()).expect("unpacks");
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].attribute("filename"), Some("hello.txt"));
-        assert_eq!(&got[0].content[..], b"hello");
-        let mut two = bytes.clone();
-        two.extend_from_slice(&bytes);
-        assert_eq!(
-            unpack_all(Bytes::from(two), &Limits::default())
-                .expect("two")
-                .len(),
-            2
-        );
-        assert!(
-            unpack_all(
-                Bytes::from(bytes[..bytes.len() - 1].to_vec()),
-                &Limits::default()
-            )
-            .is_err()
-        );
-        assert!(unpack_all(Bytes::from_static(b"garbage"), &Limits::default()).is_err());
-        let one_record = Limits {
-            max_records: 1,
+        let mut two = one.clone();
+        two.extend_from_slice(&package(&[("k", &"v".repeat(70_000))], &[]));
+        two.extend_from_slice(&one);
+        let l = Limits {
+            max_attribute_bytes: 100_000,
             ..Limits::default()
         };
-        let mut two = bytes.clone();
-        two.extend_from_slice(&bytes);
-        assert!(unpack_all(Bytes::from(two), &one_record).is_err());
+        for step in [1, 2, 7, 64, 100_000] {
+            let got = unpack(&two, step, &l).expect("unpacks");
+            assert_eq!(got.len(), 3, "step {step}");
+            assert_eq!(got[0].0[0], ("filename".into(), "hello.txt".into()));
+            assert_eq!(got[0].1, b"hello");
+            assert_eq!(got[1].0[0].1.len(), 70_000);
+            assert!(got[1].1.is_empty());
+            assert_eq!(got[2].1, b"hello");
+        }
+        assert!(matches!(
+            unpack(&one[..one.len() - 1], 3, &l),
+            Err(UnpackError::Malformed(_))
+        ));
+        assert!(matches!(
+            unpack(&one[..10], 3, &l),
+            Err(UnpackError::Malformed(_))
+        ));
+        assert!(matches!(
+            unpack(b"garbage", 1, &l),
+            Err(UnpackError::Malformed(_))
+        ));
+        assert!(matches!(
+            unpack(&two, 5, &Limits::default()),
+            Err(UnpackError::Limit(_))
+        ));
+        let few = Limits {
+            max_attributes: 1,
+            ..Limits::default()
+        };
+        assert!(matches!(unpack(&one, 5, &few), Err(UnpackError::Limit(_))));
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::{Metrics, TxLabel};
-use crate::record::{FlowFile, Outcome, Reason, encoded_len};
+use crate::record::{Outcome, Reason, Record};
 use crate::sink::{Delivery, Sink};
 
 /// Aggregation and retry settings.
@@ -98,7 +98,7 @@ impl Backoff {
 /// (`None`: forever, or until `stop` is cancelled). Returns the last delivery result.
 pub async fn deliver_with_retry(
     sink: &dyn Sink,
-    records: &[FlowFile],
+    records: &[Record],
     cfg: &ForwardConfig,
     budget: Option<Duration>,
     metrics: &Metrics,
@@ -134,7 +134,7 @@ pub async fn deliver_with_retry(
                 metrics.records_out.inc_by(records.len() as u64);
                 metrics
                     .bytes_out
-                    .inc_by(records.iter().map(|r| r.content.len() as u64).sum());
+                    .inc_by(records.iter().map(Record::len).sum());
                 return result;
             }
             Delivery::Fatal { message } => {
@@ -161,8 +161,8 @@ pub async fn deliver_with_retry(
 }
 
 struct Job {
-    records: Vec<FlowFile>,
-    bytes: usize,
+    records: Vec<Record>,
+    bytes: u64,
     accepted: Instant,
     reply: oneshot::Sender<Outcome>,
 }
@@ -200,12 +200,12 @@ impl Forwarder {
     /// # Cancel safety
     /// Dropping the future does not withdraw the batch: it may still be committed. The client
     /// never got an ack, so it resends (at-least-once).
-    pub async fn submit(&self, records: Vec<FlowFile>) -> Outcome {
+    pub async fn submit(&self, records: Vec<Record>) -> Outcome {
         if records.is_empty() {
             return Outcome::Committed;
         }
         let (reply, rx) = oneshot::channel();
-        let bytes = records.iter().map(encoded_len).sum();
+        let bytes = records.iter().map(Record::encoded_len).sum();
         let job = Job {
             records,
             bytes,
@@ -256,11 +256,11 @@ async fn aggregate(
         let mut count = first.records.len();
         let mut bytes = first.bytes;
         let mut jobs = vec![first];
-        while count < cfg.max_records && bytes < cfg.max_bytes {
+        let max_bytes = cfg.max_bytes as u64;
+        while count < cfg.max_records && bytes < max_bytes {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(job)) => {
-                    if count + job.records.len() > cfg.max_records
-                        || bytes + job.bytes > cfg.max_bytes
+                    if count + job.records.len() > cfg.max_records || bytes + job.bytes > max_bytes
                     {
                         carry = Some(job);
                         break;

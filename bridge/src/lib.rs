@@ -11,6 +11,11 @@
 //!   NiFi's TRANSACTION_FINISHED (via the aggregating [`Forwarder`]); in `ack = "spool"` after an
 //!   fsynced [`Spool`] write, with a drain task forwarding and deleting only what NiFi confirmed.
 //! * [`protocol`] is the WebSocket wire format, [`MemorySink`] an in-memory destination for tests.
+//! * Bounded memory: HTTP bodies (ListenHTTP plain or flowfile-v3, gzip or not; JSON batches) are
+//!   streamed, never held whole. Each FlowFile becomes a [`Record`] whose content is in memory when
+//!   small and staged in a per-request file when large; a body is handed on only once it ended
+//!   cleanly, so one cut off mid-way commits nothing. The S2S sink and the spool stream staged
+//!   content in chunks.
 //!
 //! The wire protocol for clients is `bridge/PROTOCOL.md`.
 #![forbid(unsafe_code)]
@@ -32,14 +37,15 @@ mod s2s_sink;
 mod server;
 pub mod sink;
 pub mod spool;
+mod stage;
 mod tls;
 
 pub use config::{AckMode, Config};
 pub use error::Error;
 pub use forward::Forwarder;
-pub use limits::Limits;
+pub use limits::{ByteLimit, Limits};
 pub use pipeline::Pipeline;
-pub use record::{FlowFile, Outcome, Reason};
+pub use record::{Content, FlowFile, Outcome, Reason, Record};
 pub use s2s_sink::S2sSink;
 pub use server::Bridge;
 pub use sink::{Delivery, MemoryMode, MemorySink, Sink};

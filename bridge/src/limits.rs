@@ -9,15 +9,20 @@ use crate::record::FlowFile;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Largest WebSocket message / HTTP request body, in bytes. Default 8 MiB.
+    /// Largest WebSocket message, in bytes (held in memory). Default 8 MiB.
     pub max_message_bytes: usize,
+    /// Largest HTTP request body (ListenHTTP, JSON), in bytes after gunzip, or `"unlimited"`.
+    /// Bodies are streamed and large content is staged to disk, so this bounds disk use, not
+    /// memory. Default 256 MiB: PostHTTP's default batch (100 MB) plus its last FlowFile.
+    pub max_body_bytes: ByteLimit,
     /// Most FlowFiles in one batch or request. Default 10 000.
     pub max_records: usize,
     /// Most attributes per FlowFile, counting the token's fixed attributes. Default 256.
     pub max_attributes: usize,
     /// Largest key + value of one attribute, in UTF-8 bytes. Default 65 536.
     pub max_attribute_bytes: usize,
-    /// Largest content of one FlowFile, in bytes. Default 8 MiB.
+    /// Largest content of one FlowFile sent over WebSocket or in a JSON record, in bytes (these
+    /// are held in memory). ListenHTTP content is bounded by `max_body_bytes` only. Default 8 MiB.
     pub max_content_bytes: usize,
     /// Most unacknowledged batches per WebSocket connection. Default 16.
     pub max_inflight: usize,
@@ -31,6 +36,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_message_bytes: 8 << 20,
+            max_body_bytes: ByteLimit::Bytes(256 << 20),
             max_records: 10_000,
             max_attributes: 256,
             max_attribute_bytes: 64 << 10,
@@ -63,6 +69,28 @@ impl Limits {
             .map_err(|e| e.to_string())
     }
 
+    /// Checks the attributes of one FlowFile (after the token's attributes were added).
+    pub fn check_attributes(&self, attributes: &[(String, String)]) -> Result<(), String> {
+        if attributes.len() > self.max_attributes {
+            return Err(format!(
+                "{} attributes exceed max_attributes = {}",
+                attributes.len(),
+                self.max_attributes
+            ));
+        }
+        match attributes
+            .iter()
+            .find(|(k, v)| k.len() + v.len() > self.max_attribute_bytes)
+        {
+            Some((k, v)) => Err(format!(
+                "attribute {k:?} has {} bytes, more than max_attribute_bytes = {}",
+                k.len() + v.len(),
+                self.max_attribute_bytes
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Checks a whole batch: record count and each record.
     pub fn check_batch(&self, records: &[FlowFile]) -> Result<(), String> {
         self.announced()
@@ -73,11 +101,72 @@ impl Limits {
 
 /// Adds the token's fixed attributes, which override the client's ones with the same key so a
 /// client cannot impersonate another.
-pub fn apply_fixed_attributes(ff: &mut FlowFile, fixed: &[(String, String)]) {
+pub fn apply_fixed_attributes(attributes: &mut Vec<(String, String)>, fixed: &[(String, String)]) {
     if fixed.is_empty() {
         return;
     }
-    ff.attributes
-        .retain(|(k, _)| !fixed.iter().any(|(fk, _)| fk == k));
-    ff.attributes.extend(fixed.iter().cloned());
+    attributes.retain(|(k, _)| !fixed.iter().any(|(fk, _)| fk == k));
+    attributes.extend(fixed.iter().cloned());
+}
+
+/// A size limit that may be switched off: a number of bytes, or `"unlimited"` (in TOML and on
+/// the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteLimit {
+    /// At most this many bytes.
+    Bytes(u64),
+    /// No limit.
+    Unlimited,
+}
+
+impl ByteLimit {
+    /// Whether `n` bytes are over the limit.
+    pub fn exceeded_by(self, n: u64) -> bool {
+        matches!(self, Self::Bytes(max) if n > max)
+    }
+}
+
+impl std::fmt::Display for ByteLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bytes(n) => write!(f, "{n}"),
+            Self::Unlimited => f.write_str("unlimited"),
+        }
+    }
+}
+
+impl std::str::FromStr for ByteLimit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("unlimited") {
+            return Ok(Self::Unlimited);
+        }
+        s.parse()
+            .map(Self::Bytes)
+            .map_err(|_| format!("expected a number of bytes or \"unlimited\", not {s:?}"))
+    }
+}
+
+impl Serialize for ByteLimit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Bytes(n) => s.serialize_u64(*n),
+            Self::Unlimited => s.serialize_str("unlimited"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(Self::Bytes(n)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }

@@ -65,9 +65,20 @@ struct Args {
     /// Regex of request header names (lower-case) that become attributes on the ListenHTTP path.
     #[arg(long, env = "S2S_BRIDGE_HEADER_REGEX")]
     header_regex: Option<String>,
-    /// Largest WebSocket message / HTTP body in bytes [default: 8 MiB].
+    /// Largest WebSocket message in bytes [default: 8 MiB].
     #[arg(long, env = "S2S_BRIDGE_MAX_MESSAGE_BYTES")]
     max_message_bytes: Option<usize>,
+    /// Largest HTTP request body in bytes (after gunzip), or "unlimited"; bodies are streamed and
+    /// large content staged on disk [default: 268435456 = 256 MiB].
+    #[arg(
+        long,
+        env = "S2S_BRIDGE_MAX_BODY_BYTES",
+        value_name = "BYTES|unlimited"
+    )]
+    max_body_bytes: Option<s2s_bridge::limits::ByteLimit>,
+    /// Directory for staging large HTTP bodies [default: <spool dir>/stage with --ack spool, else $TMPDIR].
+    #[arg(long, env = "S2S_BRIDGE_STAGE_DIR")]
+    stage_dir: Option<PathBuf>,
     /// Use an in-memory sink instead of NiFi (for trying the bridge without NiFi; data is dropped on exit).
     #[arg(long, env = "S2S_BRIDGE_MEMORY_SINK")]
     memory_sink: bool,
@@ -138,6 +149,12 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(v) = args.max_message_bytes {
         cfg.limits.max_message_bytes = v;
+    }
+    if let Some(v) = args.max_body_bytes {
+        cfg.limits.max_body_bytes = v;
+    }
+    if let Some(v) = &args.stage_dir {
+        cfg.stage_dir = Some(v.clone());
     }
     cfg.validate()?;
     Ok(cfg)

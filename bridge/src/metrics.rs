@@ -132,14 +132,14 @@ impl Metrics {
     }
 
     /// Counts received records.
-    pub fn received(&self, source: &'static str, records: &[crate::record::FlowFile]) {
+    pub fn received(&self, source: &'static str, records: &[crate::record::Record]) {
         let l = SourceLabel { source };
         self.records_in
             .get_or_create(&l)
             .inc_by(records.len() as u64);
         self.bytes_in
             .get_or_create(&l)
-            .inc_by(records.iter().map(|r| r.content.len() as u64).sum());
+            .inc_by(records.iter().map(crate::record::Record::len).sum());
     }
 
     /// Renders the Prometheus text format.

@@ -8,7 +8,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::forward::{Backoff, ForwardConfig, Forwarder, deliver_with_retry};
 use crate::metrics::Metrics;
-use crate::record::{FlowFile, Outcome, Reason};
+use crate::record::{Outcome, Reason, Record};
 use crate::sink::{Delivery, Sink};
 use crate::spool::{Spool, SpoolError};
 
@@ -32,7 +32,7 @@ impl Pipeline {
     /// # Cancel safety
     /// Dropping the future leaves the batch's fate unknown (it may still be committed); the client
     /// got no ack and resends.
-    pub async fn accept(&self, records: Vec<FlowFile>) -> Outcome {
+    pub async fn accept(&self, records: Vec<Record>) -> Outcome {
         match self {
             Self::Nifi(fwd) => fwd.submit(records).await,
             Self::Spool { spool, retry_after } => {

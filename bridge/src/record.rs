@@ -1,6 +1,9 @@
 //! The one internal record type and the outcome of delivering a batch of them.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 pub use s2s_proto::FlowFile;
 
@@ -126,7 +129,152 @@ impl Outcome {
     }
 }
 
-/// Bytes a FlowFile occupies in StandardFlowFileCodec v1 (what it costs on the wire and in the spool).
-pub fn encoded_len(ff: &FlowFile) -> usize {
-    s2s_proto::codec::flowfile::encoded_len(ff)
+/// Content that lives in a file: a staged request body (deleted when the last [`Record`] using
+/// it is dropped) or a region of a spool segment (kept; the spool deletes it after NiFi confirmed).
+#[derive(Debug)]
+pub struct StagedPath {
+    path: std::path::PathBuf,
+    delete_on_drop: bool,
+}
+
+impl StagedPath {
+    /// A staging file, removed when dropped.
+    pub(crate) fn temporary(path: std::path::PathBuf) -> Self {
+        Self {
+            path,
+            delete_on_drop: true,
+        }
+    }
+
+    /// A file owned by someone else (a spool segment), never removed here.
+    pub(crate) fn borrowed(path: std::path::PathBuf) -> Self {
+        Self {
+            path,
+            delete_on_drop: false,
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for StagedPath {
+    fn drop(&mut self) {
+        if self.delete_on_drop {
+            // Already gone is fine; anything else leaves a file in the staging directory.
+            if let Err(e) = std::fs::remove_file(&self.path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %self.path.display(), error = %e, "could not remove staging file");
+            }
+        }
+    }
+}
+
+/// Where a [`Record`]'s content is: in memory (small) or a region of a file (large).
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// Held in memory.
+    Inline(Bytes),
+    /// `len` bytes at `offset` of a file.
+    File {
+        /// The file (shared by the records of one request or one spool segment).
+        file: Arc<StagedPath>,
+        /// Where the content starts.
+        offset: u64,
+        /// Content length.
+        len: u64,
+    },
+}
+
+/// A FlowFile on its way through the bridge: attributes in memory, content inline or in a file,
+/// so a request of any size is held in bounded memory.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Attributes, in order.
+    pub attributes: Vec<(String, String)>,
+    /// The content.
+    pub content: Content,
+}
+
+impl From<FlowFile> for Record {
+    fn from(ff: FlowFile) -> Self {
+        Self {
+            attributes: ff.attributes,
+            content: Content::Inline(ff.content),
+        }
+    }
+}
+
+impl Record {
+    /// Content length in bytes.
+    pub fn len(&self) -> u64 {
+        match &self.content {
+            Content::Inline(b) => b.len() as u64,
+            Content::File { len, .. } => *len,
+        }
+    }
+
+    /// Whether the content is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value of attribute `key`, if present.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Bytes this record occupies in StandardFlowFileCodec v1.
+    pub fn encoded_len(&self) -> u64 {
+        crate::codec::header_len(&self.attributes) as u64 + self.len()
+    }
+
+    /// The content as a reader of exactly [`len`](Self::len) bytes.
+    pub async fn reader(
+        &self,
+    ) -> std::io::Result<Box<dyn tokio::io::AsyncRead + Send + Unpin + 'static>> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        match &self.content {
+            Content::Inline(b) => Ok(Box::new(std::io::Cursor::new(b.clone()))),
+            Content::File { file, offset, len } => {
+                let mut f = tokio::fs::File::open(file.path()).await?;
+                f.seek(std::io::SeekFrom::Start(*offset)).await?;
+                Ok(Box::new(f.take(*len)))
+            }
+        }
+    }
+
+    /// The whole content in memory (tests, the in-memory sink).
+    pub async fn read_all(&self) -> std::io::Result<Bytes> {
+        match &self.content {
+            Content::Inline(b) => Ok(b.clone()),
+            Content::File { len, .. } => {
+                use tokio::io::AsyncReadExt;
+                let mut out = Vec::with_capacity(usize::try_from(*len).unwrap_or(0));
+                self.reader().await?.read_to_end(&mut out).await?;
+                if out.len() as u64 != *len {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("staged content has {} of {len} bytes", out.len()),
+                    ));
+                }
+                Ok(Bytes::from(out))
+            }
+        }
+    }
+
+    /// Converts to a whole FlowFile (reads file content into memory).
+    pub async fn into_flowfile(self) -> std::io::Result<FlowFile> {
+        let content = self.read_all().await?;
+        Ok(FlowFile {
+            attributes: self.attributes,
+            content,
+        })
+    }
 }

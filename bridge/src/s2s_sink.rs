@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use s2s::{Client, Direction};
 
 use crate::config::NifiConfig;
-use crate::record::{FlowFile, Reason};
+use crate::record::{Content, FlowFile, Reason, Record};
 use crate::sink::{BoxFuture, Delivery, Sink};
 
 /// Delivers to a NiFi input port over Site-to-Site.
@@ -82,12 +82,39 @@ impl S2sSink {
             .is_some_and(|t| t.elapsed() < FULL_MEMORY)
     }
 
-    async fn send(&self, records: &[FlowFile]) -> Result<bool, s2s::Error> {
+    async fn send(&self, records: &[Record]) -> Result<bool, SendFail> {
         let mut tx = self.client.send_transaction(&self.port).await?;
         for r in records {
-            tx.send(r.clone()).await?;
+            match &r.content {
+                Content::Inline(b) => {
+                    tx.send(FlowFile {
+                        attributes: r.attributes.clone(),
+                        content: b.clone(),
+                    })
+                    .await?;
+                }
+                Content::File { len, .. } => {
+                    // Staged content streams from its file in bounded chunks.
+                    let reader = r.reader().await.map_err(SendFail::Content)?;
+                    tx.send_reader(r.attributes.clone(), *len, reader).await?;
+                }
+            }
         }
         Ok(tx.commit().await?.destination_full)
+    }
+}
+
+/// Why a transaction failed: NiFi / the connection, or reading staged content (then the dropped
+/// transaction rolls back in NiFi).
+#[derive(Debug)]
+enum SendFail {
+    S2s(s2s::Error),
+    Content(std::io::Error),
+}
+
+impl From<s2s::Error> for SendFail {
+    fn from(e: s2s::Error) -> Self {
+        Self::S2s(e)
     }
 }
 
@@ -114,7 +141,7 @@ pub(crate) fn classify(e: &s2s::Error, recently_full: bool) -> Delivery {
 }
 
 impl Sink for S2sSink {
-    fn deliver<'a>(&'a self, records: &'a [FlowFile]) -> BoxFuture<'a, Delivery> {
+    fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             // NiFi parks a SEND on a pooled connection while the port's queue is full (the
             // handshake-time PORTS_DESTINATION_FULL check is skipped), so bound the whole
@@ -141,12 +168,17 @@ impl Sink for S2sSink {
                     }
                     Delivery::Committed { destination_full }
                 }
-                Err(e) => {
+                Err(SendFail::S2s(e)) => {
                     if e.is_destination_full() {
                         self.mark_full();
                     }
                     classify(&e, self.recently_full())
                 }
+                Err(SendFail::Content(e)) => Delivery::Retryable {
+                    reason: Reason::Internal,
+                    message: format!("reading staged content: {e}"),
+                    retry_after: None,
+                },
             }
         })
     }

@@ -38,6 +38,8 @@ pub struct AppState {
     pub(crate) ws_slots: Arc<Semaphore>,
     pub(crate) http_slots: Arc<Semaphore>,
     pub(crate) header_regex: Option<regex::Regex>,
+    /// Where large HTTP request content is staged.
+    pub(crate) stage_dir: std::path::PathBuf,
 }
 
 /// [`Sink`] plus `Debug`, so the state can derive it.
@@ -92,7 +94,17 @@ impl Bridge {
             ),
             None => None,
         };
+        let stage_dir = cfg.effective_stage_dir();
+        if cfg.stage_dir.is_none() && cfg.ack == AckMode::Spool {
+            // Our own directory: what is in it was left by a crash and was never acknowledged.
+            match std::fs::remove_dir_all(&stage_dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(crate::Error::Spool(format!("{}: {e}", stage_dir.display()))),
+            }
+        }
         let state = AppState {
+            stage_dir,
             auth: Arc::new(Auth::new(&cfg.tokens)?),
             origins: Origins::new(&cfg.allowed_origins),
             ws_slots: Arc::new(Semaphore::new(cfg.limits.max_connections)),

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::record::{FlowFile, Reason};
+use crate::record::{FlowFile, Reason, Record};
 
 /// A boxed, sendable future (keeps [`Sink`] object-safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -38,12 +38,12 @@ pub enum Delivery {
 
 /// The destination of forwarded batches. Implementations must commit all records or none.
 pub trait Sink: Send + Sync + 'static {
-    /// Delivers `records` as one transaction.
+    /// Delivers `records` as one transaction (content in files is streamed, not loaded).
     ///
     /// # Cancel safety
     /// Dropping the future leaves the outcome unknown; callers treat that as not committed and
     /// resend (at-least-once).
-    fn deliver<'a>(&'a self, records: &'a [FlowFile]) -> BoxFuture<'a, Delivery>;
+    fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Delivery>;
 
     /// Whether the destination is reachable and accepting (for `/readyz`); `Err` says why not.
     fn ready(&self) -> BoxFuture<'_, Result<(), String>>;
@@ -142,16 +142,29 @@ impl MemorySink {
 }
 
 impl Sink for MemorySink {
-    fn deliver<'a>(&'a self, records: &'a [FlowFile]) -> BoxFuture<'a, Delivery> {
+    fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             let delay = self.lock().delay;
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
+            let mut flowfiles = Vec::with_capacity(records.len());
+            for r in records {
+                match r.clone().into_flowfile().await {
+                    Ok(ff) => flowfiles.push(ff),
+                    Err(e) => {
+                        return Delivery::Retryable {
+                            reason: Reason::Internal,
+                            message: format!("reading staged content: {e}"),
+                            retry_after: None,
+                        };
+                    }
+                }
+            }
             let mut st = self.lock();
             let answer = match st.mode {
                 MemoryMode::Accept => {
-                    st.delivered.extend_from_slice(records);
+                    st.delivered.extend(flowfiles);
                     st.transactions += 1;
                     Delivery::Committed {
                         destination_full: false,

@@ -451,7 +451,7 @@ async fn listenhttp_headers_flowfile_v3_and_broken_bodies() {
 async fn cors_preflight_and_oversize_body() {
     let mut c = cfg();
     c.allowed_origins = vec!["https://app.example".into()];
-    c.limits.max_message_bytes = 1024;
+    c.limits.max_body_bytes = s2s_bridge::ByteLimit::Bytes(1024);
     let bridge = start(c, MemorySink::new());
     let http = reqwest::Client::new();
     let url = bridge.url("/v1/flowfiles");

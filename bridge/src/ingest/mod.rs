@@ -1,13 +1,34 @@
 //! Ingest adapters: WebSocket (`/v1/ws`), JSON (`/v1/flowfiles`), ListenHTTP-compatible.
+//!
+//! The two HTTP paths share one streaming receive ([`Upload::receive`]): the body is read piece by
+//! piece ([`body::BodyReader`]: `max_body_bytes`, gunzip), handed to a path-specific [`Decode`]r
+//! that turns it into records through a [`Stager`] (small content in memory, large content in a
+//! staging file), and only a body that ended cleanly yields records. Every rejection on every path
+//! goes through [`rejected`]: one log line (peer, reason, size) and one `bridge_rejections` count.
 
+mod body;
 pub(crate) mod json;
 pub(crate) mod listen;
 pub(crate) mod ws;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+use crate::record::Record;
+use crate::server::AppState;
+use crate::stage::Stager;
+use body::{BodyError, BodyReader};
+
+/// After a refusal, the rest of a body is read and dropped up to this many bytes (so the client
+/// reads the answer, not a broken pipe); a longer body gets the answer and a closed connection.
+const DISCARD_MAX: u64 = 1 << 30;
+/// ... and for at most this long.
+const DISCARD_TIME: Duration = Duration::from_secs(60);
 
 /// `Retry-After` in whole seconds, rounded up (at least 1).
 pub(crate) fn retry_after_header(after: Duration) -> (header::HeaderName, HeaderValue) {
@@ -23,4 +44,176 @@ pub(crate) fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     let mut m = msg.into();
     m.push('\n');
     (status, m).into_response()
+}
+
+/// Logs and counts one rejection: the single place every ingest path reports one.
+pub(crate) fn rejected(
+    st: &AppState,
+    peer: SocketAddr,
+    path: &'static str,
+    reason: &'static str,
+    size: Option<u64>,
+    detail: &str,
+) {
+    st.metrics.reject(reason);
+    tracing::warn!(%peer, path, reason, size, detail, "rejected");
+}
+
+/// Why an upload failed.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// A configured limit (reason LIMIT).
+    Limit(String),
+    /// The body does not decode (reason MALFORMED).
+    Malformed(String),
+    /// The connection ended before the body did (reason TRUNCATED); nothing is kept.
+    Cut(String),
+    /// Staging failed (reason INTERNAL).
+    Io(std::io::Error),
+}
+
+impl Fail {
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Self::Limit(_) => "LIMIT",
+            Self::Malformed(_) => "MALFORMED",
+            Self::Cut(_) => "TRUNCATED",
+            Self::Io(_) => "INTERNAL",
+        }
+    }
+
+    pub(crate) fn message(&self) -> String {
+        match self {
+            Self::Limit(m) | Self::Malformed(m) | Self::Cut(m) => m.clone(),
+            Self::Io(e) => format!("staging the body failed: {e}"),
+        }
+    }
+}
+
+impl From<std::io::Error> for Fail {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// A refused upload, already logged and counted.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) fail: Fail,
+    /// The body was not read to its end: answer with `Connection: close`.
+    pub(crate) close: bool,
+}
+
+impl Refusal {
+    /// The answer with `status` and a plain-text message.
+    pub(crate) fn respond(&self, status: StatusCode, body: impl IntoResponse) -> Response {
+        let mut r = (status, body).into_response();
+        if self.close {
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        r
+    }
+}
+
+/// Turns body pieces into records (one implementation per body format).
+pub(crate) trait Decode {
+    /// The next piece of the body.
+    async fn feed(&mut self, piece: Bytes, stager: &mut Stager) -> Result<(), Fail>;
+    /// The body ended cleanly: finish (and check) the last record.
+    async fn finish(&mut self, stager: &mut Stager) -> Result<(), Fail>;
+}
+
+/// One HTTP upload: who sent it, where.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Upload<'a> {
+    pub(crate) st: &'a AppState,
+    pub(crate) peer: SocketAddr,
+    pub(crate) path: &'static str,
+}
+
+impl Upload<'_> {
+    /// [`rejected`] for this upload.
+    pub(crate) fn reject(&self, reason: &'static str, size: Option<u64>, detail: &str) {
+        rejected(self.st, self.peer, self.path, reason, size, detail);
+    }
+
+    /// Streams `body` through `dec` into staged records. On failure the rejection is logged and
+    /// counted, the staged content is removed, and the rest of the body was read and dropped
+    /// (unless it is too long: then [`Refusal::close`]).
+    pub(crate) async fn receive(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        gzip: bool,
+        dec: &mut impl Decode,
+    ) -> Result<Vec<Record>, Refusal> {
+        let limit = self.st.cfg.limits.max_body_bytes;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let mut reader = BodyReader::new(body, limit, gzip);
+        if let Some(n) = declared
+            && limit.exceeded_by(n)
+        {
+            let fail = Fail::Limit(format!(
+                "body of {n} bytes exceeds max_body_bytes = {limit}"
+            ));
+            return Err(self.refuse(fail, Some(n), &mut reader, headers).await);
+        }
+        let mut stager = Stager::new(&self.st.stage_dir);
+        let result = async {
+            while let Some(piece) = reader.next().await.map_err(|e| match e {
+                BodyError::TooLarge(n) => Fail::Limit(format!(
+                    "body exceeds max_body_bytes = {limit} ({n} bytes read)"
+                )),
+                BodyError::Cut(m) => Fail::Cut(format!("body cut off: {m}")),
+                BodyError::Gzip(m) => Fail::Malformed(format!("invalid gzip body: {m}")),
+            })? {
+                dec.feed(piece, &mut stager).await?;
+            }
+            dec.finish(&mut stager).await
+        }
+        .await;
+        let size = Some(reader.received().max(stager.bytes()));
+        match result {
+            Ok(()) => stager.finish().await.map_err(|e| Refusal {
+                fail: self.logged(Fail::Io(e), size),
+                close: false,
+            }),
+            Err(fail) => {
+                drop(stager);
+                Err(self.refuse(fail, size, &mut reader, headers).await)
+            }
+        }
+    }
+
+    fn logged(&self, fail: Fail, size: Option<u64>) -> Fail {
+        self.reject(fail.reason(), size, &fail.message());
+        fail
+    }
+
+    async fn refuse(
+        &self,
+        fail: Fail,
+        size: Option<u64>,
+        reader: &mut BodyReader,
+        headers: &HeaderMap,
+    ) -> Refusal {
+        let fail = self.logged(fail, size);
+        if matches!(fail, Fail::Cut(_)) {
+            return Refusal { fail, close: true };
+        }
+        // A client waiting for 100-continue has not sent the body: answer at once (hyper sends
+        // no 100 Continue since the body is never polled).
+        let expects = headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let close = if expects && reader.received() == 0 {
+            true
+        } else {
+            !reader.discard(DISCARD_MAX, DISCARD_TIME).await
+        };
+        Refusal { fail, close }
+    }
 }

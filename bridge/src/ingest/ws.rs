@@ -16,7 +16,7 @@ use crate::codec::{self, DecodeError};
 use crate::config::AckMode;
 use crate::limits::apply_fixed_attributes;
 use crate::protocol::{self, Auth, BatchHeader, Hello, SUBPROTOCOL_V1, TYPE_BATCH, close};
-use crate::record::{Outcome, Reason};
+use crate::record::{Outcome, Reason, Record};
 use crate::server::AppState;
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,8 +30,14 @@ pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let Ok(slot) = st.ws_slots.clone().try_acquire_owned() else {
-        st.metrics.reject("CONNECTION_LIMIT");
-        tracing::warn!(%peer, "rejected WebSocket: connection limit reached");
+        super::rejected(
+            &st,
+            peer,
+            "/v1/ws",
+            "CONNECTION_LIMIT",
+            None,
+            "connection limit reached",
+        );
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [super::retry_after_header(Duration::from_secs(1))],
@@ -81,8 +87,7 @@ impl Conn {
     }
 
     fn reject_log(&self, what: &'static str, detail: &str) {
-        self.st.metrics.reject(what);
-        tracing::warn!(peer = %self.peer, reason = what, detail, "rejected WebSocket input");
+        super::rejected(&self.st, self.peer, "/v1/ws", what, None, detail);
     }
 
     async fn run(mut self, negotiated: bool, token: Option<String>) {
@@ -282,7 +287,15 @@ impl Conn {
             None
         };
         if let Some(outcome) = early {
-            self.reject_log(outcome.reason().name(), &format!("batch {}", h.id));
+            let size = Some(payload.len() as u64);
+            super::rejected(
+                &self.st,
+                self.peer,
+                "/v1/ws",
+                outcome.reason().name(),
+                size,
+                &format!("batch {}", h.id),
+            );
             return self.send_ack(h.id, &outcome).await;
         }
         let mut records = match codec::decode_all(payload, h.count as usize, &limits) {
@@ -297,18 +310,29 @@ impl Conn {
             }
         };
         for r in &mut records {
-            apply_fixed_attributes(r, fixed);
+            apply_fixed_attributes(&mut r.attributes, fixed);
         }
         if let Err(e) = limits.check_batch(&records) {
             self.reject_log("LIMIT", &format!("batch {}: {e}", h.id));
             return self.send_ack(h.id, &refuse(Reason::Limit, e)).await;
         }
+        let records: Vec<Record> = records.into_iter().map(Record::from).collect();
         self.st.metrics.received("ws", &records);
         inflight.insert(h.id);
         let pipeline = self.st.pipeline.clone();
         let acks = acks.clone();
+        let (st, peer) = (self.st.clone(), self.peer);
+        let size: u64 = records.iter().map(Record::len).sum();
         tokio::spawn(async move {
             let outcome = pipeline.accept(records).await;
+            if let Outcome::Retry {
+                reason, message, ..
+            }
+            | Outcome::Rejected { reason, message } = &outcome
+            {
+                let detail = format!("batch {}: {message}", h.id);
+                super::rejected(&st, peer, "/v1/ws", reason.name(), Some(size), &detail);
+            }
             // The connection may be gone; the client then resends on a new one.
             let _ = acks.send((h.id, outcome)).await;
         });

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::codec;
-use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::record::FlowFile;
+use crate::record::{Content, Record, StagedPath};
+use crate::stage::INLINE_MAX;
 
 const ENTRY_HEADER: u64 = 8;
 const LEDGER: &str = "ledger";
@@ -104,8 +104,8 @@ struct State {
 /// Entries read from the spool, to be confirmed after NiFi committed them.
 #[derive(Debug)]
 pub struct ReadBatch {
-    /// The FlowFiles of the entries, in order.
-    pub records: Vec<FlowFile>,
+    /// The FlowFiles of the entries, in order; large content refers to the segment file.
+    pub records: Vec<Record>,
     /// Position after the last entry read.
     pub next: Pos,
     /// Number of entries read.
@@ -114,8 +114,21 @@ pub struct ReadBatch {
     pub bytes: u64,
 }
 
+/// A piece of an entry's payload.
+enum Part {
+    Bytes(Bytes),
+    File {
+        file: Arc<StagedPath>,
+        offset: u64,
+        len: u64,
+    },
+}
+
 struct AppendReq {
-    entry: Bytes,
+    /// The payload, in pieces; the writer adds the entry header (length, CRC).
+    parts: Vec<Part>,
+    /// Entry length with its header.
+    size: u64,
     reply: oneshot::Sender<io::Result<()>>,
 }
 
@@ -208,9 +221,24 @@ fn write_ledger(dir: &Path, pos: Pos) -> io::Result<()> {
     sync_dir(dir)
 }
 
-/// Reads one entry at the reader's position; `Ok(None)` at a clean end or a torn/corrupt entry
-/// (the caller tells those apart by comparing with the file length).
-fn read_entry(r: &mut impl Read, remaining: u64) -> io::Result<Option<Bytes>> {
+/// Reads with a running CRC32 and byte count.
+struct Hashing<R> {
+    inner: R,
+    crc: crc32fast::Hasher,
+    n: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc.update(&buf[..n]);
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// The entry header at the reader's position if a whole entry fits in `remaining` bytes.
+fn entry_header(r: &mut impl Read, remaining: u64) -> io::Result<Option<(u64, u32)>> {
     if remaining < ENTRY_HEADER {
         return Ok(None);
     }
@@ -221,12 +249,117 @@ fn read_entry(r: &mut impl Read, remaining: u64) -> io::Result<Option<Bytes>> {
     if len > remaining - ENTRY_HEADER {
         return Ok(None);
     }
-    let mut payload = vec![0u8; len as usize];
-    r.read_exact(&mut payload)?;
-    if crc32fast::hash(&payload) != crc {
+    Ok(Some((len, crc)))
+}
+
+/// Checks one entry at the reader's position without holding it: its payload length if whole and
+/// its CRC matches; `Ok(None)` at a clean end or a torn/corrupt entry (the caller tells those apart
+/// by comparing with the file length).
+fn check_entry(r: &mut impl Read, remaining: u64) -> io::Result<Option<u64>> {
+    let Some((len, crc)) = entry_header(r, remaining)? else {
         return Ok(None);
+    };
+    let mut h = Hashing {
+        inner: r.take(len),
+        crc: crc32fast::Hasher::new(),
+        n: 0,
+    };
+    io::copy(&mut h, &mut io::sink())?;
+    Ok((h.n == len && h.crc.finalize() == crc).then_some(len))
+}
+
+fn corrupt(m: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, m.into())
+}
+
+/// Reads the records of the entry at `entry_off` of segment `seg` (reader positioned there).
+/// Content up to [`INLINE_MAX`] is read into memory; larger content is referenced in the segment.
+/// `Ok(None)` for a torn or corrupt entry.
+fn read_entry_records(
+    r: &mut impl Read,
+    seg: &Arc<StagedPath>,
+    entry_off: u64,
+    remaining: u64,
+) -> io::Result<Option<(u64, Vec<Record>)>> {
+    let Some((len, crc)) = entry_header(r, remaining)? else {
+        return Ok(None);
+    };
+    let payload_off = entry_off + ENTRY_HEADER;
+    let mut h = Hashing {
+        inner: r.take(len),
+        crc: crc32fast::Hasher::new(),
+        n: 0,
+    };
+    let records = match read_payload(&mut h, seg, payload_off, len) {
+        Ok(recs) => recs,
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok((h.n == len && h.crc.finalize() == crc).then_some((len, records)))
+}
+
+/// `u32 count | count × FlowFile (v1: i32 attribute count, (i32 len, key, i32 len, value)…, i64
+/// content length, content)`, every length checked against what is left of the payload.
+fn read_payload(
+    h: &mut Hashing<impl Read>,
+    seg: &Arc<StagedPath>,
+    payload_off: u64,
+    len: u64,
+) -> io::Result<Vec<Record>> {
+    fn be<const N: usize>(h: &mut impl Read) -> io::Result<[u8; N]> {
+        let mut b = [0u8; N];
+        h.read_exact(&mut b)?;
+        Ok(b)
     }
-    Ok(Some(Bytes::from(payload)))
+    let count = u32::from_be_bytes(be(h)?);
+    let mut out = Vec::with_capacity((count as usize).min(1024));
+    for _ in 0..count {
+        let n = i32::from_be_bytes(be(h)?);
+        let n = usize::try_from(n).map_err(|_| corrupt("negative attribute count"))?;
+        let mut attributes = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            let mut pair = [String::new(), String::new()];
+            for s in &mut pair {
+                let l = i32::from_be_bytes(be(h)?);
+                let l = u64::try_from(l).map_err(|_| corrupt("negative length"))?;
+                if l > len - h.n {
+                    return Err(corrupt("attribute longer than its entry"));
+                }
+                let mut b = vec![0u8; l as usize];
+                h.read_exact(&mut b)?;
+                *s = String::from_utf8(b).map_err(|_| corrupt("attribute is not UTF-8"))?;
+            }
+            let [k, v] = pair;
+            attributes.push((k, v));
+        }
+        let clen = i64::from_be_bytes(be(h)?);
+        let clen = u64::try_from(clen).map_err(|_| corrupt("negative content length"))?;
+        if clen > len - h.n {
+            return Err(corrupt("content longer than its entry"));
+        }
+        let content = if clen <= INLINE_MAX {
+            let mut b = vec![0u8; clen as usize];
+            h.read_exact(&mut b)?;
+            Content::Inline(Bytes::from(b))
+        } else {
+            let offset = payload_off + h.n;
+            let copied = io::copy(&mut (&mut *h).take(clen), &mut io::sink())?;
+            if copied != clen {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            Content::File {
+                file: seg.clone(),
+                offset,
+                len: clen,
+            }
+        };
+        out.push(Record {
+            attributes,
+            content,
+        });
+    }
+    Ok(out)
 }
 
 /// Scans a segment from `off`, returns (valid end, entries, bytes) and truncates anything after it.
@@ -237,8 +370,8 @@ fn recover_segment(path: &Path, from: u64) -> io::Result<(u64, u64)> {
     f.seek(SeekFrom::Start(pos))?;
     let mut reader = io::BufReader::new(&mut f);
     let mut entries = 0;
-    while let Some(p) = read_entry(&mut reader, len - pos)? {
-        pos += ENTRY_HEADER + p.len() as u64;
+    while let Some(p) = check_entry(&mut reader, len - pos)? {
+        pos += ENTRY_HEADER + p;
         entries += 1;
     }
     drop(reader);
@@ -305,9 +438,11 @@ impl Spool {
         });
         inner.publish(&inner.lock());
         let (tx, rx) = mpsc::channel(1024);
-        let file = OpenOptions::new()
-            .append(true)
+        // Not O_APPEND: the writer goes back to fill in an entry's header once its payload is written.
+        let mut file = OpenOptions::new()
+            .write(true)
             .open(seg_path(&dir, durable.seg))?;
+        file.seek(SeekFrom::Start(durable.off))?;
         let w_inner = inner.clone();
         std::thread::Builder::new()
             .name("spool-writer".into())
@@ -326,38 +461,46 @@ impl Spool {
         self.inner.lock().pending_bytes >= self.inner.cfg.max_bytes
     }
 
-    /// Appends one batch durably (returns after fsync).
+    /// Appends one batch durably (returns after fsync). Content staged in files is copied into
+    /// the segment in chunks, never loaded whole.
     ///
     /// # Cancel safety
     /// If dropped after the entry was handed to the writer, the entry may still be written; the
     /// caller never acked it, so the client resends (at-least-once).
-    pub async fn append(&self, records: &[FlowFile]) -> Result<(), SpoolError> {
-        let mut payload = BytesMut::with_capacity(
-            4 + records
-                .iter()
-                .map(crate::record::encoded_len)
-                .sum::<usize>(),
-        );
-        payload.put_u32(u32::try_from(records.len()).unwrap_or(u32::MAX));
+    pub async fn append(&self, records: &[Record]) -> Result<(), SpoolError> {
+        let mut parts = Vec::new();
+        let mut head = BytesMut::new();
+        head.put_u32(u32::try_from(records.len()).unwrap_or(u32::MAX));
+        let mut payload = 0u64;
         for r in records {
-            codec::encode(r, &mut payload);
+            codec::encode_header(&r.attributes, r.len(), &mut head);
+            match &r.content {
+                Content::Inline(b) if b.len() <= 64 << 10 => head.put_slice(b),
+                Content::Inline(b) => {
+                    payload += head.len() as u64 + b.len() as u64;
+                    parts.push(Part::Bytes(head.split().freeze()));
+                    parts.push(Part::Bytes(b.clone()));
+                }
+                Content::File { file, offset, len } => {
+                    payload += head.len() as u64 + len;
+                    parts.push(Part::Bytes(head.split().freeze()));
+                    parts.push(Part::File {
+                        file: file.clone(),
+                        offset: *offset,
+                        len: *len,
+                    });
+                }
+            }
         }
-        let mut entry = BytesMut::with_capacity(payload.len() + 8);
-        entry.put_u32(
-            u32::try_from(payload.len()).map_err(|_| SpoolError::TooLarge(payload.len() as u64))?,
-        );
-        entry.put_u32(crc32fast::hash(&payload));
-        entry.put_slice(&payload);
-        let size = entry.len() as u64;
+        payload += head.len() as u64;
+        parts.push(Part::Bytes(head.freeze()));
+        if payload > u64::from(u32::MAX) {
+            return Err(SpoolError::TooLarge(payload));
+        }
+        let size = payload + ENTRY_HEADER;
         self.reserve(size).await?;
         let (reply, rx) = oneshot::channel();
-        let sent = self
-            .writer
-            .send(AppendReq {
-                entry: entry.freeze(),
-                reply,
-            })
-            .await;
+        let sent = self.writer.send(AppendReq { parts, size, reply }).await;
         let result = match sent {
             Ok(()) => rx
                 .await
@@ -475,14 +618,6 @@ fn read_blocking(
     max_records: usize,
     max_bytes: u64,
 ) -> Result<ReadBatch, SpoolError> {
-    let unbounded = Limits {
-        max_message_bytes: usize::MAX,
-        max_records: usize::MAX,
-        max_attributes: usize::MAX,
-        max_attribute_bytes: usize::MAX,
-        max_content_bytes: usize::MAX,
-        ..Limits::default()
-    };
     let mut out = Vec::new();
     let mut bytes = 0u64;
     let mut entries = 0u64;
@@ -505,21 +640,19 @@ fn read_blocking(
             f.metadata()?.len()
         };
         f.seek(SeekFrom::Start(pos.off))?;
-        let mut r = io::BufReader::new(f);
+        let mut r = io::BufReader::with_capacity(256 << 10, f);
+        let seg = Arc::new(StagedPath::borrowed(path.clone()));
         while pos.off < end {
-            let Some(payload) = read_entry(&mut r, end - pos.off)? else {
-                return Err(SpoolError::Io(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("corrupt spool entry in {} at {}", path.display(), pos.off),
-                )));
+            let Some((len, records)) = read_entry_records(&mut r, &seg, pos.off, end - pos.off)?
+            else {
+                return Err(SpoolError::Io(corrupt(format!(
+                    "corrupt spool entry in {} at {}",
+                    path.display(),
+                    pos.off
+                ))));
             };
-            let mut p = payload.clone();
-            let count = p.get_u32() as usize;
-            let records = codec::decode_all(p, count, &unbounded).map_err(|e| {
-                SpoolError::Io(io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
-            })?;
-            pos.off += ENTRY_HEADER + payload.len() as u64;
-            bytes += ENTRY_HEADER + payload.len() as u64;
+            pos.off += ENTRY_HEADER + len;
+            bytes += ENTRY_HEADER + len;
             entries += 1;
             out.extend(records);
             if out.len() >= max_records || bytes >= max_bytes {
@@ -546,6 +679,51 @@ fn read_blocking(
     })
 }
 
+/// Writes one entry at the file's position: a placeholder header (its CRC can never match, so
+/// a crash before the real header is written leaves a torn entry), the payload with a running
+/// CRC, then the real header. Returns the entry length.
+fn write_entry(file: &mut File, start: u64, parts: &[Part]) -> io::Result<u64> {
+    file.write_all(&[0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF])?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut len = 0u64;
+    let mut buf = Vec::new();
+    for part in parts {
+        match part {
+            Part::Bytes(b) => {
+                crc.update(b);
+                file.write_all(b)?;
+                len += b.len() as u64;
+            }
+            Part::File {
+                file: src,
+                offset,
+                len: n,
+            } => {
+                buf.resize(1 << 20, 0);
+                let mut f = File::open(src.path())?;
+                f.seek(SeekFrom::Start(*offset))?;
+                let mut left = *n;
+                while left > 0 {
+                    let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    f.read_exact(&mut buf[..want])?;
+                    crc.update(&buf[..want]);
+                    file.write_all(&buf[..want])?;
+                    left -= want as u64;
+                }
+                len += n;
+            }
+        }
+    }
+    let len32 = u32::try_from(len).map_err(|_| io::Error::other("entry over 4 GiB"))?;
+    file.seek(SeekFrom::Start(start))?;
+    let mut h = [0u8; 8];
+    h[..4].copy_from_slice(&len32.to_be_bytes());
+    h[4..].copy_from_slice(&crc.finalize().to_be_bytes());
+    file.write_all(&h)?;
+    file.seek(SeekFrom::Start(start + ENTRY_HEADER + len))?;
+    Ok(ENTRY_HEADER + len)
+}
+
 fn writer_thread(
     inner: Arc<Inner>,
     mut rx: mpsc::Receiver<AppendReq>,
@@ -560,8 +738,7 @@ fn writer_thread(
         }
         let result = (|| -> io::Result<Pos> {
             for req in &group {
-                let len = req.entry.len() as u64;
-                if at.off > 0 && at.off + len > inner.cfg.segment_bytes {
+                if at.off > 0 && at.off + req.size > inner.cfg.segment_bytes {
                     file.sync_data()?;
                     let next = Pos {
                         seg: at.seg + 1,
@@ -569,13 +746,14 @@ fn writer_thread(
                     };
                     file = OpenOptions::new()
                         .create(true)
-                        .append(true)
+                        .write(true)
+                        .truncate(false)
                         .open(seg_path(&dir, next.seg))?;
+                    file.seek(SeekFrom::End(0))?;
                     sync_dir(&dir)?;
                     at = next;
                 }
-                file.write_all(&req.entry)?;
-                at.off += len;
+                at.off += write_entry(&mut file, at.off, &req.parts)?;
             }
             file.sync_data()?;
             Ok(at)
@@ -597,6 +775,9 @@ fn writer_thread(
                 // The file may now end in a partial entry: recover it so the next append starts clean.
                 if let Ok((end, _)) = recover_segment(&seg_path(&dir, at.seg), 0) {
                     at.off = end;
+                }
+                if let Err(e) = file.seek(SeekFrom::Start(at.off)) {
+                    tracing::error!(error = %e, "spool: cannot position the segment after a failed write");
                 }
                 for req in group {
                     let _ = req.reply.send(Err(io::Error::new(e.kind(), e.to_string())));

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::metrics::Metrics;
-use crate::record::FlowFile;
+use crate::record::{FlowFile, Record};
 
 fn cfg(dir: &std::path::Path) -> SpoolConfig {
     SpoolConfig {
@@ -13,15 +13,17 @@ fn cfg(dir: &std::path::Path) -> SpoolConfig {
     }
 }
 
-fn batch(id: usize, n: usize) -> Vec<FlowFile> {
+fn batch(id: usize, n: usize) -> Vec<Record> {
     (0..n)
         .map(|i| {
-            FlowFile::new(format!("content {id}/{i}")).with_attribute("id", format!("{id}-{i}"))
+            FlowFile::new(format!("content {id}/{i}"))
+                .with_attribute("id", format!("{id}-{i}"))
+                .into()
         })
         .collect()
 }
 
-fn ids(records: &[FlowFile]) -> Vec<String> {
+fn ids(records: &[Record]) -> Vec<String> {
     records
         .iter()
         .map(|r| r.attribute("id").unwrap_or_default().to_owned())
@@ -210,7 +212,7 @@ async fn full_spool_rejects_then_frees() {
         .await
         .expect("space again after confirm");
     assert!(matches!(
-        spool.append(&[FlowFile::new(vec![0u8; 1000])]).await,
+        spool.append(&[FlowFile::new(vec![0u8; 1000]).into()]).await,
         Err(SpoolError::TooLarge(_))
     ));
 }
