@@ -16,7 +16,7 @@ use crate::error::{Error, Kind};
 use crate::http::{HttpCtx, HttpReceive, HttpSend, OpenTx};
 use crate::peers::{self, Peer, Penalties};
 use crate::transaction::{
-    ReceiveTransaction, ReceiveTransport, SendSummary, SendTransaction, SendTransport,
+    ReceiveTransaction, ReceiveTransport, SendSummary, SendTransaction, SendTransport, Source,
 };
 
 /// An async NiFi Site-to-Site client (RAW or HTTP transport, see [`ClientBuilder::transport`]). Cheap to clone; clones share the
@@ -734,17 +734,38 @@ impl Client {
         port: &str,
         flowfiles: Vec<FlowFile>,
     ) -> Result<SendSummary, Error> {
+        self.send_sources(port, flowfiles.into_iter().map(Source::from), None)
+            .await
+    }
+
+    /// [`send_batch`](Self::send_batch) for [`Source`]s: FlowFiles from memory or streamed
+    /// from files, split into transactions by the builder's batch count and size, each retried
+    /// whole as `send_batch` does (a file is read again). `progress`, if given, is called with
+    /// the content bytes committed before the current transaction plus those written in it.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe (as [`send_batch`](Self::send_batch)).
+    pub async fn send_sources(
+        &self,
+        port: &str,
+        sources: impl IntoIterator<Item = Source>,
+        progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    ) -> Result<SendSummary, Error> {
         let mut total = SendSummary::default();
-        let mut chunk: Vec<FlowFile> = Vec::new();
+        let mut chunk: Vec<Source> = Vec::new();
         let mut chunk_bytes = 0u64;
-        let mut iter = flowfiles.into_iter().peekable();
-        while let Some(ff) = iter.next() {
-            chunk_bytes += ff.content.len() as u64;
-            chunk.push(ff);
+        let mut iter = sources.into_iter().peekable();
+        while let Some(source) = iter.next() {
+            chunk_bytes += source.content_len();
+            chunk.push(source);
             let full = chunk.len() >= self.cfg().send_batch_count
                 || chunk_bytes >= self.cfg().send_batch_bytes;
             if full || iter.peek().is_none() {
-                let s = self.send_with_retry(port, &chunk).await?;
+                let done = total.bytes;
+                let p = progress.clone().map(|p| {
+                    Arc::new(move |n: u64| p(done + n)) as crate::transaction::Progress
+                });
+                let s = self.send_with_retry(port, &chunk, p).await?;
                 total.flowfiles += s.flowfiles;
                 total.bytes += s.bytes;
                 total.transactions += s.transactions;
@@ -756,14 +777,20 @@ impl Client {
         Ok(total)
     }
 
-    async fn send_with_retry(&self, port: &str, chunk: &[FlowFile]) -> Result<SendSummary, Error> {
+    async fn send_with_retry(
+        &self,
+        port: &str,
+        chunk: &[Source],
+        progress: Option<crate::transaction::Progress>,
+    ) -> Result<SendSummary, Error> {
         let mut attempt = 0u32;
         let mut first: Option<Error> = None;
         loop {
             let res = async {
                 let mut tx = self.send_transaction(port).await?;
-                for ff in chunk {
-                    tx.send(ff.clone()).await?;
+                tx.set_progress(progress.clone());
+                for source in chunk {
+                    tx.send_source(source).await?;
                 }
                 tx.commit().await
             }

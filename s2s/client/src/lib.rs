@@ -64,5 +64,5 @@ pub use error::{Error, error_chain};
 pub use peers::Peer;
 pub use s2s_proto::{FlowFile, ResponseCode};
 pub use transaction::{
-    IncomingFlowFile, ReceiveSummary, ReceiveTransaction, SendSummary, SendTransaction,
+    IncomingFlowFile, ReceiveSummary, ReceiveTransaction, SendSummary, SendTransaction, Source,
 };

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, Parser, Subcommand};
-use s2s::{Client, ClientBuilder, FlowFile};
+use s2s::{Client, ClientBuilder, FlowFile, Source};
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser)]
@@ -143,6 +144,8 @@ struct SendArgs {
     #[arg(long, value_name = "FILE")]
     jsonl: Option<String>,
     /// Files to send, one FlowFile each (`-` = stdin). Default: stdin, unless --jsonl.
+    /// Files stream from disk in 1 MiB pieces and are never read whole; stdin is staged to a
+    /// temporary file first (in memory only up to 1 MiB) to learn its length.
     files: Vec<String>,
 }
 
@@ -157,6 +160,9 @@ struct RecvArgs {
     #[arg(long, value_name = "FILE")]
     jsonl: Option<String>,
     /// Write each FlowFile's content to a file in DIR (named by its `filename` attribute).
+    /// Content streams into a hidden temporary file in DIR, fsynced before NiFi is told to
+    /// drop its copy, and renamed to its name once the checksum matched and the transaction
+    /// was confirmed.
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
     /// Stop after this many FlowFiles (NiFi is asked for no more than that).
@@ -321,6 +327,53 @@ fn read_input(path: &str) -> Result<Vec<u8>> {
     }
 }
 
+/// Stdin up to this size is sent from memory; more is staged in a temporary file.
+const STDIN_IN_MEMORY: usize = 1024 * 1024;
+
+/// Stdin's content as a source: in memory when small, else copied to a temporary file (a
+/// FlowFile needs its length up front). The returned guard deletes the file when dropped.
+fn stage_stdin(
+    attributes: Vec<(String, String)>,
+) -> Result<(Source, Option<tempfile::TempPath>)> {
+    let mut stdin = std::io::stdin().lock();
+    let mut head = Vec::new();
+    (&mut stdin)
+        .take(STDIN_IN_MEMORY as u64 + 1)
+        .read_to_end(&mut head)
+        .context("reading stdin")?;
+    if head.len() <= STDIN_IN_MEMORY {
+        let mut ff = FlowFile::new(head);
+        ff.attributes = attributes;
+        return Ok((Source::FlowFile(ff), None));
+    }
+    let mut tmp = tempfile::NamedTempFile::new().context("creating a temporary file for stdin")?;
+    tmp.write_all(&head)
+        .and_then(|()| std::io::copy(&mut stdin, &mut tmp).map(drop))
+        .and_then(|()| tmp.flush())
+        .context("staging stdin in a temporary file")?;
+    let path = tmp.into_temp_path();
+    Ok((Source::file(attributes, path.to_path_buf()), Some(path)))
+}
+
+/// A byte-progress bar on stderr, drawn only on a terminal (indicatif hides it otherwise).
+fn progress_bar(total: Option<u64>) -> indicatif::ProgressBar {
+    let (bar, template) = match total {
+        Some(t) => (
+            indicatif::ProgressBar::new(t),
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+        ),
+        None => (
+            indicatif::ProgressBar::no_length(),
+            "{spinner} [{elapsed_precise}] {bytes} received ({bytes_per_sec})",
+        ),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 fn parse_jsonl(text: &[u8], source: &str) -> Result<Vec<FlowFile>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -356,11 +409,11 @@ async fn send(a: SendArgs) -> Result<()> {
         .iter()
         .map(|s| parse_attr(s))
         .collect::<Result<Vec<_>>>()?;
-    let mut flowfiles = Vec::new();
+    let mut sources: Vec<Source> = Vec::new();
     if let Some(j) = &a.jsonl {
         let text = read_input(j)?;
         for ff in parse_jsonl(&text, j)? {
-            flowfiles.push(with_attrs(ff, &attrs));
+            sources.push(Source::FlowFile(with_attrs(ff, &attrs)));
         }
     }
     let files = if a.files.is_empty() && a.jsonl.is_none() {
@@ -368,8 +421,9 @@ async fn send(a: SendArgs) -> Result<()> {
     } else {
         a.files.clone()
     };
+    // Temporary files holding stdin, deleted when this function returns.
+    let mut _staged = Vec::new();
     for f in &files {
-        let content = read_input(f)?;
         let name = if f == "-" {
             "stdin".to_owned()
         } else {
@@ -378,10 +432,21 @@ async fn send(a: SendArgs) -> Result<()> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| f.clone())
         };
-        let ff = FlowFile::new(content).with_attribute("filename", name);
-        flowfiles.push(with_attrs(ff, &attrs));
+        let attributes = with_attrs(FlowFile::default().with_attribute("filename", name), &attrs)
+            .attributes;
+        if f == "-" {
+            let (source, tmp) = stage_stdin(attributes)?;
+            sources.push(source);
+            _staged.extend(tmp);
+        } else {
+            let meta = std::fs::metadata(f).with_context(|| format!("reading {f}"))?;
+            if !meta.is_file() {
+                bail!("{f} is not a regular file");
+            }
+            sources.push(Source::file(attributes, f));
+        }
     }
-    if flowfiles.is_empty() {
+    if sources.is_empty() {
         bail!("nothing to send");
     }
     let client = builder(&a.common)?
@@ -393,43 +458,28 @@ async fn send(a: SendArgs) -> Result<()> {
         .clone()
         .or_else(|| a.port.clone())
         .ok_or_else(|| anyhow!("--port or --port-id is required"))?;
-    let total_bytes: u64 = flowfiles.iter().map(|f| f.content.len() as u64).sum();
-    let bar = if total_bytes > 8 * 1024 * 1024 || flowfiles.len() > 1000 {
-        let pb = indicatif::ProgressBar::new(total_bytes);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        pb
+    let total_bytes: u64 = sources.iter().map(Source::content_len).sum();
+    let bar = if total_bytes > 8 * 1024 * 1024 || sources.len() > 1000 {
+        progress_bar(Some(total_bytes))
     } else {
         indicatif::ProgressBar::hidden()
     };
     let start = Instant::now();
-    let (mut n, mut bytes, mut txs, mut full) = (0u64, 0u64, 0u64, false);
-    let batch = a.batch.max(1);
-    let mut rest = flowfiles;
-    while !rest.is_empty() {
-        let tail = rest.split_off(batch.min(rest.len()));
-        let chunk = std::mem::replace(&mut rest, tail);
-        let s = client
-            .send_batch(&port, chunk)
-            .await
-            .with_context(|| format!("after {n} FlowFiles committed"))?;
-        n += s.flowfiles;
-        bytes += s.bytes;
-        txs += s.transactions;
-        full |= s.destination_full;
-        bar.inc(s.bytes);
-    }
+    let pb = bar.clone();
+    let s = client
+        .send_sources(&port, sources, Some(Arc::new(move |n| pb.set_position(n))))
+        .await;
     bar.finish_and_clear();
     client.close().await;
+    let s = s?;
     println!(
-        "committed {n} FlowFiles / {bytes} bytes in {txs} transactions ({:.2}s)",
+        "committed {} FlowFiles / {} bytes in {} transactions ({:.2}s)",
+        s.flowfiles,
+        s.bytes,
+        s.transactions,
         start.elapsed().as_secs_f64()
     );
-    if full {
+    if s.destination_full {
         eprintln!("s2s: note: NiFi reported its destination queue full (back off)");
     }
     Ok(())
@@ -437,9 +487,8 @@ async fn send(a: SendArgs) -> Result<()> {
 
 /// Picks a file name inside `dir` from the FlowFile's `filename`, never escaping `dir` and
 /// never overwriting.
-fn out_path(dir: &Path, ff: &FlowFile, index: u64) -> PathBuf {
-    let base = ff
-        .attribute("filename")
+fn out_path(dir: &Path, filename: Option<&str>, index: u64) -> PathBuf {
+    let base = filename
         .and_then(|f| Path::new(f).file_name())
         .map(|f| f.to_string_lossy().into_owned())
         .filter(|f| !f.is_empty() && f != "." && f != "..")
@@ -479,40 +528,67 @@ async fn recv(a: RecvArgs) -> Result<()> {
         (None, Some(_)) => None,
     };
     let (mut n, mut bytes, mut txs) = (0u64, 0u64, 0u64);
+    let bar = match &a.out_dir {
+        Some(_) => progress_bar(None),
+        None => indicatif::ProgressBar::hidden(),
+    };
     loop {
         if a.max.is_some_and(|m| n >= m) {
             break;
         }
         let mut rx = client.receive(&a.port).await?;
-        let mut got = Vec::new();
-        while let Some(ff) = rx.next().await? {
-            got.push(ff);
-        }
-        if got.is_empty() {
-            rx.confirm().await?;
-            break;
-        }
-        // Persist everything before confirming: NiFi deletes its copies on confirm.
-        for ff in &got {
+        // (temporary file, final name) of each FlowFile written to --out-dir so far.
+        let mut staged: Vec<(tempfile::TempPath, Option<String>)> = Vec::new();
+        let mut got = 0u64;
+        while let Some(mut incoming) = rx.next_stream().await? {
+            let filename = incoming.attribute("filename").map(str::to_owned);
             if let Some(w) = jsonl.as_mut() {
+                // JSON lines carry the content inline: this output holds it in memory.
+                let len = incoming.content_len();
+                if len > client.max_content_length() {
+                    bail!(
+                        "a FlowFile of {len} bytes is too large for JSON lines output; use --out-dir"
+                    );
+                }
+                let mut content = Vec::with_capacity(len as usize);
+                while let Some(c) = incoming.chunk().await? {
+                    content.extend_from_slice(&c);
+                    bar.inc(c.len() as u64);
+                }
                 let j = JsonFlowFile {
-                    attributes: ff.attributes.iter().cloned().collect(),
+                    attributes: incoming.attributes().iter().cloned().collect(),
                     content: None,
-                    content_base64: Some(B64.encode(&ff.content)),
+                    content_base64: Some(B64.encode(&content)),
                 };
                 serde_json::to_writer(&mut *w, &j)?;
                 w.write_all(b"\n")?;
             }
             if let Some(d) = &a.out_dir {
-                let p = out_path(d, ff, n);
-                let mut f = std::fs::File::create(&p)
-                    .with_context(|| format!("creating {}", p.display()))?;
-                f.write_all(&ff.content)?;
-                f.sync_all()?;
+                let tmp = tempfile::Builder::new()
+                    .prefix(".s2s-recv-")
+                    .suffix(".part")
+                    .tempfile_in(d)
+                    .with_context(|| format!("creating a file in {}", d.display()))?;
+                let (file, path) = tmp.into_parts();
+                let mut file = tokio::fs::File::from_std(file);
+                let mut counted = CountingWriter {
+                    inner: &mut file,
+                    bar: &bar,
+                };
+                incoming.copy_to(&mut counted).await?;
+                file.sync_all()
+                    .await
+                    .with_context(|| format!("writing {}", path.display()))?;
+                staged.push((path, filename));
             }
-            n += 1;
-            bytes += ff.content.len() as u64;
+            got += 1;
+            bytes += incoming.content_len();
         }
+        if got == 0 {
+            rx.confirm().await?;
+            break;
+        }
+        // Persist everything before confirming: NiFi deletes its copies on confirm.
         if let Some(w) = jsonl.as_mut() {
             w.flush()?;
         }
@@ -521,7 +597,21 @@ async fn recv(a: RecvArgs) -> Result<()> {
         }
         rx.confirm().await?;
         txs += 1;
+        // Checksum matched and NiFi confirmed: the files take their names now.
+        if let Some(d) = &a.out_dir {
+            for (tmp, filename) in staged {
+                let p = out_path(d, filename.as_deref(), n);
+                tmp.persist_noclobber(&p)
+                    .map_err(|e| e.error)
+                    .with_context(|| format!("renaming to {}", p.display()))?;
+                n += 1;
+            }
+            std::fs::File::open(d).and_then(|dir| dir.sync_all()).ok();
+        } else {
+            n += got;
+        }
     }
+    bar.finish_and_clear();
     client.close().await;
     eprintln!("received {n} FlowFiles / {bytes} bytes in {txs} transactions");
     Ok(())
@@ -553,4 +643,38 @@ async fn peers(a: CommonArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// An `AsyncWrite` that moves a progress bar by the bytes written through it.
+struct CountingWriter<'a, W> {
+    inner: &'a mut W,
+    bar: &'a indicatif::ProgressBar,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingWriter<'_, W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut *self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            self.bar.inc(*n as u64);
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_shutdown(cx)
+    }
 }

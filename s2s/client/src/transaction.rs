@@ -47,6 +47,51 @@ pub struct ReceiveSummary {
     pub bytes: u64,
 }
 
+/// A FlowFile to send: its content in memory or in a file. See [`Client::send_sources`] and
+/// [`SendTransaction::send_source`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Source {
+    /// Attributes and content in memory.
+    FlowFile(FlowFile),
+    /// Attributes, and the file at `path` as the content, streamed (see
+    /// [`SendTransaction::send_file`]).
+    File {
+        /// Attributes in wire order.
+        attributes: Vec<(String, String)>,
+        /// The content's file.
+        path: std::path::PathBuf,
+    },
+}
+
+impl Source {
+    /// A FlowFile whose content is the file at `path`.
+    pub fn file(attributes: Vec<(String, String)>, path: impl Into<std::path::PathBuf>) -> Self {
+        Self::File {
+            attributes,
+            path: path.into(),
+        }
+    }
+
+    /// The content length: known for memory, read from the file's metadata (0 if unreadable:
+    /// sending it then reports the error).
+    pub fn content_len(&self) -> u64 {
+        match self {
+            Self::FlowFile(ff) => ff.content.len() as u64,
+            Self::File { path, .. } => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        }
+    }
+}
+
+impl From<FlowFile> for Source {
+    fn from(ff: FlowFile) -> Self {
+        Self::FlowFile(ff)
+    }
+}
+
+/// Called with the content bytes written so far in the transaction, as pieces go out.
+pub(crate) type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
+
 /// How a SEND transaction reaches NiFi.
 #[derive(Debug)]
 pub(crate) enum SendTransport {
@@ -78,7 +123,6 @@ pub(crate) enum SendTransport {
 /// # Ok(()) }
 /// ```
 #[must_use = "an uncommitted transaction is rolled back when dropped"]
-#[derive(Debug)]
 pub struct SendTransaction {
     client: Client,
     transport: SendTransport,
@@ -87,7 +131,20 @@ pub struct SendTransaction {
     bytes: u64,
     /// Declared length and bytes written of the FlowFile being pushed.
     open: Option<(u64, u64)>,
+    progress: Option<Progress>,
     span: tracing::Span,
+}
+
+impl std::fmt::Debug for SendTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendTransaction")
+            .field("transport", &self.transport)
+            .field("port_id", &self.port_id)
+            .field("flowfiles", &self.flowfiles)
+            .field("bytes", &self.bytes)
+            .field("open", &self.open)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SendTransaction {
@@ -104,7 +161,30 @@ impl SendTransaction {
             flowfiles: 0,
             bytes: 0,
             open: None,
+            progress: None,
             span,
+        }
+    }
+
+    /// Calls `f` with the content bytes written so far in this transaction after each piece
+    /// goes out (for progress bars).
+    pub fn on_progress(&mut self, f: impl Fn(u64) + Send + Sync + 'static) {
+        self.progress = Some(std::sync::Arc::new(f));
+    }
+
+    pub(crate) fn set_progress(&mut self, p: Option<Progress>) {
+        self.progress = p;
+    }
+
+    /// Writes one FlowFile from a [`Source`]: [`send`](Self::send) or
+    /// [`send_file`](Self::send_file).
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe (as [`send`](Self::send)).
+    pub async fn send_source(&mut self, source: &Source) -> Result<(), Error> {
+        match source {
+            Source::FlowFile(ff) => self.send(ff.clone()).await,
+            Source::File { attributes, path } => self.send_file(attributes.clone(), path).await,
         }
     }
 
@@ -329,6 +409,9 @@ impl SendTransaction {
             .await?;
             if let Some((_, w)) = self.open.as_mut() {
                 *w += n;
+            }
+            if let (Some(p), Some((_, w))) = (&self.progress, self.open) {
+                p(self.bytes + w);
             }
         }
         Ok(())
