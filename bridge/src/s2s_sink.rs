@@ -22,6 +22,9 @@ pub struct S2sSink {
     timeout: Duration,
 }
 
+/// The slowest transfer rate (bytes/s) a transaction is given time for, beyond `timeout_ms`.
+const MIN_RATE: u64 = 4 << 20;
+
 /// How long after a "destination full" a peer-less failure still counts as back-pressure.
 const FULL_MEMORY: Duration = Duration::from_secs(30);
 
@@ -145,9 +148,12 @@ impl Sink for S2sSink {
         Box::pin(async move {
             // NiFi parks a SEND on a pooled connection while the port's queue is full (the
             // handshake-time PORTS_DESTINATION_FULL check is skipped), so bound the whole
-            // transaction; dropping it closes the connection and NiFi rolls back.
-            let Ok(result) = tokio::time::timeout(self.timeout, self.send(records)).await else {
-                let message = format!("S2S transaction did not finish within {:?}", self.timeout);
+            // transaction; dropping it closes the connection and NiFi rolls back. Large content
+            // gets one more second per MIN_RATE bytes.
+            let bytes: u64 = records.iter().map(Record::len).sum();
+            let limit = self.timeout + Duration::from_secs(bytes / MIN_RATE);
+            let Ok(result) = tokio::time::timeout(limit, self.send(records)).await else {
+                let message = format!("S2S transaction did not finish within {limit:?}");
                 let reason = if self.recently_full() {
                     Reason::Backpressure
                 } else {

@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -251,51 +250,22 @@ async fn spool_fills_while_port_is_stopped_and_drains_when_it_starts() {
     port.delete().await.expect("delete");
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn_bridge(
     nifi: &Nifi,
     port: &Port,
     spool: &std::path::Path,
     listen: std::net::SocketAddr,
-) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_s2s-bridge"))
-        .args([
-            "--ack",
-            "spool",
-            "--listen",
-            &listen.to_string(),
-            "--nifi-url",
-            nifi.url(),
-            "--port-name",
-            port.name(),
-        ])
-        .arg("--spool-dir")
-        .arg(spool)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn s2s-bridge");
-    Proc(child)
-}
-
-async fn wait_healthy(addr: std::net::SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("http://{addr}/healthz"))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "bridge did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+) -> BridgeProc {
+    let args: [&std::ffi::OsStr; 7] = [
+        "--ack".as_ref(),
+        "spool".as_ref(),
+        "--nifi-url".as_ref(),
+        nifi.url().as_ref(),
+        "--port-name".as_ref(),
+        port.name().as_ref(),
+        "--spool-dir".as_ref(),
+    ];
+    BridgeProc::spawn_at(listen, args.into_iter().chain([spool.as_os_str()]), None)
 }
 
 #[tokio::test]
@@ -329,8 +299,8 @@ async fn spool_survives_kill_9_and_every_acked_record_arrives() {
         }
     }
     // SIGKILL with the last batches possibly unacked: no shutdown, no flush.
-    proc.0.kill().expect("kill -9");
-    proc.0.wait().expect("reap");
+    proc.child.kill().expect("kill -9");
+    proc.child.wait().expect("reap");
     drop(ws);
     port.start().await.expect("start port");
     let _proc2 = spawn_bridge(&nifi, &port, dir.path(), addr);

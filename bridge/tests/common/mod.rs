@@ -136,3 +136,186 @@ pub fn ff(id: &str, content: &str) -> FlowFile {
         .with_attribute("id", id)
         .with_attribute("filename", format!("{id}.txt"))
 }
+
+/// The real `s2s-bridge` binary as a child process, killed when dropped.
+pub struct BridgeProc {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for BridgeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl BridgeProc {
+    /// Starts the binary listening on a free 127.0.0.1 port with `args`; its log goes to `log`
+    /// (inherited when `None`).
+    pub fn spawn<I, S>(args: I, log: Option<&std::path::Path>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr");
+        Self::spawn_at(addr, args, log)
+    }
+
+    /// [`spawn`](Self::spawn) on a given address (to restart on the same one).
+    pub fn spawn_at<I, S>(addr: SocketAddr, args: I, log: Option<&std::path::Path>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_s2s-bridge"));
+        cmd.arg("--listen")
+            .arg(addr.to_string())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env(
+                "RUST_LOG",
+                std::env::var("BRIDGE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
+        // tracing's fmt subscriber writes to stdout.
+        match log {
+            Some(p) => cmd.stdout(std::fs::File::create(p).expect("log file")),
+            None => cmd.stdout(std::process::Stdio::inherit()),
+        };
+        Self {
+            child: cmd.spawn().expect("spawn s2s-bridge"),
+            addr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Waits until `/healthz` answers.
+    pub async fn wait_healthy(&self) {
+        wait_healthy(self.addr).await;
+    }
+
+    /// Peak resident memory so far (`VmHWM` of `/proc/<pid>/status`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("bridge process is alive");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status")
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+}
+
+/// Waits (at most 30 s) until the bridge at `addr` answers `/healthz`.
+pub async fn wait_healthy(addr: SocketAddr) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bridge did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A raw HTTP/1.1 client for what reqwest cannot do: a chunked POST whose body comes from
+/// `next_chunk` (until it returns `None`), optionally cut off (connection dropped) after `cut`
+/// body bytes. Returns the status and body of the answer, or `None` when cut.
+pub async fn chunked_post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    mut next_chunk: impl FnMut() -> Option<Vec<u8>>,
+    cut: Option<u64>,
+) -> std::io::Result<Option<(u16, String)>> {
+    use tokio::io::AsyncWriteExt;
+    let mut s = TcpStream::connect(addr).await?;
+    let mut head =
+        format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).await?;
+    let mut sent = 0u64;
+    while let Some(chunk) = next_chunk() {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut chunk = &chunk[..];
+        if let Some(c) = cut
+            && sent + chunk.len() as u64 >= c
+        {
+            chunk = &chunk[..(c - sent) as usize];
+            s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await?;
+            s.write_all(chunk).await?;
+            s.flush().await?;
+            // Gone mid-body: no terminating chunk, connection reset.
+            drop(s);
+            return Ok(None);
+        }
+        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await?;
+        s.write_all(chunk).await?;
+        s.write_all(b"\r\n").await?;
+        sent += chunk.len() as u64;
+    }
+    s.write_all(b"0\r\n\r\n").await?;
+    read_response(&mut s).await.map(Some)
+}
+
+/// Reads one HTTP/1.1 response (status line, headers, a `Content-Length` body).
+pub async fn read_response(s: &mut TcpStream) -> std::io::Result<(u16, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = s.read_buf(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        if s.read_buf(&mut buf).await? == 0 {
+            break;
+        }
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+    Ok((status, body))
+}
