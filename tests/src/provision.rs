@@ -2114,6 +2114,51 @@ fn down_at(path: &Path, dir: &Path) -> Result<Option<Instance>, Error> {
     Ok(Some(inst))
 }
 
+/// Puts `nifi-standard-nar` and its parent `nifi-standard-services-api-nar` (both at the
+/// instance's version, resolved with `mvn` into [`maven_repo`]) into the instance's autoload
+/// `extensions/` directory, so processors such as `ListenHTTP`, `PostHTTP` and
+/// `GenerateFlowFile` become available without a restart (NiFi loads them within seconds to a
+/// minute). Skipped for NARs already there. Needs the instance's home (one the kit started).
+pub fn standard_nar(inst: &Instance) -> Result<(), Error> {
+    let home = inst.home.as_ref().ok_or_else(|| {
+        Error::Provision(
+            "the NiFi was not started by the test kit (no home directory known)".into(),
+        )
+    })?;
+    let ext = home.join("extensions");
+    fs::create_dir_all(&ext).map_err(|e| Error::io(format!("creating {}", ext.display()), e))?;
+    let v = &inst.version;
+    for id in ["nifi-standard-services-api-nar", "nifi-standard-nar"] {
+        let file = format!("{id}-{v}.nar");
+        if ext.join(&file).exists() || home.join("lib").join(&file).exists() {
+            continue;
+        }
+        let cached = maven_repo()
+            .join("org/apache/nifi")
+            .join(id)
+            .join(v)
+            .join(&file);
+        if !cached.exists() {
+            run_maven(
+                &std::env::temp_dir(),
+                &[
+                    "dependency:get",
+                    &format!("-Dartifact=org.apache.nifi:{id}:{v}:nar"),
+                    "-Dtransitive=false",
+                ],
+            )?;
+        }
+        // Copy then rename: the autoloader must never see a half-written NAR.
+        let part = ext.join(format!(".{file}.part"));
+        fs::copy(&cached, &part)
+            .map_err(|e| Error::io(format!("copying {}", cached.display()), e))?;
+        fs::rename(&part, ext.join(&file))
+            .map_err(|e| Error::io(format!("renaming {}", part.display()), e))?;
+        progress(format!("{file} → {}", ext.display()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,43 +166,8 @@ fn p4(rt: &tokio::runtime::Runtime, bridge_bin: &Path, out: &Path, quick: bool) 
     Ok(file)
 }
 
-/// Puts `nifi-standard-nar` and its parent `nifi-standard-services-api-nar` (both at the running
-/// NiFi's version, resolved with `mvn` into the test kit's Maven cache) into the NiFi's autoload
-/// `extensions/` directory; NiFi loads them at runtime, no restart. Skipped when already there.
+/// P3's ListenHTTP comes from the standard NAR: the test kit puts it into the NiFi's autoload
+/// `extensions/` (no restart).
 fn standard_nar(inst: &provision::Instance) -> Result<()> {
-    let home = inst
-        .home
-        .as_ref()
-        .context("the NiFi was not started by the test kit (no home directory known)")?;
-    let ext = home.join("extensions");
-    std::fs::create_dir_all(&ext)?;
-    let v = &inst.version;
-    for id in ["nifi-standard-services-api-nar", "nifi-standard-nar"] {
-        let file = format!("{id}-{v}.nar");
-        if ext.join(&file).exists() || home.join("lib").join(&file).exists() {
-            continue;
-        }
-        let cached = provision::maven_repo()
-            .join("org/apache/nifi")
-            .join(id)
-            .join(v)
-            .join(&file);
-        if !cached.exists() {
-            let tmp = std::env::temp_dir();
-            provision::run_maven(
-                &tmp,
-                &[
-                    "dependency:get",
-                    &format!("-Dartifact=org.apache.nifi:{id}:{v}:nar"),
-                    "-Dtransitive=false",
-                ],
-            )?;
-        }
-        // Copy then rename: the autoloader must never see a half-written NAR.
-        let part = ext.join(format!(".{file}.part"));
-        std::fs::copy(&cached, &part).with_context(|| format!("copying {}", cached.display()))?;
-        std::fs::rename(&part, ext.join(&file))?;
-        eprintln!("[bench] {file} → {}", ext.display());
-    }
-    Ok(())
+    provision::standard_nar(inst).context("loading nifi-standard-nar")
 }
