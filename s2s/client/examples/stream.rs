@@ -33,7 +33,11 @@ async fn main() -> anyhow::Result<()> {
             let mut file = tokio::fs::File::create(&path).await?;
             let bytes = incoming.copy_to(&mut file).await?;
             file.sync_all().await?; // durable before NiFi is told to drop its copy
-            println!("{} ← {:?} ({bytes} bytes)", path.display(), incoming.attributes());
+            println!(
+                "{} ← {:?} ({bytes} bytes)",
+                path.display(),
+                incoming.attributes()
+            );
             n += 1;
             total += 1;
         }

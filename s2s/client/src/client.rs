@@ -762,9 +762,9 @@ impl Client {
                 || chunk_bytes >= self.cfg().send_batch_bytes;
             if full || iter.peek().is_none() {
                 let done = total.bytes;
-                let p = progress.clone().map(|p| {
-                    Arc::new(move |n: u64| p(done + n)) as crate::transaction::Progress
-                });
+                let p = progress
+                    .clone()
+                    .map(|p| Arc::new(move |n: u64| p(done + n)) as crate::transaction::Progress);
                 let s = self.send_with_retry(port, &chunk, p).await?;
                 total.flowfiles += s.flowfiles;
                 total.bytes += s.bytes;

@@ -1,4 +1,4 @@
-//! The HTTP(S) transport (spec §7): the sans-IO [`s2s_proto::http`] pieces driven by reqwest.
+//! The HTTP(S) transport (docs/site-to-site.md §7): the sans-IO [`s2s_proto::http`] pieces driven by reqwest.
 //!
 //! A transaction is a URL on NiFi (`Location` of the 201 to `POST …/transactions`). While it is
 //! open a background task `PUT`s it every TTL/2 so NiFi does not expire it; dropping the
@@ -131,7 +131,7 @@ fn transport_error(what: &'static str, e: reqwest::Error) -> Error {
     Error::with_source(Kind::Io, e)
 }
 
-/// Turns a non-success answer into the client's typed error (spec §7.3).
+/// Turns a non-success answer into the client's typed error (docs/site-to-site.md §7.3).
 pub(crate) async fn error_from_response(what: &str, resp: Response) -> Error {
     let status = resp.status().as_u16();
     let text = read_bounded(resp).await;

@@ -332,9 +332,7 @@ const STDIN_IN_MEMORY: usize = 1024 * 1024;
 
 /// Stdin's content as a source: in memory when small, else copied to a temporary file (a
 /// FlowFile needs its length up front). The returned guard deletes the file when dropped.
-fn stage_stdin(
-    attributes: Vec<(String, String)>,
-) -> Result<(Source, Option<tempfile::TempPath>)> {
+fn stage_stdin(attributes: Vec<(String, String)>) -> Result<(Source, Option<tempfile::TempPath>)> {
     let mut stdin = std::io::stdin().lock();
     let mut head = Vec::new();
     (&mut stdin)
@@ -432,8 +430,8 @@ async fn send(a: SendArgs) -> Result<()> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| f.clone())
         };
-        let attributes = with_attrs(FlowFile::default().with_attribute("filename", name), &attrs)
-            .attributes;
+        let attributes =
+            with_attrs(FlowFile::default().with_attribute("filename", name), &attrs).attributes;
         if f == "-" {
             let (source, tmp) = stage_stdin(attributes)?;
             sources.push(source);

@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn tv8_weights() {
-        // Reference §14 TV8: nifi1 holds 120 FlowFiles, nifi2 none.
+        // docs/site-to-site.md §14 TV8: nifi1 holds 120 FlowFiles, nifi2 none.
         let peers = [peer("nifi1", 120), peer("nifi2", 0)];
         assert_eq!(weights(&peers, Direction::Send), vec![0.0, 100.0]);
         assert_eq!(weights(&peers, Direction::Receive), vec![100.0, 0.0]);

@@ -1,6 +1,6 @@
 //! Driver tests: the tokio connection and transaction API against a scripted, fault-injecting
 //! fake NiFi over an in-memory duplex pipe. One test (or more) per RAW row of the reference's
-//! error table (§0.1); timeouts run on paused time.
+//! error table (docs/site-to-site.md §0.1); timeouts run on paused time.
 
 use std::time::Duration;
 

@@ -234,7 +234,10 @@ async fn reader_of_the_wrong_length_commits_nothing() {
                 text.contains(&declared.to_string()),
                 "the error names the declared length: {text}"
             );
-            assert!(tx.commit().await.is_err(), "a failed transaction cannot commit");
+            assert!(
+                tx.commit().await.is_err(),
+                "a failed transaction cannot commit"
+            );
         }
         // The port works, and nothing of the failed transactions arrived.
         let mut tx = c.send_transaction(port.name()).await.unwrap();
@@ -245,7 +248,11 @@ async fn reader_of_the_wrong_length_commits_nothing() {
         port.wait_for_queued(1, WAIT).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let q = port.queued_flowfiles().await.unwrap();
-        assert_eq!(q.len(), 1, "{transport:?}: only the good FlowFile is queued");
+        assert_eq!(
+            q.len(),
+            1,
+            "{transport:?}: only the good FlowFile is queued"
+        );
         assert_eq!(q[0].content, b"exact");
         port.drain().await.unwrap();
         c.close().await;
@@ -260,9 +267,7 @@ async fn receive_stream_dropped_half_way_leaves_the_flowfiles_in_nifi() {
     let nifi = nifi_or_skip!();
     let pair = nifi.port_pair("s2s-halfway").await.unwrap();
     let sent: Vec<FlowFile> = (0..3u64)
-        .map(|i| {
-            FlowFile::new(Bytes::from(pattern(i, 3 << 20))).with_attribute("i", i.to_string())
-        })
+        .map(|i| FlowFile::new(Bytes::from(pattern(i, 3 << 20))).with_attribute("i", i.to_string()))
         .collect();
     for transport in [Transport::Raw, Transport::Http] {
         let c = client(&nifi, transport);

@@ -1,5 +1,5 @@
 //! The FlowFile stream of a transaction, chunk by chunk: the one place that turns FlowFiles
-//! into transaction bytes and back (spec §4.1, §4.2, §5.3).
+//! into transaction bytes and back (docs/site-to-site.md §4.1, §4.2, §5.3).
 //!
 //! Both transports carry the same stream inside a transaction. Each FlowFile is its
 //! `StandardFlowFileCodec` v1 bytes (attributes and content length, then the content), and

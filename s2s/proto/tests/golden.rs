@@ -1,4 +1,4 @@
-//! Golden vectors of the reference §14 (`testdata/*.bin`) and their invalid variants.
+//! Golden vectors of docs/site-to-site.md §14 (`testdata/*.bin`) and their invalid variants.
 
 use bytes::{BufMut, BytesMut};
 use s2s_proto::codec::checksum::TransactionChecksum;

@@ -184,7 +184,7 @@ async fn peer_list_and_codec_refusal_without_port() {
         assert_eq!(Some(peers[0].port), nifi2.raw_port());
         assert!(!peers[0].secure);
 
-        // Spec §2.7: without a port NiFi refuses the codec with ABORT + a writeUTF message.
+        // docs/site-to-site.md §2.7: without a port NiFi refuses the codec with ABORT + a writeUTF message.
         encode_codec_negotiation(&mut out);
         c.send(&out);
         assert_eq!(c.read(NegotiationReply::decode), NegotiationReply::Abort);
@@ -464,14 +464,14 @@ async fn handshake_refusals_are_framed_as_the_table_says() {
                 eprintln!("{want}: {m:?}");
             }
             if want == ResponseCode::MISSING_PROPERTY {
-                // The exact bytes of the reference's TV2 error example.
+                // The exact bytes of the TV2 error example of docs/site-to-site.md §14.
                 assert_eq!(reply.message.as_deref(), Some("Missing Property GZIP"));
             }
             // Nothing follows the frame: the buffer holds no stray bytes.
             assert!(c.rx.is_empty(), "{want}: {:?}", c.rx);
             let mut probe = [0u8; 1];
             if want != ResponseCode::PORT_NOT_IN_VALID_STATE {
-                // NiFi closes after these refusals (spec §2.3).
+                // NiFi closes after these refusals (docs/site-to-site.md §2.3).
                 let n = c.sock.read(&mut probe).unwrap_or(0);
                 assert_eq!(n, 0, "{want}: connection closed");
             }
@@ -565,7 +565,7 @@ async fn bad_checksum_paths_roll_back() {
     pair.delete().await.unwrap();
 }
 
-/// Reference §0.1/§2.2: ABORT in protocol negotiation carries no message; an unknown resource
+/// docs/site-to-site.md §0.1/§2.2: ABORT in protocol negotiation carries no message; an unknown resource
 /// gets no reply at all; SHUTDOWN gets no reply and NiFi closes.
 #[tokio::test(flavor = "multi_thread")]
 async fn negotiation_refusals_and_shutdown() {

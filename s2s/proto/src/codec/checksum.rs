@@ -1,4 +1,4 @@
-//! The transaction CRC32 (spec §5.3).
+//! The transaction CRC32 (docs/site-to-site.md §5.3).
 //!
 //! One CRC-32 (zlib/IEEE) per transaction over the *uncompressed* StandardFlowFileCodec bytes
 //! of every FlowFile, in order; markers, request strings and the compression envelope are

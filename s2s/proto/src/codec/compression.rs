@@ -1,4 +1,4 @@
-//! The `SYNC`-chunked zlib envelope used when the handshake sets `GZIP=true` (spec §4.2).
+//! The `SYNC`-chunked zlib envelope used when the handshake sets `GZIP=true` (docs/site-to-site.md §4.2).
 //!
 //! Despite the property name this is zlib (RFC 1950), level 1, in NiFi's own framing, applied
 //! to each FlowFile separately:

@@ -1,4 +1,4 @@
-//! The FlowFile model and `StandardFlowFileCodec` version 1 (spec §4.1).
+//! The FlowFile model and `StandardFlowFileCodec` version 1 (docs/site-to-site.md §4.1).
 //!
 //! ```text
 //! i32 attributeCount

@@ -1,4 +1,4 @@
-//! The handshake request and request types (spec §2.3, §2.5, §2.7).
+//! The handshake request and request types (docs/site-to-site.md §2.3, §2.5, §2.7).
 
 use bytes::{BufMut, BytesMut};
 
@@ -226,7 +226,7 @@ fn read_handshake(r: &mut Reader<'_>, protocol_version: i32) -> Step<ReceivedHan
     })
 }
 
-/// A request, sent as `utf(name)` between transactions (spec §2.5).
+/// A request, sent as `utf(name)` between transactions (docs/site-to-site.md §2.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RequestType {
     /// `NEGOTIATE_FLOWFILE_CODEC`: followed by a codec proposal.

@@ -12,15 +12,15 @@
 //!
 //! | Module | Wire element | Reference |
 //! |---|---|---|
-//! | [`utf`] | Java modified UTF-8 strings with a u16 length, big-endian integers | spec §3 |
-//! | [`response_code`] | `'R' 'C' code [message]` frames | spec §2.4 |
-//! | [`negotiation`] | magic, resource/codec version negotiation | spec §2.1, §2.2, §2.7 |
-//! | [`handshake`] | handshake request, request types | spec §2.3, §2.5 |
-//! | [`peers`] | `REQUEST_PEER_LIST` reply | spec §2.6 |
-//! | [`flowfile`] | `StandardFlowFileCodec` v1 | spec §4.1 |
-//! | [`compression`] | `SYNC`-chunked zlib envelope (`GZIP=true`) | spec §4.2 |
-//! | [`checksum`] | transaction CRC32 | spec §5.3 |
-//! | [`package_v3`] | FlowFile Package v3 (`application/flowfile-v3`) | spec §10 |
+//! | [`utf`] | Java modified UTF-8 strings with a u16 length, big-endian integers | docs/site-to-site.md §3 |
+//! | [`response_code`] | `'R' 'C' code [message]` frames | docs/site-to-site.md §2.4 |
+//! | [`negotiation`] | magic, resource/codec version negotiation | docs/site-to-site.md §2.1, §2.2, §2.7 |
+//! | [`handshake`] | handshake request, request types | docs/site-to-site.md §2.3, §2.5 |
+//! | [`peers`] | `REQUEST_PEER_LIST` reply | docs/site-to-site.md §2.6 |
+//! | [`flowfile`] | `StandardFlowFileCodec` v1 | docs/site-to-site.md §4.1 |
+//! | [`compression`] | `SYNC`-chunked zlib envelope (`GZIP=true`) | docs/site-to-site.md §4.2 |
+//! | [`checksum`] | transaction CRC32 | docs/site-to-site.md §5.3 |
+//! | [`package_v3`] | FlowFile Package v3 (`application/flowfile-v3`) | docs/site-to-site.md §10 |
 
 pub mod checksum;
 pub mod compression;

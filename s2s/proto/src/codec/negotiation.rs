@@ -1,4 +1,4 @@
-//! Connection magic and resource/codec version negotiation (spec §2.1, §2.2, §2.7).
+//! Connection magic and resource/codec version negotiation (docs/site-to-site.md §2.1, §2.2, §2.7).
 //!
 //! A RAW connection starts with the 4 magic bytes, then the client proposes
 //! `utf(resource name) + i32(version)` and the server answers with one *bare* status byte

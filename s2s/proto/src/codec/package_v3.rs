@@ -1,4 +1,4 @@
-//! FlowFile Package v3 (`application/flowfile-v3`, spec §10): what NiFi's `PackageFlowFile`,
+//! FlowFile Package v3 (`application/flowfile-v3`, docs/site-to-site.md §10): what NiFi's `PackageFlowFile`,
 //! `PostHTTP` and MiNiFi send to `ListenHTTP`. Packages are concatenated back-to-back.
 //!
 //! ```text

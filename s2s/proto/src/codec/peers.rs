@@ -1,4 +1,4 @@
-//! The `REQUEST_PEER_LIST` reply (spec §2.6): the same layout at every protocol version.
+//! The `REQUEST_PEER_LIST` reply (docs/site-to-site.md §2.6): the same layout at every protocol version.
 //!
 //! ```text
 //! i32 count, then per peer: utf hostname, i32 port, u8 secure, i32 flowFileCount

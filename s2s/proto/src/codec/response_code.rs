@@ -1,4 +1,4 @@
-//! Response codes and their `'R' 'C' code [message]` framing (spec §2.4).
+//! Response codes and their `'R' 'C' code [message]` framing (docs/site-to-site.md §2.4).
 //!
 //! NiFi writes every status during the handshake and transactions as the two bytes `52 43`
 //! ("RC"), one code byte, and, only for codes that carry one, a `writeUTF` message. Whether a

@@ -1,4 +1,4 @@
-//! Sans-IO pieces of the HTTP(S) Site-to-Site transport (spec §7).
+//! Sans-IO pieces of the HTTP(S) Site-to-Site transport (docs/site-to-site.md §7).
 //!
 //! No HTTP client here: this module says *what* to request (paths, headers, query
 //! parameters) and classifies NiFi's answers; the bodies are the [`stream`](crate::stream) layer's.
@@ -166,7 +166,7 @@ pub fn keep_alive_interval_millis(ttl_secs: u64) -> u64 {
     (ttl_secs * 1000 / 2).max(500)
 }
 
-/// What an error answer from NiFi means for the client (spec §7.3).
+/// What an error answer from NiFi means for the client (docs/site-to-site.md §7.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     /// Our request was malformed or carried bad handshake values (400): fatal.

@@ -1,5 +1,5 @@
 //! RAW transport state machines (sans-IO): negotiation, handshake, codec negotiation, peer
-//! list, and the SEND and RECEIVE transactions with the CRC32 two-phase confirm (spec §2, §5).
+//! list, and the SEND and RECEIVE transactions with the CRC32 two-phase confirm (docs/site-to-site.md §2, §5).
 //!
 //! ```text
 //!   app ──start/send_content/end_flowfile, finish_send, receive──▶  ┌───────────────┐

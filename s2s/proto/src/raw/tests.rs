@@ -1,4 +1,4 @@
-//! Golden-vector (spec §14 TV1, TV5–TV8) and fake-peer tests of the RAW client session.
+//! Golden-vector (docs/site-to-site.md §14 TV1, TV5–TV8) and fake-peer tests of the RAW client session.
 
 use bytes::{Bytes, BytesMut};
 
