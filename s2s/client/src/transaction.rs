@@ -934,11 +934,7 @@ impl IncomingFlowFile<'_> {
 
     /// The value of attribute `key` (the last one if repeated).
     pub fn attribute(&self, key: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        s2s_proto::codec::flowfile::attribute(&self.attributes, key)
     }
 
     /// The content length NiFi announced.

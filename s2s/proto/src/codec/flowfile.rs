@@ -59,11 +59,7 @@ impl FlowFile {
 
     /// The value of attribute `key` (the last one if the key is repeated).
     pub fn attribute(&self, key: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        attribute(&self.attributes, key)
     }
 }
 
@@ -74,6 +70,16 @@ impl fmt::Debug for FlowFile {
             .field("content_len", &self.content.len())
             .finish()
     }
+}
+
+/// The value of `key` in wire-order `attributes` (the last one if the key is repeated, as NiFi
+/// keeps the last).
+pub fn attribute<'a>(attributes: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    attributes
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 fn wire_i32(what: &str, n: usize) -> i32 {
