@@ -426,3 +426,59 @@ fn to_flowfile(item: serde_json::Value) -> Result<FlowFile, String> {
         content,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(body: &[u8], step: usize, max: usize) -> Result<Vec<String>, Fail> {
+        let mut s = ArraySplitter::default();
+        let mut out = Vec::new();
+        for piece in body.chunks(step) {
+            s.feed(piece, max, |e| {
+                out.push(String::from_utf8(e.to_vec()).expect("utf-8"));
+                Ok(())
+            })?;
+        }
+        s.finish()?;
+        Ok(out)
+    }
+
+    #[test]
+    fn array_elements_at_any_split() {
+        let body = br#" [ {"a":"x]},\"{["} , {"b":[1,{"c":2}]},"s\"",7 ,{} ]  "#;
+        for step in 1..body.len() {
+            let got = split(body, step, 1000).unwrap_or_else(|e| panic!("step {step}: {e:?}"));
+            assert_eq!(
+                got,
+                [
+                    r#"{"a":"x]},\"{["}"#,
+                    r#"{"b":[1,{"c":2}]}"#,
+                    r#""s\"""#,
+                    "7",
+                    "{}"
+                ],
+                "step {step}"
+            );
+        }
+        assert_eq!(split(b"[]", 1, 10).map(|v| v.len()).ok(), Some(0));
+        for bad in [
+            &b"{\"a\":1}"[..],
+            b"[{\"a\":1}",
+            b"[{\"a\":1}] x",
+            b"[,]",
+            b"[1,,2]",
+            b"[{}}]",
+        ] {
+            assert!(
+                matches!(split(bad, 2, 100), Err(Fail::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(matches!(
+            split(br#"[{"a":"0123456789"}]"#, 3, 10),
+            Err(Fail::Limit(_))
+        ));
+    }
+}
