@@ -105,6 +105,10 @@ pub(crate) fn setup() -> Result<()> {
         // No --locked: the CLI's own lockfile pins a webpki-roots release this registry lacks
         // (toolchain.md). The version itself is pinned, equal to the crate in Cargo.lock.
         let v = &s.bindgen_version;
+        eprintln!(
+            "wasm setup: building wasm-bindgen-cli {v} from source (the longest step: 5-20 min on \
+             2 busy cores; cargo shows each crate)"
+        );
         step("cargo install wasm-bindgen-cli", &mut || {
             run(Command::new("cargo").args([
                 "install",
