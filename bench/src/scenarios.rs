@@ -16,6 +16,8 @@ use s2s_bench::sink::{PORT_NAME, Sink};
 use crate::report::{Better, Machine, RatioTarget, Report, Row};
 use crate::{P1SendArgs, run_p1_child, wait_until};
 
+mod p6bridge;
+
 /// `s2s-bench run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -28,7 +30,7 @@ pub struct RunArgs {
     /// The `s2s-bridge` binary (for P3 and P5); those scenarios are skipped without it.
     #[arg(long)]
     bridge_bin: Option<PathBuf>,
-    /// Only these scenarios (p1, p2, p2nifi, p3, p5); default all.
+    /// Only these scenarios (p1, p2, p2nifi, p3, p5, p6); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The command line to record in the report.
@@ -74,6 +76,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ("p2nifi", true),
         ("p3", args.bridge_bin.is_some()),
         ("p5", args.bridge_bin.is_some()),
+        ("p6", args.bridge_bin.is_some()),
     ];
     for (name, possible) in steps {
         if !Ctx::wants(&args, name) {
@@ -92,6 +95,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "p2nifi" => p2_nifi(&mut ctx, &nifi).await,
             "p3" => p3(&mut ctx, &nifi, args.bridge_bin.as_ref().expect("checked")).await,
             "p5" => p5(&mut ctx, args.bridge_bin.as_ref().expect("checked"), &out).await,
+            "p6" => p6bridge::p6(&mut ctx, &nifi, args.bridge_bin.as_ref().expect("checked")).await,
             _ => unreachable!("fixed list"),
         };
         if let Err(e) = res {

@@ -25,7 +25,7 @@ pub(crate) struct BenchArgs {
     /// Fewer, smaller runs: the whole bench in well under 10 minutes.
     #[arg(long)]
     quick: bool,
-    /// Only these scenarios (p1, p2, p2nifi, p3, p4, p5), comma-separated.
+    /// Only these scenarios (p1, p2, p2nifi, p3, p4, p5, p6), comma-separated.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Also run the criterion codec benchmarks of s2s-proto (slow).
@@ -47,7 +47,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
         if up.reused { "reused" } else { "started" }
     );
     let wants = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
-    if wants("p3") {
+    if wants("p3") || wants("p6") {
         // P3's baseline is NiFi's ListenHTTP, from the standard NAR the test kit's minimal
         // NiFi does not carry. Not fatal: P3 then reports it as not measured.
         if let Err(e) = standard_nar(&up.instance) {
