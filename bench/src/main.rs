@@ -31,6 +31,25 @@ enum Cmd {
     /// (internal) Send COUNT FlowFiles of SIZE bytes, BATCH per transaction; print one JSON line.
     #[command(hide = true)]
     P1Send(P1SendArgs),
+    /// (internal) Send FILE as COUNT FlowFiles, streamed from disk (`Source::file` through
+    /// `Client::send_sources`, what `s2s send FILE` does); print one JSON line.
+    #[command(hide = true)]
+    P2SendFile(P2SendFileArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct P2SendFileArgs {
+    #[arg(long)]
+    url: String,
+    #[arg(long)]
+    port: String,
+    #[arg(long)]
+    file: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    count: u64,
+    /// No peer discovery (the bench sink answers only the controller request).
+    #[arg(long)]
+    single_node: bool,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -62,7 +81,40 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Run(args) => rt.block_on(scenarios::run(args)),
         Cmd::P1Send(args) => rt.block_on(p1_send(args)),
+        Cmd::P2SendFile(args) => rt.block_on(p2_send_file(args)),
     }
+}
+
+/// Like `s2s send FILE` (client built before the clock starts, discovery inside the timed part,
+/// as the CLI and the Java tool time themselves), without the CLI's progress bar.
+async fn p2_send_file(a: P2SendFileArgs) -> anyhow::Result<()> {
+    let client = Client::builder(&a.url).single_node(a.single_node).build()?;
+    let sources: Vec<s2s::Source> = (0..a.count)
+        .map(|i| {
+            s2s::Source::file(
+                vec![
+                    ("filename".to_owned(), "p2-file".to_owned()),
+                    ("ref.index".to_owned(), i.to_string()),
+                ],
+                &a.file,
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    let s = client.send_sources(&a.port, sources, None).await?;
+    let seconds = start.elapsed().as_secs_f64();
+    client.close().await;
+    if s.flowfiles != a.count {
+        bail!("committed {} FlowFiles of {}", s.flowfiles, a.count);
+    }
+    println!(
+        "{}",
+        serde_json::to_string(&ChildReport {
+            count: a.count,
+            seconds
+        })?
+    );
+    Ok(())
 }
 
 /// Same content and attributes as the Java reference client (`nifi_testkit::java_reference`), and

@@ -4,6 +4,9 @@
 //! for, so the delta around one `wait` is that child's CPU, JVM or native alike.
 
 use std::fs;
+use std::io::Read as _;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 /// Clock ticks per second of `/proc` times (USER_HZ, 100 on every Linux ABI).
 const TICKS_PER_SEC: f64 = 100.0;
@@ -31,10 +34,73 @@ fn parse_children_cpu(stat: &str) -> Option<f64> {
 
 /// Resident set size of process `pid` in KiB (`VmRSS`), `None` if it is gone.
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// Peak resident set size of process `pid` so far in KiB (`VmHWM`, the kernel's high-water
+/// mark), `None` if it is gone (or a zombie).
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A child run to completion by [`run_watched`].
+#[derive(Debug)]
+pub struct Watched {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Its whole stdout.
+    pub stdout: String,
+    /// Its whole stderr.
+    pub stderr: String,
+    /// Its peak RSS in KiB: the last `VmHWM` read before it exited.
+    pub peak_rss_kib: u64,
+}
+
+/// How often [`run_watched`] reads the child's `VmHWM`.
+const WATCH_EVERY: Duration = Duration::from_millis(10);
+
+/// Runs `cmd` to completion (stdin null, stdout and stderr captured), reading its `VmHWM` every
+/// 10 ms. `VmHWM` is a high-water mark, so the figure misses only growth in the child's last
+/// 10 ms (its exit), not peaks between samples.
+pub fn run_watched(cmd: &mut Command) -> std::io::Result<Watched> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = r.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped")));
+    let err = drain(Box::new(child.stderr.take().expect("piped")));
+    let mut peak = 0u64;
+    let status = loop {
+        if let Some(k) = peak_rss_kib(pid) {
+            peak = peak.max(k);
+        }
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        std::thread::sleep(WATCH_EVERY);
+    };
+    Ok(Watched {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        peak_rss_kib: peak,
+    })
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -58,7 +124,7 @@ mod tests {
     #[test]
     fn a_waited_child_adds_cpu_and_we_have_an_rss() {
         let before = children_cpu_secs().unwrap();
-        let st = std::process::Command::new("sh")
+        let st = Command::new("sh")
             .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
             .status()
             .unwrap();
@@ -66,5 +132,15 @@ mod tests {
         let after = children_cpu_secs().unwrap();
         assert!(after > before, "{before} -> {after}");
         assert!(rss_kib(std::process::id()).unwrap() > 0);
+        assert!(peak_rss_kib(std::process::id()).unwrap() >= rss_kib(std::process::id()).unwrap());
+    }
+
+    #[test]
+    fn a_watched_child_has_a_peak_rss_and_its_output() {
+        let w = run_watched(Command::new("sh").args(["-c", "echo out; echo err >&2; sleep 0.1"]))
+            .unwrap();
+        assert!(w.status.success());
+        assert_eq!((w.stdout.as_str(), w.stderr.as_str()), ("out\n", "err\n"));
+        assert!(w.peak_rss_kib > 0, "{w:?}");
     }
 }

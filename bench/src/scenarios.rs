@@ -16,6 +16,7 @@ use s2s_bench::sink::{PORT_NAME, Sink};
 use crate::report::{Better, Machine, RatioTarget, Report, Row};
 use crate::{P1SendArgs, run_p1_child, wait_until};
 
+mod p2file;
 mod p6bridge;
 
 /// `s2s-bench run`.
@@ -30,7 +31,7 @@ pub struct RunArgs {
     /// The `s2s-bridge` binary (for P3 and P5); those scenarios are skipped without it.
     #[arg(long)]
     bridge_bin: Option<PathBuf>,
-    /// Only these scenarios (p1, p2, p2nifi, p3, p5, p6); default all.
+    /// Only these scenarios (p1, p2, p2nifi, p2file, p2filenifi, p3, p5, p6); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The command line to record in the report.
@@ -49,6 +50,8 @@ struct Ctx {
     reps: usize,
     rows: Vec<Row>,
     not_measured: Vec<(String, String)>,
+    /// The big file of P2 from a file, shared by its scenarios; removed when the run ends.
+    big_file: Option<p2file::BigFile>,
 }
 
 impl Ctx {
@@ -66,19 +69,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         reps: if args.quick { 3 } else { 5 },
         rows: Vec::new(),
         not_measured: Vec::new(),
+        big_file: None,
     };
     let nifi = Nifi::shared()
         .await
         .context("no NiFi: run `cargo xtask nifi up` (cargo xtask bench does)")?;
-    let steps: [(&str, bool); 5] = [
+    let steps: &[(&str, bool)] = &[
         ("p2", true),
+        ("p2file", true),
         ("p1", true),
         ("p2nifi", true),
+        ("p2filenifi", true),
         ("p3", args.bridge_bin.is_some()),
         ("p5", args.bridge_bin.is_some()),
         ("p6", args.bridge_bin.is_some()),
     ];
-    for (name, possible) in steps {
+    for &(name, possible) in steps {
         if !Ctx::wants(&args, name) {
             continue;
         }
@@ -93,6 +99,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "p1" => p1(&mut ctx, &nifi).await,
             "p2" => p2_sink(&mut ctx).await,
             "p2nifi" => p2_nifi(&mut ctx, &nifi).await,
+            "p2file" => p2file::p2file_sink(&mut ctx).await,
+            "p2filenifi" => p2file::p2file_nifi(&mut ctx, &nifi).await,
             "p3" => p3(&mut ctx, &nifi, args.bridge_bin.as_ref().expect("checked")).await,
             "p5" => p5(&mut ctx, args.bridge_bin.as_ref().expect("checked"), &out).await,
             "p6" => p6bridge::p6(&mut ctx, &nifi, args.bridge_bin.as_ref().expect("checked")).await,
@@ -105,6 +113,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         eprintln!("[bench] {name} took {:.0} s", t.elapsed().as_secs_f64());
     }
+    // Removes P2's big file (and its temporary directory).
+    ctx.big_file = None;
     if Ctx::wants(&args, "p4") {
         match &args.p4_json {
             Some(path) => {

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use bytes::BytesMut;
 use s2s_proto::codec::DecodeError;
 use s2s_proto::codec::checksum::TransactionChecksum;
-use s2s_proto::codec::flowfile::{FlowFileDecoder, FlowFilePart};
+use s2s_proto::codec::flowfile::{FlowFileDecoder, FlowFilePart, Limits};
 use s2s_proto::codec::handshake::{ReceivedHandshake, RequestType};
 use s2s_proto::codec::negotiation::{NegotiationReply, ResourceProposal, decode_magic};
 use s2s_proto::{Response, ResponseCode};
@@ -192,9 +192,13 @@ async fn receive_transaction(c: &mut Conn, counters: &Counters) -> anyhow::Resul
     let mut crc = TransactionChecksum::new();
     let (mut flowfiles, mut bytes) = (0u64, 0u64);
     loop {
-        let mut d = FlowFileDecoder::default();
         // Streamed: each content chunk is CRC'd as it lands (cache-hot) and dropped at once, so
-        // one small read buffer serves FlowFiles of any size.
+        // one small read buffer serves FlowFiles of any size — no content cap (the default 256
+        // MiB is for decoders that buffer a FlowFile whole; P2 from a file sends 4 GiB).
+        let mut d = FlowFileDecoder::new(Limits {
+            max_content_len: u64::MAX,
+            ..Limits::default()
+        });
         loop {
             match c.need("a FlowFile", |b| d.decode_part(b, &mut crc)).await? {
                 FlowFilePart::Content(chunk) => bytes += chunk.len() as u64,

@@ -174,6 +174,27 @@ pub fn build() -> Result<String, Error> {
 /// Builds (if needed) and runs the reference client; returns its report. The Java process uses the
 /// `java` on `PATH` (any Java 17+; the 1.28.1 client needs only Java 8).
 pub fn send(spec: &SendSpec) -> Result<SendReport, Error> {
+    let stdout = run_java("org.nifis2s.reference.SendFlowFiles", &send_args(spec))?;
+    parse_summary(&stdout)
+}
+
+/// The reference client's sender for `spec` with every FlowFile's content streamed from `file`
+/// (a `DataPacket` over a `FileInputStream` of the file's size; `spec.size` is ignored), as a
+/// command to spawn: for callers that watch the process (its memory) while it runs. Builds the
+/// client if needed. Parse its stdout with [`parse_send_report`].
+pub fn send_file_command(spec: &SendSpec, file: &Path) -> Result<Command, Error> {
+    let mut args = send_args(spec);
+    args.push("--file".into());
+    args.push(file.display().to_string());
+    java_command("org.nifis2s.reference.SendFlowFiles", &args)
+}
+
+/// The report line in the stdout of a [`send_file_command`] run.
+pub fn parse_send_report(stdout: &str) -> Result<SendReport, Error> {
+    parse_summary(stdout)
+}
+
+fn send_args(spec: &SendSpec) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "--url".into(),
         spec.url.clone(),
@@ -195,8 +216,7 @@ pub fn send(spec: &SendSpec) -> Result<SendReport, Error> {
         args.push("--attr".into());
         args.push(format!("{k}={v}"));
     }
-    let stdout = run_java("org.nifis2s.reference.SendFlowFiles", &args)?;
-    parse_summary(&stdout)
+    args
 }
 
 /// What to receive.
@@ -279,15 +299,20 @@ pub fn receive(spec: &ReceiveSpec) -> Result<(Vec<QueuedFlowFile>, ReceiveReport
     Ok((flowfiles, parse_summary(&stdout)?))
 }
 
-fn run_java(class: &str, args: &[String]) -> Result<String, Error> {
+fn java_command(class: &str, args: &[String]) -> Result<Command, Error> {
     let classpath = build()?;
-    let out = Command::new("java")
-        .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+    let mut cmd = Command::new("java");
+    cmd.arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
         .arg("-cp")
         .arg(&classpath)
         .arg(class)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    Ok(cmd)
+}
+
+fn run_java(class: &str, args: &[String]) -> Result<String, Error> {
+    let out = java_command(class, args)?
         .output()
         .map_err(|e| Error::io("running java", e))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -1,5 +1,9 @@
 package org.nifis2s.reference;
 
+import java.io.FileInputStream;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -9,6 +13,7 @@ import org.apache.nifi.remote.TransactionCompletion;
 import org.apache.nifi.remote.TransferDirection;
 import org.apache.nifi.remote.client.SiteToSiteClient;
 import org.apache.nifi.remote.protocol.SiteToSiteTransportProtocol;
+import org.apache.nifi.remote.util.StandardDataPacket;
 
 /**
  * Sends N FlowFiles of S bytes each to a NiFi input port with the official Site-to-Site client, and
@@ -17,9 +22,14 @@ import org.apache.nifi.remote.protocol.SiteToSiteTransportProtocol;
  * <p>Content is deterministic so a test can check every byte: byte {@code j} of FlowFile {@code i} is
  * {@code (i * 31 + j) % 251}. Each FlowFile carries the given attributes plus {@code ref.index=i}.
  *
+ * <p>With {@code --file PATH} the content of every FlowFile is that file instead, streamed: a
+ * {@code DataPacket} whose {@code InputStream} is a {@code FileInputStream} with the file's size (the
+ * way an application hands the client content bigger than its heap); {@code --size} is ignored.
+ *
  * <pre>
  * java -cp 'classes:lib/*' org.nifis2s.reference.SendFlowFiles --url http://127.0.0.1:8080/nifi
  *      --port in --transport RAW --count 10 --size 1024 [--batch 100] [--compress] [--attr k=v]...
+ *      [--file PATH]
  * </pre>
  */
 public final class SendFlowFiles {
@@ -39,6 +49,7 @@ public final class SendFlowFiles {
         int size = 0;
         int batch = 100;
         boolean compress = false;
+        Path file = null;
         Map<String, String> attrs = new LinkedHashMap<>();
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
@@ -50,6 +61,7 @@ public final class SendFlowFiles {
                 case "--size" -> size = Integer.parseInt(args[++i]);
                 case "--batch" -> batch = Integer.parseInt(args[++i]);
                 case "--compress" -> compress = true;
+                case "--file" -> file = Path.of(args[++i]);
                 case "--attr" -> {
                     String kv = args[++i];
                     int eq = kv.indexOf('=');
@@ -63,7 +75,7 @@ public final class SendFlowFiles {
         }
         if (url == null || port == null || batch < 1 || size < 0 || count < 0) {
             System.err.println("usage: --url URL --port NAME [--transport RAW|HTTP] [--count N] [--size BYTES]"
-                    + " [--batch N] [--compress] [--attr k=v]...");
+                    + " [--batch N] [--compress] [--attr k=v]... [--file PATH]");
             System.exit(2);
         }
 
@@ -74,12 +86,13 @@ public final class SendFlowFiles {
                 .useCompression(compress)
                 .timeout(30, TimeUnit.SECONDS)
                 .build();
+        long fileSize = file == null ? 0 : Files.size(file);
         long started = System.nanoTime();
         long sent = 0;
         long bytes = 0;
         int transactions = 0;
         try {
-            byte[] content = new byte[size];
+            byte[] content = new byte[file == null ? size : 0];
             while (sent < count) {
                 Transaction tx = client.createTransaction(TransferDirection.SEND);
                 if (tx == null) {
@@ -87,15 +100,22 @@ public final class SendFlowFiles {
                 }
                 long inTx = 0;
                 while (inTx < batch && sent < count) {
-                    for (int j = 0; j < size; j++) {
-                        content[j] = contentByte(sent, j);
-                    }
                     Map<String, String> ffAttrs = new LinkedHashMap<>(attrs);
                     ffAttrs.put("ref.index", Long.toString(sent));
-                    tx.send(content, ffAttrs);
+                    if (file != null) {
+                        try (InputStream in = new FileInputStream(file.toFile())) {
+                            tx.send(new StandardDataPacket(ffAttrs, in, fileSize));
+                        }
+                        bytes += fileSize;
+                    } else {
+                        for (int j = 0; j < size; j++) {
+                            content[j] = contentByte(sent, j);
+                        }
+                        tx.send(content, ffAttrs);
+                        bytes += size;
+                    }
                     sent++;
                     inTx++;
-                    bytes += size;
                 }
                 tx.confirm();
                 TransactionCompletion done = tx.complete();
@@ -112,7 +132,7 @@ public final class SendFlowFiles {
                 "{\"tool\":\"java-reference\",\"client\":\"nifi-site-to-site-client\",\"transport\":\"%s\","
                         + "\"port\":\"%s\",\"count\":%d,\"size\":%d,\"batch\":%d,\"compress\":%b,\"bytes\":%d,"
                         + "\"transactions\":%d,\"seconds\":%.6f,\"flowfiles_per_sec\":%.1f,\"mib_per_sec\":%.3f}%n",
-                transport, port.replace("\"", "\\\""), sent, size, batch, compress, bytes, transactions, secs,
+                transport, port.replace("\"", "\\\""), sent, file == null ? size : fileSize, batch, compress, bytes, transactions, secs,
                 sent / secs, bytes / secs / (1024.0 * 1024.0));
     }
 }
