@@ -14,6 +14,7 @@ use crate::connection::{AsyncStream, Connection, with_timeout};
 use crate::discovery::{self, Direction, PortInfo, SiteInfo};
 use crate::error::{Error, Kind};
 use crate::http::{HttpCtx, HttpReceive, HttpSend, OpenTx};
+use crate::metrics::Dir;
 use crate::peers::{self, Peer, Penalties};
 use crate::transaction::{
     ReceiveTransaction, ReceiveTransport, SendSummary, SendTransaction, SendTransport, Source,
@@ -332,7 +333,9 @@ impl Client {
             .penalties
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        p.penalize(addr, port_id, self.cfg().penalization, Instant::now());
+        let now = Instant::now();
+        p.penalize(addr, port_id, self.cfg().penalization, now);
+        crate::metrics::penalized_peers(p.active(now));
     }
 
     /// Opens and handshakes a new connection to `t` (with `port_id`, or for a peer list).
@@ -497,8 +500,11 @@ impl Client {
         loop {
             let mut c = {
                 let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-                pool.get_mut(&(addr.to_owned(), port_id.to_owned()))?
-                    .pop()?
+                let c = pool
+                    .get_mut(&(addr.to_owned(), port_id.to_owned()))?
+                    .pop()?;
+                crate::metrics::pooled_connections(pool.values().map(Vec::len).sum());
+                c
             };
             if c.last_used.elapsed() >= idle {
                 // Expired: close it politely in the background.
@@ -524,6 +530,14 @@ impl Client {
         pool.entry((conn.peer.clone(), port_id.to_owned()))
             .or_default()
             .push(conn);
+        crate::metrics::pooled_connections(pool.values().map(Vec::len).sum());
+    }
+
+    fn transport_name(&self) -> &'static str {
+        match self.cfg().transport {
+            Transport::Http => "http",
+            _ => "raw",
+        }
     }
 
     #[cfg(test)]
@@ -590,9 +604,10 @@ impl Client {
     /// # Cancel safety
     /// Cancel-safe: an interrupted connect leaves nothing behind.
     pub async fn send_transaction(&self, port: &str) -> Result<SendTransaction, Error> {
-        self.send_transaction_inner(port)
-            .await
-            .map_err(|e| e.with_identity(self.cfg().client_dn.as_deref()))
+        self.send_transaction_inner(port).await.map_err(|e| {
+            crate::metrics::error(Dir::Send, port, self.transport_name(), &e);
+            e.with_identity(self.cfg().client_dn.as_deref())
+        })
     }
 
     async fn send_transaction_inner(&self, port: &str) -> Result<SendTransaction, Error> {
@@ -606,6 +621,7 @@ impl Client {
             return Ok(SendTransaction::new(
                 self.clone(),
                 SendTransport::Http(Box::new(http)),
+                port,
                 info.id,
                 span,
             ));
@@ -614,6 +630,7 @@ impl Client {
         Ok(SendTransaction::new(
             self.clone(),
             SendTransport::Raw(Box::new(conn)),
+            port,
             info.id,
             span,
         ))
@@ -821,9 +838,10 @@ impl Client {
     /// # Cancel safety
     /// Cancel-safe: nothing is received before [`ReceiveTransaction::next`].
     pub async fn receive(&self, port: &str) -> Result<ReceiveTransaction, Error> {
-        self.receive_inner(port)
-            .await
-            .map_err(|e| e.with_identity(self.cfg().client_dn.as_deref()))
+        self.receive_inner(port).await.map_err(|e| {
+            crate::metrics::error(Dir::Receive, port, self.transport_name(), &e);
+            e.with_identity(self.cfg().client_dn.as_deref())
+        })
     }
 
     async fn receive_inner(&self, port: &str) -> Result<ReceiveTransaction, Error> {
@@ -841,6 +859,7 @@ impl Client {
             return Ok(ReceiveTransaction::new(
                 self.clone(),
                 ReceiveTransport::Http(Box::new(h)),
+                port,
                 info.id,
                 finished,
                 span,
@@ -867,6 +886,7 @@ impl Client {
         Ok(ReceiveTransaction::new(
             self.clone(),
             ReceiveTransport::Raw(Box::new(conn)),
+            port,
             info.id,
             finished,
             span,

@@ -151,6 +151,30 @@ impl Error {
         )
     }
 
+    /// A short, stable name of the error's kind, for metrics and log fields: `io`, `timeout`,
+    /// `discovery`, `unknown_port`, `port_not_running`, `destination_full`, `bad_checksum`,
+    /// `unauthorized`, `protocol`, `invalid_input`, `content`, `no_peer_available`, `closed`,
+    /// `transaction_expired`, `server`.
+    pub fn kind_name(&self) -> &'static str {
+        match self.0.kind {
+            Kind::Io => "io",
+            Kind::Timeout(_) => "timeout",
+            Kind::Discovery(_) => "discovery",
+            Kind::UnknownPort(_) => "unknown_port",
+            Kind::PortNotRunning(_) => "port_not_running",
+            Kind::DestinationFull => "destination_full",
+            Kind::BadChecksum => "bad_checksum",
+            Kind::Unauthorized(_) => "unauthorized",
+            Kind::Protocol(_) => "protocol",
+            Kind::InvalidInput(_) => "invalid_input",
+            Kind::Content(_) => "content",
+            Kind::NoPeerAvailable => "no_peer_available",
+            Kind::Closed => "closed",
+            Kind::TransactionExpired(_) => "transaction_expired",
+            Kind::Server(_) => "server",
+        }
+    }
+
     /// Whether NiFi had already expired (and rolled back) the HTTP transaction: nothing of it
     /// was committed, so resending cannot duplicate.
     pub fn is_transaction_expired(&self) -> bool {

@@ -318,7 +318,20 @@ pub(crate) struct HttpSend {
 /// waits for the socket to a few MiB.
 const UPLOAD_QUEUE: usize = 4;
 
+/// `host:port` of a transaction URL (the NiFi node it runs on).
+fn node_of(location: &str) -> String {
+    reqwest::Url::parse(location)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_default()
+}
+
 impl HttpSend {
+    /// The NiFi node the transaction runs on.
+    pub(crate) fn peer(&self) -> String {
+        node_of(&self.tx.location)
+    }
+
     pub(crate) fn new(tx: OpenTx, compression: bool) -> Self {
         Self {
             tx,
@@ -490,6 +503,11 @@ pub(crate) struct HttpReceive {
 }
 
 impl HttpReceive {
+    /// The NiFi node the transaction runs on.
+    pub(crate) fn peer(&self) -> String {
+        node_of(&self.tx.location)
+    }
+
     /// Issues the GET; returns with the response headers read.
     pub(crate) async fn begin(
         mut tx: OpenTx,

@@ -50,6 +50,7 @@ mod discovery;
 pub mod doctor;
 mod error;
 mod http;
+pub mod metrics;
 mod peers;
 #[cfg(test)]
 mod tests;

@@ -125,8 +125,17 @@ impl Penalties {
             .max()
     }
 
+    /// Penalties (peer, or peer × port) still in force.
+    pub(crate) fn active(&self, now: Instant) -> usize {
+        self.until.values().filter(|t| **t > now).count()
+    }
+
     pub(crate) fn is_penalized(&mut self, addr: &str, port_id: &str, now: Instant) -> bool {
+        let before = self.until.len();
         self.until.retain(|_, t| *t > now);
+        if self.until.len() != before {
+            crate::metrics::penalized_peers(self.until.len());
+        }
         self.until.contains_key(&(addr.to_owned(), None))
             || self
                 .until

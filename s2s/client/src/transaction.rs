@@ -1,7 +1,7 @@
 //! The transaction API: [`SendTransaction`] and [`ReceiveTransaction`].
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use s2s_proto::FlowFile;
@@ -14,6 +14,7 @@ use crate::Client;
 use crate::connection::{Connection, map_session_error};
 use crate::error::{Error, Kind};
 use crate::http::{HttpReceive, HttpSend};
+use crate::metrics::{Dir, Labels};
 
 /// Largest piece of content handed to the transport at once: content of any size is read,
 /// hashed, (compressed) and written in pieces of at most this many bytes.
@@ -132,6 +133,8 @@ pub struct SendTransaction {
     /// Declared length and bytes written of the FlowFile being pushed.
     open: Option<(u64, u64)>,
     progress: Option<Progress>,
+    labels: Labels,
+    opened: Instant,
     span: tracing::Span,
 }
 
@@ -148,12 +151,20 @@ impl std::fmt::Debug for SendTransaction {
 }
 
 impl SendTransaction {
+    /// `port` is the port as the caller named it (metrics label), `port_id` its id.
     pub(crate) fn new(
         client: Client,
         transport: SendTransport,
+        port: &str,
         port_id: String,
         span: tracing::Span,
     ) -> Self {
+        let labels = Labels {
+            dir: Dir::Send,
+            port: port.to_owned(),
+            transport: transport.name(),
+            peer: transport.peer(),
+        };
         Self {
             client,
             transport,
@@ -162,6 +173,8 @@ impl SendTransaction {
             bytes: 0,
             open: None,
             progress: None,
+            labels,
+            opened: Instant::now(),
             span,
         }
     }
@@ -193,6 +206,7 @@ impl SendTransaction {
         Self::new(
             client,
             SendTransport::Raw(Box::new(conn)),
+            port_id,
             port_id.to_owned(),
             tracing::Span::none(),
         )
@@ -219,17 +233,19 @@ impl SendTransaction {
             return Err(Error::invalid_input("transaction already failed"));
         }
         let span = self.span.clone();
-        let res = f(&mut self.transport).instrument(span).await;
-        if res.is_err() {
-            self.fail();
-        }
-        res
+        f(&mut self.transport)
+            .instrument(span)
+            .await
+            .map_err(|e| self.fail(e))
     }
 
-    /// Marks the transaction failed: the connection is closed, NiFi rolls back.
-    fn fail(&mut self) {
+    /// Marks the transaction failed because of `e` (counted in the metrics): the connection
+    /// is closed, NiFi rolls back.
+    fn fail(&mut self, e: Error) -> Error {
+        self.labels.failed(&e);
         self.transport = SendTransport::Failed;
         self.open = None;
+        e
     }
 
     /// Writes one FlowFile from memory. Uncompressed content is written from its `Bytes`
@@ -284,10 +300,7 @@ impl SendTransaction {
             .map_err(|e| Error::with_source(Kind::Content("file reader failed".into()), e))?;
         match res.and(read) {
             Ok(()) => self.end_flowfile().await,
-            Err(e) => {
-                self.fail();
-                Err(e)
-            }
+            Err(e) => Err(self.fail(e)),
         }
     }
 
@@ -314,16 +327,14 @@ impl SendTransaction {
                 let n = match reader.read_buf(&mut buf).await {
                     Ok(n) => n,
                     Err(e) => {
-                        self.fail();
-                        return Err(content_error("reading the content failed", e));
+                        return Err(self.fail(content_error("reading the content failed", e)));
                     }
                 };
                 if n == 0 {
-                    self.fail();
                     let got = len - left + buf.len() as u64;
-                    return Err(Error::new(Kind::Content(format!(
+                    return Err(self.fail(Error::new(Kind::Content(format!(
                         "the content source ended after {got} of its declared {len} bytes"
-                    ))));
+                    )))));
                 }
             }
             left -= buf.len() as u64;
@@ -332,16 +343,10 @@ impl SendTransaction {
         let mut probe = [0u8; 1];
         match reader.read(&mut probe).await {
             Ok(0) => self.end_flowfile().await,
-            Ok(_) => {
-                self.fail();
-                Err(Error::new(Kind::Content(format!(
-                    "the content source has more than its declared {len} bytes"
-                ))))
-            }
-            Err(e) => {
-                self.fail();
-                Err(content_error("reading the content failed", e))
-            }
+            Ok(_) => Err(self.fail(Error::new(Kind::Content(format!(
+                "the content source has more than its declared {len} bytes"
+            ))))),
+            Err(e) => Err(self.fail(content_error("reading the content failed", e))),
         }
     }
 
@@ -388,10 +393,9 @@ impl SendTransaction {
             ));
         };
         if chunk.len() as u64 > declared - written {
-            self.fail();
-            return Err(Error::new(Kind::Content(format!(
+            return Err(self.fail(Error::new(Kind::Content(format!(
                 "content is longer than its declared {declared} bytes"
-            ))));
+            )))));
         }
         while !chunk.is_empty() {
             let piece = chunk.split_to(chunk.len().min(CONTENT_CHUNK));
@@ -426,10 +430,9 @@ impl SendTransaction {
             return Err(Error::invalid_input("end_flowfile() outside a FlowFile"));
         };
         if written != declared {
-            self.fail();
-            return Err(Error::new(Kind::Content(format!(
+            return Err(self.fail(Error::new(Kind::Content(format!(
                 "content ended after {written} of its declared {declared} bytes"
-            ))));
+            )))));
         }
         self.on_transport(async |t| match t {
             SendTransport::Raw(conn) => {
@@ -465,28 +468,46 @@ impl SendTransaction {
     /// error during commit); keep the data and resend (duplicates are possible).
     pub async fn commit(mut self) -> Result<SendSummary, Error> {
         if self.open.is_some() {
-            self.fail();
-            return Err(Error::invalid_input(
+            return Err(self.fail(Error::invalid_input(
                 "commit() inside a FlowFile: its content is incomplete; rolled back",
-            ));
+            )));
         }
+        if self.flowfiles == 0 {
+            // Nothing to commit: a RAW connection goes back to the pool; dropping an HTTP
+            // transaction cancels the empty transaction on NiFi.
+            if let SendTransport::Raw(conn) =
+                std::mem::replace(&mut self.transport, SendTransport::Failed)
+            {
+                self.client.checkin(&self.port_id, *conn);
+            }
+            return Ok(SendSummary::default());
+        }
+        let commit_started = Instant::now();
+        let res = self.finish().await;
+        let destination_full = res.map_err(|e| self.fail(e))?;
+        self.labels.committed(
+            self.flowfiles,
+            self.bytes,
+            commit_started.elapsed(),
+            self.opened.elapsed(),
+            destination_full,
+        );
+        Ok(SendSummary {
+            flowfiles: self.flowfiles,
+            bytes: self.bytes,
+            transactions: 1,
+            destination_full,
+        })
+    }
+
+    /// The commit exchange; `Ok(destination_full)`. Leaves the transport `Failed` (a RAW
+    /// connection goes back to the pool on success).
+    async fn finish(&mut self) -> Result<bool, Error> {
         let span = self.span.clone();
-        let destination_full = match std::mem::replace(&mut self.transport, SendTransport::Failed) {
-            SendTransport::Failed => {
-                return Err(Error::invalid_input("transaction already failed"));
-            }
-            SendTransport::Http(mut h) => {
-                if self.flowfiles == 0 {
-                    // Nothing to commit; dropping cancels the empty transaction on NiFi.
-                    return Ok(SendSummary::default());
-                }
-                h.commit().instrument(span).await?
-            }
+        match std::mem::replace(&mut self.transport, SendTransport::Failed) {
+            SendTransport::Failed => Err(Error::invalid_input("transaction already failed")),
+            SendTransport::Http(mut h) => h.commit().instrument(span).await,
             SendTransport::Raw(mut conn) => {
-                if self.flowfiles == 0 {
-                    self.client.checkin(&self.port_id, *conn);
-                    return Ok(SendSummary::default());
-                }
                 let destination_full = async {
                     conn.session.finish_send().map_err(map_session_error)?;
                     loop {
@@ -505,15 +526,9 @@ impl SendTransaction {
                     self.client.penalize(&conn.peer, Some(&self.port_id));
                 }
                 self.client.checkin(&self.port_id, *conn);
-                destination_full
+                Ok(destination_full)
             }
-        };
-        Ok(SendSummary {
-            flowfiles: self.flowfiles,
-            bytes: self.bytes,
-            transactions: 1,
-            destination_full,
-        })
+        }
     }
 
     /// HTTP transport: ends the upload and verifies the checksum NiFi computed, before
@@ -595,6 +610,23 @@ fn read_file(
     }
 }
 
+impl SendTransport {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Http(_) => "http",
+            _ => "raw",
+        }
+    }
+
+    fn peer(&self) -> String {
+        match self {
+            Self::Raw(c) => c.peer.clone(),
+            Self::Http(h) => h.peer(),
+            Self::Failed => String::new(),
+        }
+    }
+}
+
 /// How a RECEIVE transaction reaches NiFi.
 #[derive(Debug)]
 pub(crate) enum ReceiveTransport {
@@ -604,6 +636,23 @@ pub(crate) enum ReceiveTransport {
     Http(Box<HttpReceive>),
     /// An error left the transaction unusable; NiFi rolls it back.
     Failed,
+}
+
+impl ReceiveTransport {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Http(_) => "http",
+            _ => "raw",
+        }
+    }
+
+    fn peer(&self) -> String {
+        match self {
+            Self::Raw(c) => c.peer.clone(),
+            Self::Http(h) => h.peer(),
+            Self::Failed => String::new(),
+        }
+    }
 }
 
 /// A piece of the received stream.
@@ -649,19 +698,31 @@ pub struct ReceiveTransaction {
     in_flowfile: bool,
     /// Largest content [`next`](Self::next) collects in memory.
     max_content_len: u64,
+    labels: Labels,
+    opened: Instant,
     span: tracing::Span,
 }
 
 impl ReceiveTransaction {
+    /// `port` is the port as the caller named it (metrics label), `port_id` its id.
     pub(crate) fn new(
         client: Client,
         transport: ReceiveTransport,
+        port: &str,
         port_id: String,
         finished: bool,
         span: tracing::Span,
     ) -> Self {
         let max_content_len = client.max_content_length();
+        let labels = Labels {
+            dir: Dir::Receive,
+            port: port.to_owned(),
+            transport: transport.name(),
+            peer: transport.peer(),
+        };
         Self {
+            labels,
+            opened: Instant::now(),
             client,
             transport,
             port_id,
@@ -693,6 +754,7 @@ impl ReceiveTransaction {
         Ok(Self::new(
             client,
             ReceiveTransport::Raw(Box::new(conn)),
+            port_id,
             port_id.to_owned(),
             finished,
             tracing::Span::none(),
@@ -702,6 +764,14 @@ impl ReceiveTransaction {
     #[cfg(test)]
     pub(crate) fn client_for_test(&self) -> Client {
         self.client.clone()
+    }
+
+    /// Marks the transaction failed because of `e` (counted in the metrics): NiFi rolls back.
+    fn fail(&mut self, e: Error) -> Error {
+        self.labels.failed(&e);
+        self.transport = ReceiveTransport::Failed;
+        self.in_flowfile = false;
+        e
     }
 
     /// The next piece of the stream; `None` once NiFi finished and the checksum matched.
@@ -765,10 +835,7 @@ impl ReceiveTransaction {
                 }
                 Ok(Some(part))
             }
-            Err(e) => {
-                self.transport = ReceiveTransport::Failed;
-                Err(e)
-            }
+            Err(e) => Err(self.fail(e)),
         }
     }
 
@@ -784,10 +851,7 @@ impl ReceiveTransaction {
                 attributes,
                 content_len,
             }) => Ok(Some((attributes, content_len))),
-            Some(_) => {
-                self.transport = ReceiveTransport::Failed;
-                Err(Error::protocol("FlowFile content without its header"))
-            }
+            Some(_) => Err(self.fail(Error::protocol("FlowFile content without its header"))),
         }
     }
 
@@ -803,12 +867,11 @@ impl ReceiveTransaction {
             return Ok(None);
         };
         if content_len > self.max_content_len {
-            self.transport = ReceiveTransport::Failed;
-            return Err(Error::invalid_input(format!(
-                "a FlowFile of {content_len} bytes exceeds max_content_length ({}); \
-                 receive it with next_stream() instead",
-                self.max_content_len
-            )));
+            let max = self.max_content_len;
+            return Err(self.fail(Error::invalid_input(format!(
+                "a FlowFile of {content_len} bytes exceeds max_content_length ({max}); \
+                 receive it with next_stream() instead"
+            ))));
         }
         let mut content = BytesMut::with_capacity(content_len.min(CONTENT_CHUNK as u64) as usize);
         let mut single: Option<Bytes> = None;
@@ -826,10 +889,7 @@ impl ReceiveTransaction {
                     }
                 }
                 Some(Part::End) => break,
-                _ => {
-                    self.transport = ReceiveTransport::Failed;
-                    return Err(Error::protocol("FlowFile ended without its end"));
-                }
+                _ => return Err(self.fail(Error::protocol("FlowFile ended without its end"))),
             }
         }
         Ok(Some(FlowFile {
@@ -897,13 +957,28 @@ impl ReceiveTransaction {
                 "confirm() before next() returned None: the transaction is rolled back",
             ));
         }
+        let started = Instant::now();
+        let res = self.finish().await;
+        res.map_err(|e| self.fail(e))?;
+        if self.summary.flowfiles > 0 {
+            self.labels.committed(
+                self.summary.flowfiles,
+                self.summary.bytes,
+                started.elapsed(),
+                self.opened.elapsed(),
+                false,
+            );
+        }
+        Ok(self.summary)
+    }
+
+    /// The confirm exchange. Leaves the transport `Failed` (a RAW connection goes back to the
+    /// pool on success).
+    async fn finish(&mut self) -> Result<(), Error> {
         let span = self.span.clone();
         match std::mem::replace(&mut self.transport, ReceiveTransport::Failed) {
             ReceiveTransport::Failed => Err(Error::invalid_input("transaction already failed")),
-            ReceiveTransport::Http(mut h) => {
-                h.confirm().instrument(span).await?;
-                Ok(self.summary)
-            }
+            ReceiveTransport::Http(mut h) => h.confirm().instrument(span).await,
             ReceiveTransport::Raw(mut conn) => {
                 // After NO_MORE_DATA the exchange is already over: nothing to confirm.
                 if !conn.session.is_idle() {
@@ -911,7 +986,7 @@ impl ReceiveTransaction {
                     conn.flush().instrument(span).await?;
                 }
                 self.client.checkin(&self.port_id, *conn);
-                Ok(self.summary)
+                Ok(())
             }
         }
     }
@@ -958,10 +1033,9 @@ impl IncomingFlowFile<'_> {
         match self.rx.next_part().await? {
             Some(Part::Content(c)) => Ok(Some(c)),
             Some(Part::End) => Ok(None),
-            _ => {
-                self.rx.transport = ReceiveTransport::Failed;
-                Err(Error::protocol("FlowFile content ended without its end"))
-            }
+            _ => Err(self
+                .rx
+                .fail(Error::protocol("FlowFile content ended without its end"))),
         }
     }
 
@@ -977,14 +1051,14 @@ impl IncomingFlowFile<'_> {
         let mut n = 0;
         while let Some(c) = self.chunk().await? {
             if let Err(e) = writer.write_all(&c).await {
-                self.rx.transport = ReceiveTransport::Failed;
-                return Err(content_error("writing the received content failed", e));
+                let e = content_error("writing the received content failed", e);
+                return Err(self.rx.fail(e));
             }
             n += c.len() as u64;
         }
         if let Err(e) = writer.flush().await {
-            self.rx.transport = ReceiveTransport::Failed;
-            return Err(content_error("writing the received content failed", e));
+            let e = content_error("writing the received content failed", e);
+            return Err(self.rx.fail(e));
         }
         Ok(n)
     }

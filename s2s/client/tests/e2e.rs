@@ -367,3 +367,62 @@ async fn peers_lists_the_raw_listener() {
     c.close().await;
     port.delete().await.unwrap();
 }
+
+/// The client's metrics (the `metrics` facade, here a local debugging recorder) count what NiFi
+/// really committed and confirmed, and a failure by its kind.
+#[tokio::test(flavor = "current_thread")]
+async fn metrics_count_what_nifi_committed() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let nifi = nifi_or_skip!();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // Current-thread runtime: every await of this test runs on this thread, under the recorder.
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let pair = nifi.port_pair("s2s-metrics").await.unwrap();
+    let c = client(&nifi).build().unwrap();
+    let sent: Vec<FlowFile> = (0..25)
+        .map(|i| FlowFile::new(vec![b'x'; 100]).with_attribute("i", i.to_string()))
+        .collect();
+    c.send_batch(pair.input.name(), sent).await.unwrap();
+    pair.input.wait_for_queued(25, WAIT).await.unwrap();
+    let got = receive_all(&c, pair.output.name(), 25).await;
+    assert_eq!(got.len(), 25);
+    assert!(
+        c.send_batch("s2s-no-such-port", vec![FlowFile::new("x")])
+            .await
+            .is_err()
+    );
+
+    // One snapshot: taking one resets the debugging recorder's counters.
+    let snapshot = snapshotter.snapshot().into_vec();
+    let counter = |name: &str, want: &[(&str, &str)]| -> u64 {
+        snapshot
+            .iter()
+            .filter(|(k, _, _, _)| k.key().name() == name)
+            .filter(|(k, _, _, _)| {
+                want.iter()
+                    .all(|(l, v)| k.key().labels().any(|x| x.key() == *l && x.value() == *v))
+            })
+            .map(|(_, _, _, v)| match v {
+                DebugValue::Counter(n) => *n,
+                _ => 0,
+            })
+            .sum()
+    };
+    let send = [("direction", "send"), ("port", pair.input.name())];
+    let recv = [("direction", "receive"), ("port", pair.output.name())];
+    assert_eq!(counter("s2s_client_flowfiles_total", &send), 25);
+    assert_eq!(counter("s2s_client_bytes_total", &send), 2500);
+    assert_eq!(counter("s2s_client_transactions_total", &send), 1);
+    assert_eq!(counter("s2s_client_flowfiles_total", &recv), 25);
+    assert_eq!(counter("s2s_client_bytes_total", &recv), 2500);
+    assert_eq!(
+        counter(
+            "s2s_client_errors_total",
+            &[("port", "s2s-no-such-port"), ("kind", "unknown_port")]
+        ),
+        1
+    );
+    c.close().await;
+    pair.delete().await.unwrap();
+}
