@@ -52,6 +52,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod certs;
+pub mod cluster;
 mod error;
 pub mod java_reference;
 pub mod provision;

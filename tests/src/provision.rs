@@ -40,7 +40,7 @@ pub const KNOWN_VERSIONS: &[&str] = &["1.18.0", "1.28.1", "2.3.0", "2.6.0", "2.1
 const RESOURCES_VERSION: &str = "1.28.1";
 
 /// The dependency plugin named explicitly: Maven 3.8.7's default one predates `artifactItems` fixes.
-const DEPENDENCY_PLUGIN: &str = "3.8.1";
+pub(crate) const DEPENDENCY_PLUGIN: &str = "3.8.1";
 
 const GROUP: &str = "org.apache.nifi";
 
@@ -725,7 +725,7 @@ pub fn fetch(version: &str) -> Result<PathBuf, Error> {
 /// repository) at the same time could corrupt it on a cold cache. Warm, it is held for
 /// milliseconds. A directory is the lock (`mkdir` is atomic; `File::lock`
 /// is newer than this crate's MSRV); one older than 15 minutes is a crashed run's and is broken.
-struct CacheLock(PathBuf);
+pub(crate) struct CacheLock(PathBuf);
 
 impl Drop for CacheLock {
     fn drop(&mut self) {
@@ -733,7 +733,7 @@ impl Drop for CacheLock {
     }
 }
 
-fn cache_lock() -> Result<CacheLock, Error> {
+pub(crate) fn cache_lock() -> Result<CacheLock, Error> {
     let dir = cache_dir();
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let path = dir.join("download.lock");
@@ -979,7 +979,7 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>, Error> {
 }
 
 /// Sets (or appends) `key=value` lines of a properties file, leaving the rest as shipped.
-fn set_properties(text: &str, overrides: &[(&str, String)]) -> String {
+pub(crate) fn set_properties(text: &str, overrides: &[(&str, String)]) -> String {
     let mut done = vec![false; overrides.len()];
     let mut out = String::with_capacity(text.len() + 512);
     for line in text.lines() {
@@ -1505,7 +1505,7 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-fn signal(pid: u32, sig: &str) -> bool {
+pub(crate) fn signal(pid: u32, sig: &str) -> bool {
     Command::new("kill")
         .args([sig, &pid.to_string()])
         .stderr(Stdio::null())
@@ -1524,7 +1524,7 @@ pub fn stop(pid: u32, grace: Duration) -> Result<(), Error> {
 }
 
 /// SIGTERM, then SIGKILL after `grace`, without the NiFi check: only for a PID this process spawned.
-fn stop_running(pid: u32, grace: Duration) -> Result<(), Error> {
+pub(crate) fn stop_running(pid: u32, grace: Duration) -> Result<(), Error> {
     progress(format!("stopping NiFi (PID {pid}, SIGTERM)"));
     signal(pid, "-TERM");
     let t = Instant::now();
@@ -1791,7 +1791,7 @@ impl HomeLock {
 
 /// Waits (up to `wait`) until every port can be bound on 127.0.0.1 again; a killed NiFi's ports
 /// are free at once, so this only waits for a straggler (e.g. a JVM still exiting).
-fn wait_ports_free(ports: &[u16], wait: Duration) -> Result<(), Error> {
+pub(crate) fn wait_ports_free(ports: &[u16], wait: Duration) -> Result<(), Error> {
     let t = Instant::now();
     loop {
         let busy: Vec<u16> = ports

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
+use nifi_testkit::cluster::{self, Cluster, ClusterOptions};
 use nifi_testkit::provision::{self, UpOptions};
 use nifi_testkit::{Nifi, PortKind};
 
@@ -44,6 +45,12 @@ pub(crate) enum NifiCmd {
         /// logs, ports, test PKI; the unpacked NARs stay) and assemble a new one.
         #[arg(long)]
         fresh: bool,
+        /// Start a cluster of N nodes (N >= 2) of --version plus a standalone ZooKeeper, in
+        /// `target/nifi/cluster-<V>/` (never shared): own web/RAW/protocol/load-balance ports per
+        /// node on loopback, waits until all N report CONNECTED; state in `cluster.json` and
+        /// `cluster.env` (NIFI_CLUSTER_URLS, …). --web-port/--raw-port/--no-shared/--secure do not apply.
+        #[arg(long, value_name = "N")]
+        cluster: Option<usize>,
     },
     /// Stop NiFi by PID (TERM, then KILL after 30 s) and remove its state file. The home stays:
     /// the next `up` restarts it as it was (`up --fresh` wipes it).
@@ -54,7 +61,14 @@ pub(crate) enum NifiCmd {
         /// Stop the secured instance of --version (default version if not given).
         #[arg(long)]
         secure: bool,
+        /// Stop the cluster of --version (default version if not given): every node and its
+        /// ZooKeeper. Homes and ports stay for the next `up --cluster N`.
+        #[arg(long)]
+        cluster: bool,
     },
+    /// Take a node of the cluster away (SIGKILL) or bring it back.
+    #[command(subcommand)]
+    Node(NodeCmd),
     /// Write a test PKI (CA, NiFi keystore/truststore, client PEM + PKCS#12) for a secured NiFi,
     /// e.g. the `tls` profile of docker-compose.yml. Test material only.
     Certs {
@@ -83,6 +97,30 @@ pub(crate) enum NifiCmd {
     Drain {
         /// Exact port name.
         name: String,
+    },
+}
+
+/// `cargo xtask nifi node …` (the cluster started by `up --cluster N`).
+#[derive(clap::Subcommand)]
+pub(crate) enum NodeCmd {
+    /// SIGKILL node K's JVM (by its recorded PID).
+    Stop {
+        /// Node number (1-based).
+        k: usize,
+        /// Cluster version.
+        #[arg(long, default_value = provision::DEFAULT_VERSION)]
+        version: String,
+    },
+    /// Start node K again (same home and ports) and wait until it is CONNECTED.
+    Start {
+        /// Node number (1-based).
+        k: usize,
+        /// Cluster version.
+        #[arg(long, default_value = provision::DEFAULT_VERSION)]
+        version: String,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
     },
 }
 
@@ -129,6 +167,68 @@ async fn run_async(cmd: NifiCmd) -> Result<()> {
             no_shared,
             secure,
             fresh,
+            cluster: Some(n),
+        } => {
+            let opts = ClusterOptions {
+                version,
+                nodes: n,
+                timeout: Duration::from_secs(timeout),
+                fresh,
+                ..ClusterOptions::default()
+            };
+            if web_port.is_some() || raw_port.is_some() || no_shared || secure {
+                bail!("--cluster picks its own ports and is never shared or secured");
+            }
+            let report = cluster::up(&opts).await?;
+            let st = &report.state;
+            if !report.reused {
+                let rss: Vec<String> = st
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        n.pid
+                            .and_then(provision::rss_kib)
+                            .map_or_else(|| "?".into(), |k| format!("{} MiB", k / 1024))
+                    })
+                    .collect();
+                let zk = st
+                    .zk_pid
+                    .and_then(provision::rss_kib)
+                    .map_or_else(|| "?".into(), |k| format!("{} MiB", k / 1024));
+                eprintln!(
+                    "[nifi] cluster of {} CONNECTED {:.1} s after start; RSS per node {}; ZooKeeper {zk}",
+                    st.nodes.len(),
+                    report.startup.as_secs_f64(),
+                    rss.join(", ")
+                );
+            }
+            for node in &st.nodes {
+                eprintln!(
+                    "[nifi] node {}: {} (RAW {}, PID {})",
+                    node.number,
+                    node.url,
+                    node.raw_port,
+                    node.pid.unwrap_or(0)
+                );
+            }
+            eprintln!(
+                "[nifi] state: {} (source it)",
+                cluster::cluster_dir(&st.version)
+                    .join("cluster.env")
+                    .display()
+            );
+            print!("{}", cluster::state_env(st));
+            Ok(())
+        }
+        NifiCmd::Up {
+            version,
+            web_port,
+            raw_port,
+            timeout,
+            no_shared,
+            secure,
+            fresh,
+            cluster: None,
         } => {
             let opts = UpOptions {
                 version,
@@ -170,7 +270,48 @@ async fn run_async(cmd: NifiCmd) -> Result<()> {
             print!("{}", inst.to_env());
             Ok(())
         }
-        NifiCmd::Down { version, secure } => {
+        NifiCmd::Down {
+            version,
+            secure: _,
+            cluster: true,
+        } => {
+            let v = version.as_deref().unwrap_or(provision::DEFAULT_VERSION);
+            cluster::down(v)?;
+            Ok(())
+        }
+        NifiCmd::Node(NodeCmd::Stop { k, version }) => {
+            let mut c = Cluster::from_state(&version)?;
+            let pid = c.node(k)?.pid;
+            c.kill_node(k)?;
+            eprintln!("[nifi] node {k} (PID {pid:?}) killed (SIGKILL)");
+            Ok(())
+        }
+        NifiCmd::Node(NodeCmd::Start {
+            k,
+            version,
+            timeout,
+        }) => {
+            let st = cluster::read_state(&version)?
+                .context("no cluster state: run `cargo xtask nifi up --cluster 2`")?;
+            let mut c = Cluster::new(st)?;
+            let took = c.start_node(k, Duration::from_secs(timeout)).await?;
+            let rss = c
+                .node(k)?
+                .pid
+                .and_then(provision::rss_kib)
+                .map_or_else(|| "?".into(), |kib| format!("{} MiB", kib / 1024));
+            eprintln!(
+                "[nifi] node {k} CONNECTED {:.1} s after start (RSS {rss}): {}",
+                took.as_secs_f64(),
+                c.node(k)?.url
+            );
+            Ok(())
+        }
+        NifiCmd::Down {
+            version,
+            secure,
+            cluster: false,
+        } => {
             if secure {
                 let v = version.as_deref().unwrap_or(provision::DEFAULT_VERSION);
                 provision::down_secure(v)?;
