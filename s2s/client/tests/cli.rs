@@ -486,3 +486,43 @@ fn secrets_come_from_named_environment_variables() {
     );
     assert!(e.contains("NO_SUCH_TOKEN_VAR"), "{e}");
 }
+
+/// Stdin above the in-memory threshold (1 MiB) is staged in a temporary file to learn its
+/// length, then streamed: NiFi gets every byte, and the temporary file is gone afterwards.
+#[tokio::test]
+async fn large_stdin_is_staged_and_streamed() {
+    let nifi = nifi_or_skip!();
+    let port = nifi.input_port("s2s-cli-stdin").await.unwrap();
+    let data: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_s2s"))
+        .args(["send", "--url", nifi.url(), "--port", port.name(), "-"])
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feed = data.clone();
+    let writer = std::thread::spawn(move || stdin.write_all(&feed));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let text = ok(&out);
+    assert!(
+        text.contains("committed 1 FlowFiles / 3145728 bytes"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "the staging file is removed"
+    );
+    port.wait_for_queued(1, WAIT).await.unwrap();
+    let q = port.queued_flowfiles().await.unwrap();
+    assert_eq!(q[0].attributes["filename"], "stdin");
+    assert!(q[0].content == data, "content differs");
+    port.delete().await.unwrap();
+}
