@@ -48,6 +48,9 @@ pub enum Error {
     /// No port with that name exists.
     #[error("no root port named {0:?}")]
     NoSuchPort(String),
+    /// The flow under test reported errors (the text of its `ERROR` bulletins, one per line).
+    #[error("the flow reported errors:\n{0}")]
+    FlowError(String),
     /// Downloading, assembling, starting or stopping NiFi failed.
     #[error("provisioning NiFi: {0}")]
     Provision(String),

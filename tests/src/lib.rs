@@ -18,6 +18,42 @@
 //! HTTP Site-to-Site enabled; for a secured one set `NIFI_TLS_CA`, `NIFI_TLS_CLIENT_CERT` and
 //! `NIFI_TLS_CLIENT_KEY` (PEM files) as well.
 //!
+//! # Testing your own flow
+//!
+//! [`flow`] deploys a flow definition exported from NiFi ("Download flow definition", 1.x or 2.x)
+//! as a process group, with parameter values overridden by the test
+//! ([`flow::FlowDefinition::with_parameter`]), wires a root port to each of its input and output
+//! ports so Site-to-Site clients reach them, enables its controller services and starts it; the test
+//! then pushes FlowFiles in with any S2S client (e.g. the `s2s` crate), pulls or lists what comes
+//! out, and reads bulletins ([`flow::DeployedFlow::check_bulletins`] fails with their text) and
+//! provenance. [`Nifi::install_nars`] adds NARs by Maven coordinates to a NiFi this kit started.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use nifi_testkit::{flow::FlowDefinition, nifi_or_skip};
+//!
+//! #[tokio::test]
+//! async fn urgent_flowfiles_go_to_urgent() {
+//!     let nifi = nifi_or_skip!();
+//!     let def = FlowDefinition::from_file("tests/flows/route-by-priority.json")
+//!         .unwrap()
+//!         .with_parameter("large.threshold", "20")
+//!         .unwrap();
+//!     let flow = nifi.deploy_flow(&def, "urgent").await.unwrap();
+//!     flow.start().await.unwrap();
+//!     // ... send "priority=urgent" over S2S to flow.input("in").unwrap().name() ...
+//!     let out = flow.output("urgent").unwrap();
+//!     out.wait_for_queued(1, Duration::from_secs(30)).await.unwrap();
+//!     let listing = out.listing().await.unwrap();   // at most 100 listed, `not_listed()` says the rest
+//!     assert_eq!(listing.flowfiles[0].attributes["priority"], "urgent");
+//!     flow.check_bulletins().await.unwrap();
+//!     flow.delete().await.unwrap();
+//! }
+//! ```
+//!
+//! `cargo run -p nifi-testkit --example deploy_flow` runs the same against the test NiFi, and
+//! `cargo xtask nifi flow deploy FILE --param k=v` deploys from the command line.
+//!
 //! # Secured NiFi
 //!
 //! `cargo xtask nifi up --secure [--version V]` starts NiFi with HTTPS, RAW S2S over TLS and
@@ -47,13 +83,15 @@
 //! Ports get unique names (prefix + random suffix), so tests can run in parallel against one NiFi.
 //! NiFi lists at most **100 FlowFiles per queue listing**; [`Port::queued_flowfiles`] returns the first
 //! 100 in queue order, so keep assertions on bigger batches to [`Port::queued_count`] or drain between
-//! batches.
+//! batches; [`Port::listing`] also says how many were not listed, and
+//! [`Port::queued_flowfiles_all`] fails instead of returning a partial list.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod certs;
 pub mod cluster;
 mod error;
+pub mod flow;
 pub mod java_reference;
 pub mod provision;
 

@@ -2125,37 +2125,49 @@ pub fn standard_nar(inst: &Instance) -> Result<(), Error> {
             "the NiFi was not started by the test kit (no home directory known)".into(),
         )
     })?;
+    for id in ["nifi-standard-services-api-nar", "nifi-standard-nar"] {
+        install_nar(home, GROUP, id, &inst.version)?;
+    }
+    Ok(())
+}
+
+/// Puts the NAR `group:artifact:version` (resolved with `mvn` into [`maven_repo`], not
+/// transitively: install a NAR's parent, e.g. `nifi-standard-services-api-nar`, first) into the
+/// autoload `extensions/` directory of the NiFi home `home`; NiFi loads it without a restart. Skipped
+/// when a NAR of that file name is already in `extensions/` or `lib/`.
+pub fn install_nar(home: &Path, group: &str, artifact: &str, version: &str) -> Result<(), Error> {
     let ext = home.join("extensions");
     fs::create_dir_all(&ext).map_err(|e| Error::io(format!("creating {}", ext.display()), e))?;
-    let v = &inst.version;
-    for id in ["nifi-standard-services-api-nar", "nifi-standard-nar"] {
-        let file = format!("{id}-{v}.nar");
-        if ext.join(&file).exists() || home.join("lib").join(&file).exists() {
-            continue;
-        }
-        let cached = maven_repo()
-            .join("org/apache/nifi")
-            .join(id)
-            .join(v)
-            .join(&file);
-        if !cached.exists() {
-            run_maven(
-                &std::env::temp_dir(),
-                &[
-                    "dependency:get",
-                    &format!("-Dartifact=org.apache.nifi:{id}:{v}:nar"),
-                    "-Dtransitive=false",
-                ],
-            )?;
-        }
-        // Copy then rename: the autoloader must never see a half-written NAR.
-        let part = ext.join(format!(".{file}.part"));
-        fs::copy(&cached, &part)
-            .map_err(|e| Error::io(format!("copying {}", cached.display()), e))?;
-        fs::rename(&part, ext.join(&file))
-            .map_err(|e| Error::io(format!("renaming {}", part.display()), e))?;
-        progress(format!("{file} → {}", ext.display()));
+    let file = format!("{artifact}-{version}.nar");
+    if ext.join(&file).exists() || home.join("lib").join(&file).exists() {
+        return Ok(());
     }
+    let mut cached = maven_repo();
+    for part in group.split('.') {
+        cached.push(part);
+    }
+    let cached = cached.join(artifact).join(version).join(&file);
+    if !cached.exists() {
+        run_maven(
+            &std::env::temp_dir(),
+            &[
+                "dependency:get",
+                &format!("-Dartifact={group}:{artifact}:{version}:nar"),
+                "-Dtransitive=false",
+            ],
+        )?;
+    }
+    // Copy then rename: the autoloader must never see a half-written NAR (and two tests installing
+    // the same NAR at once each write their own part file).
+    let part = ext.join(format!(
+        ".{file}.{}-{:08x}.part",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    fs::copy(&cached, &part).map_err(|e| Error::io(format!("copying {}", cached.display()), e))?;
+    fs::rename(&part, ext.join(&file))
+        .map_err(|e| Error::io(format!("renaming {}", part.display()), e))?;
+    progress(format!("{file} → {}", ext.display()));
     Ok(())
 }
 

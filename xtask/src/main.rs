@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod flow;
 mod nifi;
 mod prereqs;
 mod publish;

@@ -88,11 +88,18 @@ pub(crate) enum NifiCmd {
     /// Create and start root ports on the shared NiFi.
     #[command(subcommand)]
     Port(PortCmd),
-    /// Print the FlowFiles queued behind a port as JSON lines (attributes + base64 content; max 100).
+    /// Print the FlowFiles queued behind a port as JSON lines (attributes + base64 content); NiFi
+    /// lists at most 100, the count of those not listed goes to stderr.
     Queue {
         /// Exact port name.
         name: String,
     },
+    /// Deploy and drive a flow definition exported from NiFi (see `nifi_testkit::flow`).
+    #[command(subcommand)]
+    Flow(crate::flow::FlowCmd),
+    /// Install NARs by Maven coordinates into the shared NiFi.
+    #[command(subcommand)]
+    Nar(crate::flow::NarCmd),
     /// Drop every FlowFile queued behind a port.
     Drain {
         /// Exact port name.
@@ -413,12 +420,21 @@ async fn run_async(cmd: NifiCmd) -> Result<()> {
                 PortKind::Input => "behind input port",
                 PortKind::Output => "in front of output port",
             };
-            eprintln!(
-                "[nifi] {} of {total} FlowFiles queued {side} {name:?} listed",
-                flowfiles.len()
-            );
+            let listed = flowfiles.len() as u64;
+            if listed < total {
+                eprintln!(
+                    "[nifi] {listed} of {total} FlowFiles queued {side} {name:?} listed: NiFi lists \
+                     at most {}, {} NOT listed (drain or receive them, then list again)",
+                    nifi_testkit::flow::LISTING_LIMIT,
+                    total - listed
+                );
+            } else {
+                eprintln!("[nifi] all {listed} FlowFiles queued {side} {name:?} listed");
+            }
             Ok(())
         }
+        NifiCmd::Flow(cmd) => crate::flow::run(shared().await?, cmd).await,
+        NifiCmd::Nar(cmd) => crate::flow::run_nar(shared().await?, cmd).await,
         NifiCmd::Drain { name } => {
             let nifi = shared().await?;
             let port = nifi.port_by_name(&name).await?;
