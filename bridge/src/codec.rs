@@ -28,27 +28,15 @@ pub fn encode(ff: &FlowFile, out: &mut BytesMut) {
 }
 
 /// Length of the StandardFlowFileCodec v1 header (attribute count, attributes, content length) of
-/// a FlowFile with `attributes`: `i32` count, per attribute `i32` length + key and `i32` length +
-/// value, `i64` content length.
+/// a FlowFile with `attributes`.
 pub fn header_len(attributes: &[(String, String)]) -> usize {
-    4 + attributes
-        .iter()
-        .map(|(k, v)| 8 + k.len() + v.len())
-        .sum::<usize>()
-        + 8
+    flowfile::header_len_parts(attributes)
 }
 
 /// Appends the v1 header of a FlowFile with `attributes` and `content_len` bytes of content (to be
 /// written after it by the caller), using the codec of `s2s_proto`.
 pub fn encode_header(attributes: &[(String, String)], content_len: u64, out: &mut BytesMut) {
-    let head = FlowFile {
-        attributes: attributes.to_vec(),
-        content: Bytes::new(),
-    };
-    flowfile::encode_header(&head, out);
-    // The codec wrote content length 0 as the last 8 bytes: put the real one there.
-    let at = out.len() - 8;
-    out[at..].copy_from_slice(&content_len.to_be_bytes());
+    flowfile::encode_header_parts(attributes, content_len, out);
 }
 
 /// Decodes exactly `count` FlowFiles from `payload`, with nothing left over, checking `limits`

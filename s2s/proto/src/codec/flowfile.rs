@@ -88,8 +88,13 @@ fn wire_i32(what: &str, n: usize) -> i32 {
 
 /// Length of the codec header (everything but the content) of `flowfile`.
 pub fn header_len(flowfile: &FlowFile) -> usize {
-    4 + flowfile
-        .attributes
+    header_len_parts(&flowfile.attributes)
+}
+
+/// Length of the codec header of a FlowFile with `attributes`: `i32` count, per attribute `i32`
+/// length + key and `i32` length + value, `i64` content length.
+pub fn header_len_parts(attributes: &[(String, String)]) -> usize {
+    4 + attributes
         .iter()
         .map(|(k, v)| 8 + k.len() + v.len())
         .sum::<usize>()
@@ -117,13 +122,7 @@ pub fn encode_header(flowfile: &FlowFile, buf: &mut BytesMut) {
 /// # Panics
 /// As [`encode_header`], and if `content_len` exceeds `i64::MAX`.
 pub fn encode_header_parts(attributes: &[(String, String)], content_len: u64, buf: &mut BytesMut) {
-    buf.reserve(
-        4 + attributes
-            .iter()
-            .map(|(k, v)| 8 + k.len() + v.len())
-            .sum::<usize>()
-            + 8,
-    );
+    buf.reserve(header_len_parts(attributes));
     buf.put_i32(wire_i32("attribute count", attributes.len()));
     for (k, v) in attributes {
         buf.put_i32(wire_i32("attribute key length", k.len()));
