@@ -586,20 +586,15 @@ fn read_file(
         let want = usize::try_from(left)
             .unwrap_or(usize::MAX)
             .min(CONTENT_CHUNK);
-        let mut buf = BytesMut::zeroed(want);
-        let mut filled = 0;
-        while filled < want {
-            match file.read(&mut buf[filled..]) {
-                Ok(0) => return Err(changed()),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(content_error(format!("reading {}", path.display()), e));
-                }
-            }
+        // Into spare capacity: no zero-fill of the buffer before the read overwrites it.
+        let mut buf = Vec::with_capacity(want);
+        match (&mut file).take(want as u64).read_to_end(&mut buf) {
+            Ok(n) if n == want => {}
+            Ok(_) => return Err(changed()),
+            Err(e) => return Err(content_error(format!("reading {}", path.display()), e)),
         }
         left -= want as u64;
-        if out.blocking_send(Ok(buf.freeze())).is_err() {
+        if out.blocking_send(Ok(Bytes::from(buf))).is_err() {
             return Ok(());
         }
     }
