@@ -55,9 +55,10 @@ struct DoctorArgs {
 
 #[derive(Args)]
 struct CommonArgs {
-    /// NiFi's web URL, e.g. http://localhost:8080/nifi
-    #[arg(long)]
-    url: String,
+    /// NiFi's web URL, e.g. http://localhost:8080/nifi. Repeat it (or separate with commas)
+    /// for the nodes of a cluster: they are tried in order until one answers discovery.
+    #[arg(long, required = true)]
+    url: Vec<String>,
     /// Connect and read timeout in seconds.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
@@ -252,7 +253,7 @@ impl std::error::Error for DoctorFailed {}
 
 fn builder(c: &CommonArgs) -> Result<ClientBuilder> {
     let t = Some(Duration::from_secs(c.timeout.max(1)));
-    let mut b = Client::builder(c.url.clone())
+    let mut b = Client::builder(c.url.join(","))
         .connect_timeout(t)
         .io_timeout(t)
         .single_node(c.single_node)
