@@ -326,12 +326,25 @@ fn node_of(location: &str) -> String {
         .unwrap_or_default()
 }
 
-impl HttpSend {
-    /// The NiFi node the transaction runs on.
-    pub(crate) fn peer(&self) -> String {
+/// The HTTP half of a transaction, on one NiFi node.
+pub(crate) trait OnNode {
+    /// `host:port` of the node the transaction runs on.
+    fn node(&self) -> String;
+}
+
+impl OnNode for HttpSend {
+    fn node(&self) -> String {
         node_of(&self.tx.location)
     }
+}
 
+impl OnNode for HttpReceive {
+    fn node(&self) -> String {
+        node_of(&self.tx.location)
+    }
+}
+
+impl HttpSend {
     pub(crate) fn new(tx: OpenTx, compression: bool) -> Self {
         Self {
             tx,
@@ -503,11 +516,6 @@ pub(crate) struct HttpReceive {
 }
 
 impl HttpReceive {
-    /// The NiFi node the transaction runs on.
-    pub(crate) fn peer(&self) -> String {
-        node_of(&self.tx.location)
-    }
-
     /// Issues the GET; returns with the response headers read.
     pub(crate) async fn begin(
         mut tx: OpenTx,

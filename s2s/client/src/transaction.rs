@@ -93,15 +93,40 @@ impl From<FlowFile> for Source {
 /// Called with the content bytes written so far in the transaction, as pieces go out.
 pub(crate) type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 
-/// How a SEND transaction reaches NiFi.
+/// How a transaction reaches NiFi: one RAW connection or one HTTP transaction (`H` is its SEND
+/// or RECEIVE half), until an error leaves it `Failed`.
 #[derive(Debug)]
-pub(crate) enum SendTransport {
-    /// A RAW connection (pooled again after the commit).
+pub(crate) enum Transport<H> {
+    /// A RAW connection (pooled again after the commit or confirm).
     Raw(Box<Connection>),
-    /// An HTTP transaction with its streamed upload.
-    Http(Box<HttpSend>),
+    /// An HTTP transaction with its streamed body.
+    Http(Box<H>),
     /// An error left the transaction unusable; NiFi rolls it back.
     Failed,
+}
+
+/// How a SEND transaction reaches NiFi.
+pub(crate) type SendTransport = Transport<HttpSend>;
+/// How a RECEIVE transaction reaches NiFi.
+pub(crate) type ReceiveTransport = Transport<HttpReceive>;
+
+impl<H: crate::http::OnNode> Transport<H> {
+    /// `raw` or `http` (metrics label).
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Http(_) => "http",
+            _ => "raw",
+        }
+    }
+
+    /// The NiFi node (`host:port`) the transaction runs on.
+    fn peer(&self) -> String {
+        match self {
+            Self::Raw(c) => c.peer.clone(),
+            Self::Http(h) => h.node(),
+            Self::Failed => String::new(),
+        }
+    }
 }
 
 /// An open SEND transaction. Send FlowFiles, then [`commit`](Self::commit).
@@ -602,51 +627,6 @@ fn read_file(
         Ok(0) => Ok(()),
         Ok(_) => Err(changed()),
         Err(e) => Err(content_error(format!("reading {}", path.display()), e)),
-    }
-}
-
-impl SendTransport {
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Http(_) => "http",
-            _ => "raw",
-        }
-    }
-
-    fn peer(&self) -> String {
-        match self {
-            Self::Raw(c) => c.peer.clone(),
-            Self::Http(h) => h.peer(),
-            Self::Failed => String::new(),
-        }
-    }
-}
-
-/// How a RECEIVE transaction reaches NiFi.
-#[derive(Debug)]
-pub(crate) enum ReceiveTransport {
-    /// A RAW connection (pooled again after the confirm).
-    Raw(Box<Connection>),
-    /// An HTTP transaction reading its `GET …/flow-files` body.
-    Http(Box<HttpReceive>),
-    /// An error left the transaction unusable; NiFi rolls it back.
-    Failed,
-}
-
-impl ReceiveTransport {
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Http(_) => "http",
-            _ => "raw",
-        }
-    }
-
-    fn peer(&self) -> String {
-        match self {
-            Self::Raw(c) => c.peer.clone(),
-            Self::Http(h) => h.peer(),
-            Self::Failed => String::new(),
-        }
     }
 }
 
