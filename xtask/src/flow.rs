@@ -11,7 +11,7 @@ use nifi_testkit::flow::FlowDefinition;
 #[derive(clap::Subcommand)]
 pub(crate) enum FlowCmd {
     /// Deploy a flow definition exported from NiFi ("Download flow definition") as a process group
-    /// NAME-<random> under the root group, with root ports NAME-<random>-<port> for each of its
+    /// `NAME-<random>` under the root group, with root ports `NAME-<random>-<port>` for each of its
     /// input/output ports (reachable over Site-to-Site), and start it (unless --stopped). Prints
     /// the group name and the S2S port names.
     Deploy {
@@ -139,7 +139,7 @@ pub(crate) async fn run(nifi: Nifi, cmd: FlowCmd) -> Result<()> {
 /// `cargo xtask nifi nar install COORDS…`
 #[derive(clap::Subcommand)]
 pub(crate) enum NarCmd {
-    /// Install NARs by Maven coordinates (group:artifact[:version], default version: NiFi's) into
+    /// Install NARs by Maven coordinates (`group:artifact[:version]`, default version: NiFi's) into
     /// the shared NiFi's extensions/ and wait until NiFi loaded them.
     Install {
         /// Maven coordinates, e.g. org.apache.nifi:nifi-standard-nar.
