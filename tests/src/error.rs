@@ -54,6 +54,9 @@ pub enum Error {
     /// Downloading, assembling, starting or stopping NiFi failed.
     #[error("provisioning NiFi: {0}")]
     Provision(String),
+    /// Starting, querying or stopping the test PostgreSQL failed (see [`crate::postgres`]).
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
     /// Local I/O failed.
     #[error("{what}: {source}")]
     Io {

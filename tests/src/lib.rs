@@ -93,6 +93,7 @@ pub mod cluster;
 mod error;
 pub mod flow;
 pub mod java_reference;
+pub mod postgres;
 pub mod provision;
 
 use std::collections::BTreeMap;
