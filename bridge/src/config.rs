@@ -68,6 +68,13 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// PEM private key.
     pub key: PathBuf,
+    /// PEM CA bundle: clients presenting a certificate are verified against it, and its subject
+    /// and issuer DN become `restlistener.remote.user.dn` / `issuer.dn`. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: refuse clients without a certificate. Default false.
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 /// One bearer token. `Debug` never shows the secret.
@@ -98,10 +105,24 @@ impl std::fmt::Debug for TokenConfig {
 pub struct ListenHttpConfig {
     /// Base path. Default `/contentListener`.
     pub base_path: String,
-    /// Request headers whose (lower-case) name fully matches this regex become attributes. Default: none.
+    /// Request headers whose name, as the sender wrote it, fully matches this regex
+    /// (case-sensitive) become attributes, like ListenHTTP's "HTTP Headers to receive as
+    /// Attributes (Regex)". Default: none.
     pub header_regex: Option<String>,
     /// Status answered after commit, like ListenHTTP's "Return Code". Default 200.
     pub return_code: u16,
+    /// A hold (`x-prefer-acknowledge-uri: true`) not confirmed by `DELETE` within this many ms is
+    /// released and never delivered. Default 60 000.
+    pub hold_timeout_ms: u64,
+    /// Bytes per second received on the ListenHTTP path, all requests together, like
+    /// "Max Data to Receive per Second". Default: unlimited.
+    pub max_bytes_per_sec: Option<u64>,
+    /// Client certificate subject DN must fully match (TLS with `client_ca`), like "Authorized
+    /// Subject DN Pattern". Default `.*`.
+    pub authorized_dn_pattern: String,
+    /// Client certificate issuer DN must fully match, like "Authorized Issuer DN Pattern".
+    /// Default `.*`.
+    pub authorized_issuer_dn_pattern: String,
 }
 
 impl Default for ListenHttpConfig {
@@ -110,6 +131,10 @@ impl Default for ListenHttpConfig {
             base_path: "/contentListener".into(),
             header_regex: None,
             return_code: 200,
+            hold_timeout_ms: 60_000,
+            max_bytes_per_sec: None,
+            authorized_dn_pattern: ".*".into(),
+            authorized_issuer_dn_pattern: ".*".into(),
         }
     }
 }
@@ -232,6 +257,8 @@ shutdown_timeout_ms = 10000      # graceful shutdown: wait this long for in-flig
 # [tls]                          # rustls listener
 # cert = "cert.pem"
 # key = "key.pem"
+# client_ca = "ca.pem"           # verify client certificates; their DNs become restlistener.remote.user.dn / issuer.dn
+# require_client_cert = false
 
 [nifi]
 urls = []                        # e.g. ["http://127.0.0.1:8080/nifi"]
@@ -270,8 +297,12 @@ block_timeout_ms = 2000
 
 [listen_http]
 base_path = "/contentListener"
-# header_regex = "x-.*"          # request headers (lower-case names) that become attributes
+# header_regex = "tenantId|X-.*" # request headers (name as sent, whole name, case-sensitive) that become attributes
 return_code = 200
+hold_timeout_ms = 60000          # x-prefer-acknowledge-uri holds not DELETEd in time are released, never delivered
+# max_bytes_per_sec = 10485760   # all ListenHTTP requests together ("Max Data to Receive per Second")
+authorized_dn_pattern = ".*"     # client certificate subject DN (TLS with client_ca)
+authorized_issuer_dn_pattern = ".*"
 "#;
 
 #[cfg(test)]
@@ -308,6 +339,11 @@ mod tests {
         full.nifi.port_name = Some("p".into());
         full.nifi.port_id = Some("i".into());
         full.listen_http.header_regex = Some("x".into());
+        full.listen_http.max_bytes_per_sec = Some(1);
+        full.tls = Some(TlsConfig {
+            client_ca: Some("ca".into()),
+            ..TlsConfig::default()
+        });
         keys(
             "",
             &toml::Value::try_from(&full).expect("serializes"),

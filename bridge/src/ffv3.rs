@@ -46,6 +46,9 @@ pub(crate) struct Unpacker {
     /// Content bytes still to come of the current package; `None` between packages.
     left: Option<u64>,
     packages: u64,
+    /// flowfile-v3 (`NiFiFF3` before every package); else flowfile-v2: the same layout without
+    /// the magic, and at least one attribute per package (as NiFi's `FlowFileUnpackagerV2`).
+    v3: bool,
 }
 
 impl Unpacker {
@@ -56,6 +59,24 @@ impl Unpacker {
             buf: BytesMut::new(),
             left: None,
             packages: 0,
+            v3: true,
+        }
+    }
+
+    /// An unpacker of flowfile-v2 packages (`application/flowfile-v2`).
+    pub(crate) fn v2(limits: &Limits) -> Self {
+        Self {
+            v3: false,
+            ..Self::new(limits)
+        }
+    }
+
+    /// The format's name for error messages.
+    pub(crate) fn format(&self) -> &'static str {
+        if self.v3 {
+            "flowfile-v3"
+        } else {
+            "flowfile-v2"
         }
     }
 
@@ -112,6 +133,9 @@ impl Unpacker {
                 self.packages,
                 self.buf.len()
             ))),
+            None if !self.v3 && self.packages == 0 => {
+                Err(UnpackError::Malformed("empty flowfile-v2 body".into()))
+            }
             None => Ok(()),
         }
     }
@@ -120,7 +144,7 @@ impl Unpacker {
     #[allow(clippy::type_complexity)]
     fn header(&self) -> Result<Option<(usize, Vec<(String, String)>, u64)>, UnpackError> {
         let b = &self.buf[..];
-        let n = b.len().min(MAGIC.len());
+        let n = if self.v3 { b.len().min(MAGIC.len()) } else { 0 };
         if b[..n] != MAGIC[..n] {
             return Err(UnpackError::Malformed(format!(
                 "does not start with NiFiFF3 (found {:02x?})",
@@ -128,12 +152,17 @@ impl Unpacker {
             )));
         }
         let mut r = Cursor { b, at: n };
-        if n < MAGIC.len() {
+        if self.v3 && n < MAGIC.len() {
             return Ok(None);
         }
         let Some(count) = r.len()? else {
             return Ok(None);
         };
+        if count == 0 && !self.v3 {
+            return Err(UnpackError::Malformed(
+                "a flowfile-v2 package has zero attributes".into(),
+            ));
+        }
         if count > self.max_attributes {
             return Err(UnpackError::Limit(format!(
                 "{count} attributes exceed max_attributes = {}",
@@ -247,6 +276,44 @@ mod tests {
         }
         u.finish()?;
         Ok(out)
+    }
+
+    /// flowfile-v2: v3's layout without the magic, at any split; zero attributes and an empty
+    /// body are malformed (as NiFi's `FlowFileUnpackagerV2`); a v3 body is not v2.
+    #[test]
+    fn v2_packages() {
+        let p1 = package(&[("filename", "a.txt"), ("path", "./")], b"hello");
+        let p2 = package(&[("k", "v")], &[7u8; 3000]);
+        let mut body = p1[MAGIC.len()..].to_vec();
+        body.extend_from_slice(&p2[MAGIC.len()..]);
+        let l = Limits::default();
+        for step in [1, 3, 64, 10_000] {
+            let mut u = Unpacker::v2(&l);
+            let mut out: Vec<(Vec<(String, String)>, Vec<u8>)> = Vec::new();
+            for piece in body.chunks(step) {
+                u.push(piece);
+                while let Some(item) = u.next().expect("unpacks") {
+                    match item {
+                        Item::Begin { attributes, .. } => out.push((attributes, Vec::new())),
+                        Item::Data(d) => out.last_mut().expect("begun").1.extend_from_slice(&d),
+                        Item::End => {}
+                    }
+                }
+            }
+            u.finish().expect("complete");
+            assert_eq!(out.len(), 2);
+            assert_eq!(out[0].0[0], ("filename".into(), "a.txt".into()));
+            assert_eq!(out[0].1, b"hello");
+            assert_eq!(out[1].1, vec![7u8; 3000]);
+        }
+        let mut u = Unpacker::v2(&l);
+        assert!(matches!(u.finish(), Err(UnpackError::Malformed(_))));
+        u.push(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(matches!(u.next(), Err(UnpackError::Malformed(_))));
+        let mut u = Unpacker::v2(&l);
+        u.push(&p1);
+        // "Ni" read as a count of 0x4e69 attributes: over max_attributes.
+        assert!(u.next().is_err());
     }
 
     /// Spec TV10, twice, at every split; then truncated, garbage and over the limits.

@@ -9,6 +9,13 @@ use s2s_bridge::{AckMode, Bridge, Config, MemorySink, S2sSink};
 
 /// Local relay: browsers (WebSocket) and HTTP clients (JSON, ListenHTTP-compatible) in, NiFi
 /// Site-to-Site out. Precedence: flags > environment > config file > defaults.
+///
+/// Endpoints: `GET /v1/ws` (WebSocket, bridge/PROTOCOL.md), `POST /v1/flowfiles` (JSON batches),
+/// `HEAD`/`POST /contentListener` (ListenHTTP drop-in: plain, flowfile-v3/v2/v1, gzip),
+/// `DELETE /contentListener/holds/{id}` (ListenHTTP hold protocol),
+/// `GET /contentListener/healthcheck` (ListenHTTP health check), `GET /healthz` (alive),
+/// `GET /readyz` (NiFi reachable, spool writable), `GET /metrics` (Prometheus text), and with
+/// `--static DIR` the files under `/`.
 #[derive(Debug, Parser)]
 #[command(name = "s2s-bridge", version, after_long_help = EXAMPLE, after_help = "Use --help for every config-file option with its default.")]
 struct Args {
@@ -62,7 +69,8 @@ struct Args {
     /// ListenHTTP-compatible base path [default: /contentListener].
     #[arg(long, env = "S2S_BRIDGE_BASE_PATH")]
     base_path: Option<String>,
-    /// Regex of request header names (lower-case) that become attributes on the ListenHTTP path.
+    /// Regex of request header names that become attributes on the ListenHTTP path (whole name,
+    /// case-sensitive, as the sender wrote it — like ListenHTTP's).
     #[arg(long, env = "S2S_BRIDGE_HEADER_REGEX")]
     header_regex: Option<String>,
     /// Largest WebSocket message in bytes [default: 8 MiB].
@@ -79,6 +87,49 @@ struct Args {
     /// Directory for staging large HTTP bodies [default: <spool dir>/stage with --ack spool, else $TMPDIR].
     #[arg(long, env = "S2S_BRIDGE_STAGE_DIR")]
     stage_dir: Option<PathBuf>,
+    /// PEM CA bundle for client certificates on the TLS listener (their DNs become
+    /// `restlistener.remote.user.dn` / `issuer.dn`).
+    #[arg(long, env = "S2S_BRIDGE_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: refuse clients without a certificate.
+    #[arg(long, env = "S2S_BRIDGE_REQUIRE_CLIENT_CERT")]
+    require_client_cert: bool,
+    /// ListenHTTP path: client certificate subject DN must fully match this regex [default: .*].
+    #[arg(long, env = "S2S_BRIDGE_AUTHORIZED_DN_PATTERN")]
+    authorized_dn_pattern: Option<String>,
+    /// ListenHTTP path: client certificate issuer DN must fully match this regex [default: .*].
+    #[arg(long, env = "S2S_BRIDGE_AUTHORIZED_ISSUER_DN_PATTERN")]
+    authorized_issuer_dn_pattern: Option<String>,
+    /// ListenHTTP path: status answered after commit [default: 200].
+    #[arg(long, env = "S2S_BRIDGE_RETURN_CODE")]
+    return_code: Option<u16>,
+    /// ListenHTTP path: a hold not confirmed by DELETE within this many ms is released [default: 60000].
+    #[arg(long, env = "S2S_BRIDGE_HOLD_TIMEOUT_MS")]
+    hold_timeout_ms: Option<u64>,
+    /// ListenHTTP path: bytes per second, all requests together [default: unlimited].
+    #[arg(long, env = "S2S_BRIDGE_MAX_BYTES_PER_SEC")]
+    max_bytes_per_sec: Option<u64>,
+    /// Most records per batch / request [default: 10000].
+    #[arg(long, env = "S2S_BRIDGE_MAX_RECORDS")]
+    max_records: Option<usize>,
+    /// Most attributes per FlowFile [default: 256].
+    #[arg(long, env = "S2S_BRIDGE_MAX_ATTRIBUTES")]
+    max_attributes: Option<usize>,
+    /// Largest attribute (key + value) in bytes [default: 65536].
+    #[arg(long, env = "S2S_BRIDGE_MAX_ATTRIBUTE_BYTES")]
+    max_attribute_bytes: Option<usize>,
+    /// Largest FlowFile content over WebSocket / in a JSON record, in bytes [default: 8 MiB].
+    #[arg(long, env = "S2S_BRIDGE_MAX_CONTENT_BYTES")]
+    max_content_bytes: Option<usize>,
+    /// Unacknowledged batches per WebSocket [default: 16].
+    #[arg(long, env = "S2S_BRIDGE_MAX_INFLIGHT")]
+    max_inflight: Option<usize>,
+    /// Most WebSocket connections [default: 1024].
+    #[arg(long, env = "S2S_BRIDGE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Most concurrent HTTP ingest requests [default: 256].
+    #[arg(long, env = "S2S_BRIDGE_MAX_HTTP_REQUESTS")]
+    max_http_requests: Option<usize>,
     /// Use an in-memory sink instead of NiFi (for trying the bridge without NiFi; data is dropped on exit).
     #[arg(long, env = "S2S_BRIDGE_MEMORY_SINK")]
     memory_sink: bool,
@@ -130,10 +181,50 @@ fn load(args: &Args) -> anyhow::Result<Config> {
             }),
     );
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let old = cfg.tls.take().unwrap_or_default();
         cfg.tls = Some(s2s_bridge::config::TlsConfig {
             cert: cert.clone(),
             key: key.clone(),
+            ..old
         });
+    }
+    if let Some(tls) = &mut cfg.tls {
+        if let Some(ca) = &args.tls_client_ca {
+            tls.client_ca = Some(ca.clone());
+        }
+        if args.require_client_cert {
+            tls.require_client_cert = true;
+        }
+    }
+    let lh = &mut cfg.listen_http;
+    if let Some(v) = &args.authorized_dn_pattern {
+        lh.authorized_dn_pattern = v.clone();
+    }
+    if let Some(v) = &args.authorized_issuer_dn_pattern {
+        lh.authorized_issuer_dn_pattern = v.clone();
+    }
+    if let Some(v) = args.return_code {
+        lh.return_code = v;
+    }
+    if let Some(v) = args.hold_timeout_ms {
+        lh.hold_timeout_ms = v;
+    }
+    if let Some(v) = args.max_bytes_per_sec {
+        lh.max_bytes_per_sec = Some(v);
+    }
+    let l = &mut cfg.limits;
+    for (flag, field) in [
+        (args.max_records, &mut l.max_records),
+        (args.max_attributes, &mut l.max_attributes),
+        (args.max_attribute_bytes, &mut l.max_attribute_bytes),
+        (args.max_content_bytes, &mut l.max_content_bytes),
+        (args.max_inflight, &mut l.max_inflight),
+        (args.max_connections, &mut l.max_connections),
+        (args.max_http_requests, &mut l.max_http_requests),
+    ] {
+        if let Some(v) = flag {
+            *field = v;
+        }
     }
     if let Some(v) = &args.spool_dir {
         cfg.spool.dir = v.clone();

@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,7 +37,8 @@ pub struct AppState {
     pub(crate) closing: CancellationToken,
     pub(crate) ws_slots: Arc<Semaphore>,
     pub(crate) http_slots: Arc<Semaphore>,
-    pub(crate) header_regex: Option<regex::Regex>,
+    /// The ListenHTTP endpoint's patterns, throttle and holds.
+    pub(crate) listen: Arc<ingest::listen::ListenState>,
     /// Where large HTTP request content is staged.
     pub(crate) stage_dir: std::path::PathBuf,
 }
@@ -87,13 +88,8 @@ impl Bridge {
                 }
             }
         };
-        let header_regex = match &cfg.listen_http.header_regex {
-            Some(re) => Some(
-                regex::Regex::new(&format!("^(?:{re})$"))
-                    .map_err(|e| crate::Error::Config(e.to_string()))?,
-            ),
-            None => None,
-        };
+        let listen = Arc::new(ingest::listen::ListenState::new(&cfg.listen_http)?);
+        ingest::listen::spawn_hold_expiry(listen.clone(), &tracker, stop.clone());
         let stage_dir = cfg.effective_stage_dir();
         if cfg.stage_dir.is_none() && cfg.ack == AckMode::Spool {
             // Our own directory: what is in it was left by a crash and was never acknowledged.
@@ -114,7 +110,7 @@ impl Bridge {
             metrics,
             sink,
             closing: CancellationToken::new(),
-            header_regex,
+            listen,
         };
         Ok(Self {
             state,
@@ -165,19 +161,32 @@ impl Bridge {
                 handle.graceful_shutdown(Some(drain));
             });
         }
+        // ConnAcceptor: header names as sent and client certificates for the handlers.
         let result = match &cfg.tls {
             Some(tls) => {
-                let rustls = crate::tls::server_config(&tls.cert, &tls.key)?;
+                let rustls = match &tls.client_ca {
+                    Some(ca) => crate::tls::server_config_with_clients(
+                        &tls.cert,
+                        &tls.key,
+                        ca,
+                        tls.require_client_cert,
+                    )?,
+                    None => crate::tls::server_config(&tls.cert, &tls.key)?,
+                };
                 axum_server::from_tcp_rustls(
                     listener,
                     axum_server::tls_rustls::RustlsConfig::from_config(rustls),
                 )
+                .map(ingest::ConnAcceptor::new)
                 .handle(handle)
                 .serve(app)
                 .await
             }
             None => {
                 axum_server::from_tcp(listener)
+                    .acceptor(ingest::ConnAcceptor::new(
+                        axum_server::accept::DefaultAcceptor,
+                    ))
                     .handle(handle)
                     .serve(app)
                     .await
@@ -205,6 +214,10 @@ fn router(state: AppState) -> Router {
         .route("/v1/ws", get(ingest::ws::upgrade))
         .route("/v1/flowfiles", post(ingest::json::post_flowfiles))
         .route(&base, post(ingest::listen::post).head(ingest::listen::head))
+        .route(
+            &format!("{base}/holds/{{id}}"),
+            delete(ingest::listen::delete_hold),
+        )
         .route(&format!("{base}/healthcheck"), get(ok).head(ok))
         .route("/healthz", get(ok))
         .route("/readyz", get(readyz))

@@ -1,15 +1,40 @@
-//! ListenHTTP-compatible ingest (PROTOCOL.md §8.2; NiFi's `ListenHTTPServlet` behaviour).
+//! ListenHTTP-compatible ingest (PROTOCOL.md §8.2; NiFi's `ListenHTTPServlet` and
+//! `ContentAcknowledgmentServlet` behaviour).
+//!
+//! * `HEAD {base}` advertises what ListenHTTP does (flowfile-v3, v2, v1, gzip, protocol 3).
+//! * `POST {base}`: a plain body is one FlowFile; `application/flowfile-v3` and `-v2` bodies are
+//!   sequences of packages, `application/flowfile…` (v1) one tar package; gzip via
+//!   `Content-Encoding: gzip` or `flowfile-gzipped: true`; throttled by `max_bytes_per_sec`.
+//! * Attributes as ListenHTTP makes them: package attributes (legacy senders' `nf.file.name` /
+//!   `nf.file.path` become `filename` / `path`), then a non-blank `filename` header, then request
+//!   headers whose name — **as the sender wrote it** — fully matches `header_regex`
+//!   (case-sensitive), then `restlistener.remote.source.host`, `restlistener.request.uri`,
+//!   `restlistener.remote.user.dn`, `restlistener.remote.issuer.dn` (`none` without a client
+//!   certificate); a package's `uuid` never becomes the new FlowFile's.
+//! * The hold protocol: with `x-prefer-acknowledge-uri: true` the received FlowFiles are held and
+//!   the answer is `303` with `Location: /{base}/holds/{id}` and `x-location-uri-intent:
+//!   flowfile-hold`; `DELETE` of that URI forwards them (`200` once NiFi or the spool confirmed);
+//!   an unknown id is `404`; a hold not confirmed within `hold_timeout_ms` is released and never
+//!   delivered.
+//! * With client certificates (TLS listener with `tls.client_ca`), the subject and issuer DN must
+//!   fully match `authorized_dn_pattern` / `authorized_issuer_dn_pattern`, else `403`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+use super::conn::{ClientDn, RequestConn};
+use super::ffv1::TarUnpacker;
 use super::{Decode, Fail, Upload};
 use crate::auth::{FixedAttributes, presented_token};
+use crate::config::ListenHttpConfig;
 use crate::ffv3::{Item, UnpackError, Unpacker};
 use crate::limits::{Limits, apply_fixed_attributes};
 use crate::record::{Outcome, Reason, Record};
@@ -17,17 +42,120 @@ use crate::server::AppState;
 use crate::stage::Stager;
 
 const FLOWFILE_V3: &str = "application/flowfile-v3";
-const ACCEPT: &str = "application/flowfile-v3,*/*;q=0.8";
+const FLOWFILE_V2: &str = "application/flowfile-v2";
+/// v1 (tar) is any content type starting with this, as in ListenHTTP.
+const FLOWFILE_ANY: &str = "application/flowfile";
+const ACCEPT: &str = "application/flowfile-v3,application/flowfile-v2,application/flowfile-v1,application/flowfile,*/*;q=0.8";
+const PROTOCOL_VERSION: &str = "x-nifi-transfer-protocol-version";
+const HOLD_HEADER: &str = "x-prefer-acknowledge-uri";
+const INTENT_HEADER: &str = "x-location-uri-intent";
+
+/// The ListenHTTP endpoint's state: compiled patterns, the throttle and the holds.
+#[derive(Debug)]
+pub(crate) struct ListenState {
+    header_regex: Option<regex::Regex>,
+    subject_dn: regex::Regex,
+    issuer_dn: regex::Regex,
+    throttle: Option<super::Throttle>,
+    hold_timeout: Duration,
+    holds: Mutex<HashMap<String, Hold>>,
+    /// `{base}` without its leading `/`, as ListenHTTP's Base Path.
+    base: String,
+}
+
+#[derive(Debug)]
+struct Hold {
+    records: Vec<Record>,
+    created: Instant,
+    peer: SocketAddr,
+}
+
+fn whole(re: &str) -> Result<regex::Regex, crate::Error> {
+    regex::Regex::new(&format!("^(?:{re})$")).map_err(|e| crate::Error::Config(e.to_string()))
+}
+
+impl ListenState {
+    pub(crate) fn new(cfg: &ListenHttpConfig) -> Result<Self, crate::Error> {
+        Ok(Self {
+            header_regex: cfg.header_regex.as_deref().map(whole).transpose()?,
+            subject_dn: whole(&cfg.authorized_dn_pattern)?,
+            issuer_dn: whole(&cfg.authorized_issuer_dn_pattern)?,
+            throttle: cfg.max_bytes_per_sec.map(super::Throttle::new),
+            hold_timeout: Duration::from_millis(cfg.hold_timeout_ms),
+            holds: Mutex::default(),
+            base: cfg.base_path.trim_matches('/').to_owned(),
+        })
+    }
+
+    fn holds(&self) -> std::sync::MutexGuard<'_, HashMap<String, Hold>> {
+        self.holds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Releases holds older than `hold_timeout` (their staged content is removed with them);
+    /// returns how many.
+    pub(crate) fn expire_holds(&self) -> usize {
+        let now = Instant::now();
+        let expired: Vec<(String, Hold)> = {
+            let mut holds = self.holds();
+            let ids: Vec<String> = holds
+                .iter()
+                .filter(|(_, h)| now.duration_since(h.created) >= self.hold_timeout)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| holds.remove(&id).map(|h| (id, h)))
+                .collect()
+        };
+        for (id, h) in &expired {
+            tracing::warn!(
+                hold = %id,
+                peer = %h.peer,
+                flowfiles = h.records.len(),
+                "hold not confirmed within hold_timeout_ms: released, never delivered"
+            );
+        }
+        expired.len()
+    }
+
+    /// Checks a client certificate against the DN patterns: `Err(why)` means 403.
+    fn check_dn(&self, client: Option<&ClientDn>, issuer_too: bool) -> Result<(), String> {
+        let Some(c) = client else { return Ok(()) };
+        if !self.subject_dn.is_match(&c.subject) {
+            return Err(format!("subject DN {:?} not authorized", c.subject));
+        }
+        if issuer_too && !self.issuer_dn.is_match(&c.issuer) {
+            return Err(format!("issuer DN {:?} not authorized", c.issuer));
+        }
+        Ok(())
+    }
+}
+
+/// Runs [`ListenState::expire_holds`] every second until `stop`.
+pub(crate) fn spawn_hold_expiry(
+    st: std::sync::Arc<ListenState>,
+    tracker: &tokio_util::task::TaskTracker,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1).min(st.hold_timeout));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => { st.expire_holds(); }
+                () = stop.cancelled() => return,
+            }
+        }
+    });
+}
 
 /// `HEAD {base}`: what ListenHTTP advertises.
 pub(crate) async fn head() -> Response {
     (
         StatusCode::OK,
         [
-            (header::ACCEPT, HeaderValue::from_static(ACCEPT)),
             (header::ACCEPT_ENCODING, HeaderValue::from_static("gzip")),
+            (header::ACCEPT, HeaderValue::from_static(ACCEPT)),
             (
-                header::HeaderName::from_static("x-nifi-transfer-protocol-version"),
+                header::HeaderName::from_static(PROTOCOL_VERSION),
                 HeaderValue::from_static("3"),
             ),
         ],
@@ -35,10 +163,10 @@ pub(crate) async fn head() -> Response {
         .into_response()
 }
 
-/// ListenHTTP's attributes for every FlowFile of one request: the `filename` header, headers
-/// matching `header_regex`, the request details, then the token's fixed attributes.
+/// ListenHTTP's attributes for every FlowFile of one request (see the module docs).
 struct Enrich {
     filename: Option<String>,
+    legacy: bool,
     added: Vec<(String, String)>,
     fixed: FixedAttributes,
 }
@@ -49,6 +177,7 @@ impl Enrich {
         peer: SocketAddr,
         uri: &Uri,
         headers: &HeaderMap,
+        conn: &RequestConn,
         fixed: FixedAttributes,
     ) -> Self {
         let filename = headers
@@ -56,52 +185,82 @@ impl Enrich {
             .and_then(|v| v.to_str().ok())
             .filter(|s| !s.trim().is_empty())
             .map(str::to_owned);
+        // ListenHTTP: a sender without a (numeric) protocol version header is a legacy NiFi.
+        let legacy = headers
+            .get(PROTOCOL_VERSION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok())
+            .is_none();
         let mut added: Vec<(String, String)> = Vec::new();
-        if let Some(re) = &st.header_regex {
-            for (name, value) in headers {
-                if re.is_match(name.as_str())
-                    && let Ok(v) = value.to_str()
+        if let Some(re) = &st.listen.header_regex {
+            let lower: Vec<String>;
+            let names: &[String] = match &conn.names {
+                Some(n) => n,
+                None => {
+                    lower = headers.keys().map(|k| k.as_str().to_owned()).collect();
+                    &lower
+                }
+            };
+            for name in names {
+                if re.is_match(name)
+                    && let Some(v) = headers.get(name.as_str())
                 {
-                    added.push((name.as_str().to_owned(), v.to_owned()));
+                    added.retain(|(k, _)| k != name);
+                    added.push((
+                        name.clone(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    ));
                 }
             }
         }
-        added.extend([
-            (
-                "restlistener.remote.source.host".to_owned(),
-                peer.ip().to_string(),
-            ),
-            ("restlistener.request.uri".to_owned(), uri.path().to_owned()),
-            ("restlistener.remote.user.dn".to_owned(), "none".to_owned()),
-            (
-                "restlistener.remote.issuer.dn".to_owned(),
-                "none".to_owned(),
-            ),
-        ]);
+        let (subject, issuer) = match &conn.client {
+            Some(c) => (c.subject.clone(), c.issuer.clone()),
+            None => ("none".to_owned(), "none".to_owned()),
+        };
+        for (k, v) in [
+            ("restlistener.remote.source.host", peer.ip().to_string()),
+            ("restlistener.request.uri", uri.path().to_owned()),
+            ("restlistener.remote.user.dn", subject),
+            ("restlistener.remote.issuer.dn", issuer),
+        ] {
+            added.retain(|(ek, _)| ek != k);
+            added.push((k.to_owned(), v));
+        }
         Self {
             filename,
+            legacy,
             added,
             fixed,
         }
     }
 
-    fn apply(&self, mut attributes: Vec<(String, String)>) -> Vec<(String, String)> {
-        // ListenHTTP: the package's uuid becomes the provenance source id, never the new uuid.
-        attributes.retain(|(k, _)| k != "uuid");
-        if let Some(f) = &self.filename
-            && attributes
-                .iter()
-                .find(|(k, _)| k == "filename")
-                .is_none_or(|(_, v)| v.trim().is_empty())
-        {
-            attributes.retain(|(k, _)| k != "filename");
-            attributes.push(("filename".into(), f.clone()));
+    /// `packaged`: the attributes came from a package (legacy mapping applies).
+    fn apply(
+        &self,
+        mut attributes: Vec<(String, String)>,
+        packaged: bool,
+    ) -> Vec<(String, String)> {
+        let set = |attributes: &mut Vec<(String, String)>, k: &str, v: String| {
+            attributes.retain(|(ek, _)| ek != k);
+            attributes.push((k.to_owned(), v));
+        };
+        if packaged && self.legacy {
+            for (old, new) in [("nf.file.name", "filename"), ("nf.file.path", "path")] {
+                if let Some(i) = attributes.iter().position(|(k, _)| k == old) {
+                    let (_, v) = attributes.remove(i);
+                    set(&mut attributes, new, v);
+                }
+            }
+        }
+        if let Some(f) = &self.filename {
+            set(&mut attributes, "filename", f.clone());
         }
         for (k, v) in &self.added {
-            attributes.retain(|(ek, _)| ek != k);
-            attributes.push((k.clone(), v.clone()));
+            set(&mut attributes, k, v.clone());
         }
         apply_fixed_attributes(&mut attributes, &self.fixed);
+        // The package's (or a header's) uuid is never the new FlowFile's: NiFi assigns one.
+        attributes.retain(|(k, _)| k != "uuid");
         attributes
     }
 }
@@ -116,7 +275,7 @@ struct Plain {
 impl Decode for Plain {
     async fn feed(&mut self, piece: Bytes, stager: &mut Stager) -> Result<(), Fail> {
         if !self.begun {
-            let attributes = self.enrich.apply(Vec::new());
+            let attributes = self.enrich.apply(Vec::new(), false);
             self.limits
                 .check_attributes(&attributes)
                 .map_err(Fail::Limit)?;
@@ -135,23 +294,51 @@ impl Decode for Plain {
     }
 }
 
-/// A flowfile-v3 body: one FlowFile per package, unpacked as it arrives.
+/// The package formats ListenHTTP unpacks.
+enum Format {
+    /// flowfile-v3 or v2: a sequence of packages.
+    Stream(Unpacker),
+    /// flowfile-v1: one tar package.
+    Tar(TarUnpacker),
+}
+
+impl Format {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Stream(u) => u.format(),
+            Self::Tar(_) => "flowfile-v1",
+        }
+    }
+
+    fn fail(&self, e: UnpackError) -> Fail {
+        match e {
+            UnpackError::Limit(m) => Fail::Limit(m),
+            UnpackError::Malformed(m) => {
+                Fail::Malformed(format!("invalid {} body: {m}", self.name()))
+            }
+        }
+    }
+}
+
+/// A packaged body: one FlowFile per package, unpacked as it arrives.
 struct Packages {
     enrich: Enrich,
     limits: Limits,
-    unpacker: Unpacker,
+    unpacker: Format,
 }
 
 impl Decode for Packages {
     async fn feed(&mut self, piece: Bytes, stager: &mut Stager) -> Result<(), Fail> {
-        self.unpacker.push(&piece);
+        match &mut self.unpacker {
+            Format::Stream(u) => u.push(&piece),
+            Format::Tar(u) => u.push(&piece),
+        }
         loop {
-            let item = self.unpacker.next().map_err(|e| match e {
-                UnpackError::Limit(m) => Fail::Limit(m),
-                UnpackError::Malformed(m) => {
-                    Fail::Malformed(format!("invalid flowfile-v3 body: {m}"))
-                }
-            })?;
+            let item = match &mut self.unpacker {
+                Format::Stream(u) => u.next(),
+                Format::Tar(u) => u.next(),
+            }
+            .map_err(|e| self.unpacker.fail(e))?;
             match item {
                 None => return Ok(()),
                 Some(Item::Begin { attributes, len }) => {
@@ -161,7 +348,7 @@ impl Decode for Packages {
                             self.limits.max_records
                         )));
                     }
-                    let attributes = self.enrich.apply(attributes);
+                    let attributes = self.enrich.apply(attributes, true);
                     self.limits
                         .check_attributes(&attributes)
                         .map_err(Fail::Limit)?;
@@ -174,10 +361,11 @@ impl Decode for Packages {
     }
 
     async fn finish(&mut self, _stager: &mut Stager) -> Result<(), Fail> {
-        self.unpacker.finish().map_err(|e| match e {
-            UnpackError::Limit(m) => Fail::Limit(m),
-            UnpackError::Malformed(m) => Fail::Malformed(format!("invalid flowfile-v3 body: {m}")),
-        })
+        match &self.unpacker {
+            Format::Stream(u) => u.finish(),
+            Format::Tar(u) => u.finish(),
+        }
+        .map_err(|e| self.unpacker.fail(e))
     }
 }
 
@@ -185,16 +373,22 @@ impl Decode for Packages {
 pub(crate) async fn post(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    conn: Option<axum::Extension<RequestConn>>,
     RawQuery(query): RawQuery,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let conn = conn.map(|c| c.0).unwrap_or_default();
     let up = Upload {
         st: &st,
         peer,
         path: "listenhttp",
     };
+    if let Err(why) = st.listen.check_dn(conn.client.as_ref(), true) {
+        up.reject("FORBIDDEN", None, &why);
+        return super::text(StatusCode::FORBIDDEN, why);
+    }
     let Some(fixed) = st
         .auth
         .check(presented_token(&headers, query.as_deref()).as_deref())
@@ -206,41 +400,48 @@ pub(crate) async fn post(
         up.reject("CONNECTION_LIMIT", None, "too many concurrent requests");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            [super::retry_after_header(std::time::Duration::from_secs(1))],
+            [super::retry_after_header(Duration::from_secs(1))],
             "too many concurrent requests\n",
         )
             .into_response();
     };
     let limits = st.cfg.limits.clone();
     let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // As ListenHTTP: Boolean.parseBoolean for flowfile-gzipped, exact "gzip" for Content-Encoding.
     let gzipped = header_str("flowfile-gzipped").is_some_and(|v| v.eq_ignore_ascii_case("true"))
         || header_str("content-encoding") == Some("gzip");
+    let hold = header_str(HOLD_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let content_type = header_str("content-type").unwrap_or("").to_owned();
-    let enrich = Enrich::new(&st, peer, &uri, &headers, fixed);
-    let received = if content_type == FLOWFILE_V3 {
-        let mut dec = Packages {
-            enrich,
-            unpacker: Unpacker::new(&limits),
-            limits,
-        };
-        up.receive(&headers, body, gzipped, &mut dec).await
-    } else if content_type.starts_with("application/flowfile") {
-        up.reject(
-            "MALFORMED",
-            None,
-            &format!("unsupported content type {content_type}"),
-        );
-        return super::text(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("{content_type} is not supported; send application/flowfile-v3"),
-        );
+    let enrich = Enrich::new(&st, peer, &uri, &headers, &conn, fixed);
+    let throttle = st.listen.throttle.as_ref();
+    let format = if content_type == FLOWFILE_V3 {
+        Some(Format::Stream(Unpacker::new(&limits)))
+    } else if content_type == FLOWFILE_V2 {
+        Some(Format::Stream(Unpacker::v2(&limits)))
+    } else if content_type.starts_with(FLOWFILE_ANY) {
+        Some(Format::Tar(TarUnpacker::new(&limits)))
     } else {
-        let mut dec = Plain {
-            enrich,
-            limits,
-            begun: false,
-        };
-        up.receive(&headers, body, gzipped, &mut dec).await
+        None
+    };
+    let received = match format {
+        Some(unpacker) => {
+            let mut dec = Packages {
+                enrich,
+                unpacker,
+                limits,
+            };
+            up.receive_with(&headers, body, gzipped, &mut dec, throttle)
+                .await
+        }
+        None => {
+            let mut dec = Plain {
+                enrich,
+                limits,
+                begun: false,
+            };
+            up.receive_with(&headers, body, gzipped, &mut dec, throttle)
+                .await
+        }
     };
     let records = match received {
         Ok(r) => r,
@@ -255,9 +456,50 @@ pub(crate) async fn post(
         }
     };
     st.metrics.received("listenhttp", &records);
+    if hold {
+        let id = hold_id();
+        let location = format!("/{}/holds/{id}", st.listen.base);
+        tracing::debug!(%peer, hold = %id, flowfiles = records.len(), "placed a hold");
+        st.listen.holds().insert(
+            id,
+            Hold {
+                records,
+                created: Instant::now(),
+                peer,
+            },
+        );
+        let mut r = (StatusCode::SEE_OTHER, location.clone()).into_response();
+        let h = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            h.insert(header::LOCATION, v);
+        }
+        h.insert(INTENT_HEADER, HeaderValue::from_static("flowfile-hold"));
+        return r;
+    }
+    forward(&st, &up, records, st.cfg.listen_http.return_code).await
+}
+
+/// A fresh random hold id (UUID v4 format, like ListenHTTP's).
+fn hold_id() -> String {
+    let a = fastrand::u64(..);
+    let b = fastrand::u64(..);
+    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    let a = (a & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// Hands `records` to the pipeline and answers `ok` (or why not).
+async fn forward(st: &AppState, up: &Upload<'_>, records: Vec<Record>, ok: u16) -> Response {
     let total: u64 = records.iter().map(Record::len).sum();
     match st.pipeline.accept(records).await {
-        Outcome::Committed => StatusCode::from_u16(st.cfg.listen_http.return_code)
+        Outcome::Committed => StatusCode::from_u16(ok)
             .unwrap_or(StatusCode::OK)
             .into_response(),
         // ListenHTTP answers 503 when its downstream has no space; we add Retry-After.
@@ -284,4 +526,34 @@ pub(crate) async fn post(
             super::text(status, message)
         }
     }
+}
+
+/// `DELETE {base}/holds/{id}`: the sender confirms a hold; its FlowFiles are forwarded.
+pub(crate) async fn delete_hold(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    conn: Option<axum::Extension<RequestConn>>,
+    Path(id): Path<String>,
+) -> Response {
+    let conn = conn.map(|c| c.0).unwrap_or_default();
+    let up = Upload {
+        st: &st,
+        peer,
+        path: "listenhttp-hold",
+    };
+    if let Err(why) = st.listen.check_dn(conn.client.as_ref(), false) {
+        up.reject("FORBIDDEN", None, &why);
+        return super::text(StatusCode::FORBIDDEN, why);
+    }
+    let Some(hold) = st.listen.holds().remove(&id) else {
+        up.reject("UNKNOWN_HOLD", None, &format!("no hold with id {id}"));
+        return super::text(StatusCode::NOT_FOUND, format!("no hold with id {id}"));
+    };
+    if hold.created.elapsed() >= st.listen.hold_timeout {
+        // Expired but not swept yet: released, as if the sweep had run.
+        up.reject("UNKNOWN_HOLD", None, &format!("hold {id} expired"));
+        return super::text(StatusCode::NOT_FOUND, format!("no hold with id {id}"));
+    }
+    // A failure releases the hold: the sender re-sends everything, nothing is delivered twice.
+    forward(&st, &up, hold.records, 200).await
 }

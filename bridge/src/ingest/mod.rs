@@ -7,6 +7,8 @@
 //! goes through [`rejected`]: one log line (peer, reason, size) and one `bridge_rejections` count.
 
 mod body;
+pub(crate) mod conn;
+mod ffv1;
 pub(crate) mod json;
 pub(crate) mod listen;
 pub(crate) mod ws;
@@ -23,6 +25,36 @@ use crate::record::Record;
 use crate::server::AppState;
 use crate::stage::Stager;
 use body::{BodyError, BodyReader};
+pub(crate) use conn::{ClientDn, ConnAcceptor};
+
+/// A byte-rate limit shared by all requests of an endpoint (ListenHTTP's "Max Data to Receive
+/// per Second"): each piece of a body waits until the rate allows it.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    per_sec: u64,
+    next: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Throttle {
+    pub(crate) fn new(per_sec: u64) -> Self {
+        Self {
+            per_sec: per_sec.max(1),
+            next: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Waits until `n` more bytes fit the rate.
+    pub(crate) async fn take(&self, n: usize) {
+        let at = {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            let start = (*next).max(now);
+            *next = start + Duration::from_secs_f64(n as f64 / self.per_sec as f64);
+            start
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
 
 /// After a refusal, the rest of a body is read and dropped up to this many bytes (so the client
 /// reads the answer, not a broken pipe); a longer body gets the answer and a closed connection.
@@ -148,6 +180,18 @@ impl Upload<'_> {
         gzip: bool,
         dec: &mut impl Decode,
     ) -> Result<Vec<Record>, Refusal> {
+        self.receive_with(headers, body, gzip, dec, None).await
+    }
+
+    /// [`Upload::receive`], each (decompressed) piece first waiting for `throttle`.
+    pub(crate) async fn receive_with(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        gzip: bool,
+        dec: &mut impl Decode,
+        throttle: Option<&Throttle>,
+    ) -> Result<Vec<Record>, Refusal> {
         let limit = self.st.cfg.limits.max_body_bytes;
         let declared = headers
             .get(header::CONTENT_LENGTH)
@@ -170,6 +214,9 @@ impl Upload<'_> {
                 BodyError::Cut(m) => Fail::Cut(format!("body cut off: {m}")),
                 BodyError::Gzip(m) => Fail::Malformed(format!("invalid gzip body: {m}")),
             })? {
+                if let Some(t) = throttle {
+                    t.take(piece.len()).await;
+                }
                 dec.feed(piece, &mut stager).await?;
             }
             dec.finish(&mut stager).await
