@@ -240,7 +240,7 @@ impl Client {
     pub(crate) async fn bootstrap(&self) -> Result<Target, Error> {
         let (info, url) = self.site_info_inner(false).await?;
         let port = info.raw_port.ok_or_else(|| {
-            Error::new(Kind::Discovery(
+            Error::new(Kind::Config(
                 "NiFi does not advertise a RAW site-to-site port (nifi.remote.input.socket.port unset)"
                     .into(),
             ))

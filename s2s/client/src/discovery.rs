@@ -111,11 +111,11 @@ pub(crate) fn parse_site_info(body: &[u8]) -> Result<SiteInfo, Error> {
 /// `http://h:8080/nifi` → `http://h:8080/nifi-api`, `http://h:8080` → `http://h:8080/nifi-api`.
 pub(crate) fn api_base(url: &str) -> Result<reqwest::Url, Error> {
     let mut u = reqwest::Url::parse(url)
-        .map_err(|e| Error::with_source(Kind::InvalidInput(format!("bad NiFi URL {url:?}")), e))?;
+        .map_err(|e| Error::with_source(Kind::Config(format!("bad NiFi URL {url:?}")), e))?;
     if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-        return Err(Error::invalid_input(format!(
+        return Err(Error::new(Kind::Config(format!(
             "NiFi URL must be http(s)://host[:port]/nifi, got {url:?}"
-        )));
+        ))));
     }
     let path = u.path().trim_end_matches('/').to_owned();
     let new_path = if path.is_empty() {
@@ -160,12 +160,13 @@ pub(crate) async fn fetch_site_info(
             }
             None => None,
         };
+        // Refused or timed out: retryable; TLS (untrusted certificate, host name): fatal.
         let resp = req.send().await.map_err(|e| {
-            if e.is_timeout() {
-                Error::with_source(Kind::Timeout("fetching site-to-site details"), e)
-            } else {
-                Error::with_source(Kind::Discovery(format!("GET {target}")), e)
-            }
+            crate::error::from_reqwest(
+                e,
+                "fetching site-to-site details",
+                Kind::Discovery(format!("GET {target}")),
+            )
         })?;
         if resp.status() == reqwest::StatusCode::UNAUTHORIZED
             && !retried
@@ -193,10 +194,13 @@ pub(crate) async fn fetch_site_info(
             "GET {target} answered {status}"
         ))));
     }
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| Error::with_source(Kind::Discovery(format!("reading {target}")), e))?;
+    let body = resp.bytes().await.map_err(|e| {
+        crate::error::from_reqwest(
+            e,
+            "reading site-to-site details",
+            Kind::Discovery(format!("reading {target}")),
+        )
+    })?;
     parse_site_info(&body)
 }
 

@@ -23,8 +23,14 @@ pub(crate) enum Kind {
     Io,
     /// A connect or read exceeded its timeout.
     Timeout(&'static str),
-    /// The REST discovery call failed (HTTP status or transport).
+    /// The REST discovery call failed (HTTP status or transport): NiFi unavailable for now.
     Discovery(String),
+    /// The TLS handshake failed: NiFi's certificate is not trusted or not for this host, or
+    /// NiFi refused ours. The `rustls::Error` is in the source chain.
+    Tls(TlsFailure),
+    /// The client's configuration cannot work with this NiFi (Site-to-Site disabled on the
+    /// chosen transport, no RAW port advertised, TLS required but not configured, a bad URL).
+    Config(String),
     /// No port with this name or id is known to NiFi (or NiFi answered UNKNOWN_PORT).
     UnknownPort(String),
     /// The port exists but is stopped, disabled or invalid (PORT_NOT_IN_VALID_STATE).
@@ -67,6 +73,9 @@ impl Error {
     }
 
     pub(crate) fn io(e: std::io::Error) -> Self {
+        if let Some(t) = find_rustls(Some(&e)).map(TlsFailure::of) {
+            return Self::with_source(Kind::Tls(t), e);
+        }
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             return Self::with_source(Kind::Closed, e);
         }
@@ -91,6 +100,8 @@ impl Error {
             Kind::Io => Kind::Io,
             Kind::Timeout(w) => Kind::Timeout(w),
             Kind::Discovery(m) => Kind::Discovery(m.clone()),
+            Kind::Tls(t) => Kind::Tls(*t),
+            Kind::Config(m) => Kind::Config(m.clone()),
             Kind::UnknownPort(m) => Kind::UnknownPort(m.clone()),
             Kind::PortNotRunning(m) => Kind::PortNotRunning(m.clone()),
             Kind::DestinationFull => Kind::DestinationFull,
@@ -132,9 +143,13 @@ impl Error {
 
     /// Whether trying again later (possibly against another peer) may succeed.
     ///
-    /// Retryable: I/O errors, closed connections, timeouts, destination full, bad checksum,
-    /// port not running, no peer available, an expired HTTP transaction, NiFi server errors. Fatal: unknown port, unauthorized, invalid input,
-    /// content that does not match its length, and protocol violations (a bug on one side that a retry will not fix).
+    /// Retryable: I/O errors (connection refused included), closed connections, timeouts,
+    /// destination full, bad checksum, port not running, no peer available, an expired HTTP
+    /// transaction, NiFi unavailable (server errors, a failed discovery call). Fatal: TLS
+    /// failures (untrusted certificate, wrong host name, client certificate refused), invalid
+    /// configuration (Site-to-Site disabled on the transport, no RAW port advertised), unknown
+    /// port, unauthorized, invalid input, content that does not match its length, and protocol
+    /// violations (a bug on one side that a retry will not fix).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.0.kind,
@@ -152,7 +167,7 @@ impl Error {
     }
 
     /// A short, stable name of the error's kind, for metrics and log fields: `io`, `timeout`,
-    /// `discovery`, `unknown_port`, `port_not_running`, `destination_full`, `bad_checksum`,
+    /// `discovery`, `tls`, `config`, `unknown_port`, `port_not_running`, `destination_full`, `bad_checksum`,
     /// `unauthorized`, `protocol`, `invalid_input`, `content`, `no_peer_available`, `closed`,
     /// `transaction_expired`, `server`.
     pub fn kind_name(&self) -> &'static str {
@@ -160,6 +175,8 @@ impl Error {
             Kind::Io => "io",
             Kind::Timeout(_) => "timeout",
             Kind::Discovery(_) => "discovery",
+            Kind::Tls(_) => "tls",
+            Kind::Config(_) => "config",
             Kind::UnknownPort(_) => "unknown_port",
             Kind::PortNotRunning(_) => "port_not_running",
             Kind::DestinationFull => "destination_full",
@@ -218,6 +235,27 @@ impl Error {
         matches!(self.0.kind, Kind::Content(_))
     }
 
+    /// What failed in the TLS handshake, if it was TLS (always fatal: fix the trust store,
+    /// the URL's host name or the client certificate).
+    pub fn tls_failure(&self) -> Option<TlsFailure> {
+        match self.0.kind {
+            Kind::Tls(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Whether the configuration cannot work with this NiFi: Site-to-Site disabled on the
+    /// chosen transport, no RAW port advertised, TLS required but not configured, a bad URL,
+    /// an unusable certificate file, or another invalid request.
+    pub fn is_config(&self) -> bool {
+        matches!(self.0.kind, Kind::Config(_) | Kind::InvalidInput(_))
+    }
+
+    /// Whether NiFi spoke something this client does not understand (fatal; a bug on one side).
+    pub fn is_protocol(&self) -> bool {
+        matches!(self.0.kind, Kind::Protocol(_))
+    }
+
     /// Whether NiFi refused our identity.
     pub fn is_unauthorized(&self) -> bool {
         matches!(self.0.kind, Kind::Unauthorized(_))
@@ -239,9 +277,11 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0.kind {
-            Kind::Io => f.write_str("I/O error")?,
+            Kind::Io => f.write_str("I/O error talking to NiFi")?,
             Kind::Timeout(what) => write!(f, "timed out while {what}")?,
             Kind::Discovery(m) => write!(f, "site-to-site discovery failed: {m}")?,
+            Kind::Tls(t) => write!(f, "TLS: {t}")?,
+            Kind::Config(m) => write!(f, "configuration: {m}")?,
             Kind::UnknownPort(p) => write!(f, "unknown port: {p}")?,
             Kind::PortNotRunning(m) => write!(f, "port not running: {m}")?,
             Kind::DestinationFull => f.write_str("NiFi destination full (backpressure)")?,
@@ -255,29 +295,117 @@ impl fmt::Display for Error {
             Kind::TransactionExpired(m) => write!(f, "transaction expired on NiFi: {m}")?,
             Kind::Server(m) => write!(f, "NiFi server error: {m}")?,
         }
-        if let Some(src) = &self.0.source {
-            write!(f, ": {}", error_chain(src.as_ref()))?;
-        }
         Ok(())
     }
 }
 
-/// `err` and every error below it on one line, `": "`-joined, each message once.
+/// `err` and every error below it (`source()` after `source()`) on one line, `": "`-joined.
 ///
-/// HTTP client errors nest the useful part ("invalid peer certificate: UnknownIssuer",
-/// "Connection refused") two or three `source()`s below generic ones ("error sending request");
-/// [`Error`]'s own `Display` already uses this for its cause, and the `s2s` CLI for what it prints.
+/// [`Error`]'s `Display` says only its own part ("site-to-site discovery failed: GET …"); the
+/// cause that matters ("invalid peer certificate: UnknownIssuer", "Connection refused") is
+/// further down the chain. This is what the `s2s` CLI prints; use it (or walk `source()`) in
+/// logs.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur = Some(err);
     while let Some(e) = cur {
         let text = e.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+        if !text.is_empty() {
             parts.push(text);
         }
         cur = e.source();
     }
     parts.join(": ")
+}
+
+/// What failed in a TLS handshake (see [`Error::tls_failure`]). Every one is fatal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// NiFi's certificate chain does not lead to a trusted CA (configure the CA/truststore).
+    UnknownIssuer,
+    /// NiFi's certificate is not valid for the host name in the URL (or peer list).
+    HostName,
+    /// NiFi's certificate is otherwise invalid: expired, not yet valid, revoked, a bad
+    /// signature or an unsupported key.
+    Certificate,
+    /// NiFi refused the client certificate, or wanted one and got none.
+    ClientCertificateRejected,
+    /// The handshake failed otherwise (no common protocol version or cipher suite, …).
+    Handshake,
+}
+
+impl TlsFailure {
+    fn of(e: &rustls::Error) -> Self {
+        use rustls::{AlertDescription as A, CertificateError as C};
+        match e {
+            rustls::Error::InvalidCertificate(C::UnknownIssuer) => Self::UnknownIssuer,
+            rustls::Error::InvalidCertificate(
+                C::NotValidForName | C::NotValidForNameContext { .. },
+            ) => Self::HostName,
+            rustls::Error::InvalidCertificate(_) => Self::Certificate,
+            rustls::Error::AlertReceived(
+                A::BadCertificate
+                | A::CertificateRequired
+                | A::UnknownCA
+                | A::CertificateUnknown
+                | A::CertificateExpired
+                | A::CertificateRevoked
+                | A::UnsupportedCertificate
+                | A::AccessDenied,
+            ) => Self::ClientCertificateRejected,
+            _ => Self::Handshake,
+        }
+    }
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::UnknownIssuer => "NiFi's certificate is not issued by a trusted CA",
+            Self::HostName => "NiFi's certificate is not valid for this host name",
+            Self::Certificate => "NiFi's certificate is invalid",
+            Self::ClientCertificateRejected => "NiFi refused the client certificate",
+            Self::Handshake => "handshake failed",
+        })
+    }
+}
+
+/// The `rustls::Error` somewhere in `cur`'s chain: reqwest and hyper nest it a few `source()`s
+/// down, tokio-rustls wraps it in an `io::Error` (whose `source()` skips the wrapped error, so
+/// `get_ref()` is looked into as well).
+pub(crate) fn find_rustls<'a>(
+    mut cur: Option<&'a (dyn std::error::Error + 'static)>,
+) -> Option<&'a rustls::Error> {
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            && let Some(r) = find_rustls(Some(inner))
+        {
+            return Some(r);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// A failed HTTP request (discovery, HTTP S2S): a timeout, a TLS failure (fatal), a refused or
+/// broken connection (`Io`), or else `fallback`. The reqwest error stays the source.
+pub(crate) fn from_reqwest(e: reqwest::Error, what: &'static str, fallback: Kind) -> Error {
+    if e.is_timeout() {
+        return Error::with_source(Kind::Timeout(what), e);
+    }
+    if let Some(t) = find_rustls(Some(&e)).map(TlsFailure::of) {
+        return Error::with_source(Kind::Tls(t), e);
+    }
+    if e.is_connect() {
+        return Error::with_source(Kind::Io, e);
+    }
+    Error::with_source(fallback, e)
 }
 
 impl fmt::Debug for Error {
@@ -355,17 +483,68 @@ mod tests {
     }
 
     #[test]
-    fn display_names_the_deepest_cause_once() {
+    fn display_says_it_once_and_the_chain_carries_the_cause() {
         let root = Layer("invalid peer certificate: UnknownIssuer", None);
-        let mid = Layer("error sending request", Some(Box::new(root)));
+        let mid = Layer("client error (Connect)", Some(Box::new(root)));
         let top = Layer("error sending request", Some(Box::new(mid)));
         let e = Error::with_source(Kind::Discovery("GET https://nifi/x".into()), top);
         assert_eq!(
             e.to_string(),
-            "site-to-site discovery failed: GET https://nifi/x: error sending request: \
-             invalid peer certificate: UnknownIssuer"
+            "site-to-site discovery failed: GET https://nifi/x"
         );
         // What the CLI prints for the same error: each message once, the root cause included.
-        assert_eq!(error_chain(&e), e.to_string());
+        assert_eq!(
+            error_chain(&e),
+            "site-to-site discovery failed: GET https://nifi/x: error sending request: \
+             client error (Connect): invalid peer certificate: UnknownIssuer"
+        );
+    }
+
+    #[test]
+    fn rustls_errors_are_found_through_io_and_source_layers() {
+        use rustls::CertificateError as C;
+        for (err, want) in [
+            (
+                rustls::Error::InvalidCertificate(C::UnknownIssuer),
+                TlsFailure::UnknownIssuer,
+            ),
+            (
+                rustls::Error::InvalidCertificate(C::NotValidForName),
+                TlsFailure::HostName,
+            ),
+            (
+                rustls::Error::InvalidCertificate(C::Expired),
+                TlsFailure::Certificate,
+            ),
+            (
+                rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired),
+                TlsFailure::ClientCertificateRejected,
+            ),
+            (
+                rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure),
+                TlsFailure::Handshake,
+            ),
+        ] {
+            // As tokio-rustls reports it: an io::Error wrapping the rustls::Error.
+            let io = std::io::Error::new(std::io::ErrorKind::InvalidData, err.clone());
+            let e = Error::io(io);
+            assert_eq!(e.tls_failure(), Some(want), "{err:?}");
+            assert!(!e.is_retryable(), "{err:?}");
+            assert_eq!(e.kind_name(), "tls");
+            // As hyper/reqwest nest it: generic layers above an io::Error above the rustls one.
+            let io = std::io::Error::other(err.clone());
+            let nested = Layer("error sending request", Some(Box::new(io)));
+            assert_eq!(find_rustls(Some(&nested)).map(TlsFailure::of), Some(want));
+            assert!(
+                error_chain(&e).contains(&err.to_string()),
+                "{}",
+                error_chain(&e)
+            );
+        }
+        // Plain I/O stays retryable.
+        let refused = Error::io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(refused.is_retryable() && refused.tls_failure().is_none());
+        assert!(!Error::new(Kind::Config("x".into())).is_retryable());
+        assert!(Error::new(Kind::Config("x".into())).is_config());
     }
 }

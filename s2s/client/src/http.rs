@@ -121,14 +121,9 @@ struct TransactionResult {
     message: Option<String>,
 }
 
+/// Timeout, TLS (fatal) or I/O.
 fn transport_error(what: &'static str, e: reqwest::Error) -> Error {
-    if e.is_timeout() {
-        return Error::with_source(Kind::Timeout(what), e);
-    }
-    if e.is_connect() {
-        return Error::with_source(Kind::Io, e);
-    }
-    Error::with_source(Kind::Io, e)
+    crate::error::from_reqwest(e, what, Kind::Io)
 }
 
 /// Turns a non-success answer into the client's typed error (docs/site-to-site.md §7.3).
@@ -146,7 +141,7 @@ pub(crate) async fn error_from_response(what: &str, resp: Response) -> Error {
     let msg = format!("{what}: HTTP {status}: {message}");
     let kind = match proto::classify(status, code, &message) {
         Failure::BadRequest | Failure::UnsupportedEncoding => Kind::InvalidInput(msg),
-        Failure::HttpDisabled => Kind::Discovery(msg),
+        Failure::HttpDisabled => Kind::Config(msg),
         Failure::Unauthorized => Kind::Unauthorized(msg),
         Failure::UnknownPort => Kind::UnknownPort(msg),
         Failure::TransactionNotFound => Kind::TransactionExpired(msg),

@@ -49,6 +49,8 @@ mod connection;
 mod discovery;
 pub mod doctor;
 mod error;
+#[cfg(test)]
+mod error_tests;
 mod http;
 pub mod metrics;
 mod peers;
@@ -61,7 +63,7 @@ pub use builder::{ClientBuilder, Transport};
 pub use client::Client;
 pub use connection::{AsyncStream, ConnectFuture, Connector};
 pub use discovery::{Direction, PortInfo, SiteInfo};
-pub use error::{Error, error_chain};
+pub use error::{Error, TlsFailure, error_chain};
 pub use peers::Peer;
 pub use s2s_proto::{FlowFile, ResponseCode};
 pub use transaction::{

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 #[command(
     name = "s2s",
     version,
-    about = "Apache NiFi Site-to-Site (RAW/HTTP) client"
+    about = "Apache NiFi Site-to-Site (RAW/HTTP) client",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -181,6 +182,63 @@ struct JsonFlowFile {
     content_base64: Option<String>,
 }
 
+/// The exit codes (sysexits.h), shown by `s2s --help`.
+const EXIT_CODES: &str = "\
+Exit codes (sysexits.h; a supervisor retries 75 only):
+  0   success
+  75  EX_TEMPFAIL     retryable: I/O, connection refused/closed, timeout, NiFi unavailable
+                      (discovery failed, 5xx), port not running, destination full, bad
+                      checksum, no peer available, HTTP transaction expired
+  64  EX_USAGE        bad command line
+  65  EX_DATAERR      a FlowFile's content did not match its length (a file changed size)
+  69  EX_UNAVAILABLE  the port does not exist on NiFi (unknown port)
+  70  EX_SOFTWARE     NiFi spoke something this client does not understand (protocol)
+  76  EX_PROTOCOL     TLS: NiFi's certificate untrusted, expired or for another host name,
+                      or NiFi refused the client certificate
+  77  EX_NOPERM       unauthorized: NiFi refused the identity (policies, token)
+  78  EX_CONFIG       configuration: Site-to-Site disabled on the transport, no RAW port
+                      advertised, TLS required but not configured, bad URL or certificate file
+  1   anything else (a local file error, `doctor` found problems)";
+
+/// A command-line mistake the parser could not catch (exit code 64).
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// The exit code for a failure: see [`EXIT_CODES`].
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.is::<Usage>()) {
+        return 64;
+    }
+    let Some(s) = e.chain().find_map(|c| c.downcast_ref::<s2s::Error>()) else {
+        return 1;
+    };
+    if s.is_retryable() {
+        75
+    } else if s.tls_failure().is_some() {
+        76
+    } else if s.is_unauthorized() {
+        77
+    } else if s.is_unknown_port() {
+        69
+    } else if s.is_config() {
+        78
+    } else if s.is_content_error() {
+        65
+    } else if s.is_protocol() {
+        70
+    } else {
+        1
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -189,7 +247,17 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
         )
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(64)
+            } else {
+                ExitCode::SUCCESS // --help, --version
+            };
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -204,11 +272,10 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the whole cause chain, each message once (an s2s::Error already shows
-            // the causes below it).
+            // One line: the error and every cause below it (each says only its own part).
             let line = s2s::error_chain(e.as_ref()).replace('\n', " ");
             eprintln!("s2s: error: {line}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&e))
         }
     }
 }
@@ -290,7 +357,11 @@ fn builder(c: &CommonArgs) -> Result<ClientBuilder> {
     for o in &c.peer_override {
         let (from, to) = o
             .split_once('=')
-            .ok_or_else(|| anyhow!("--peer-override {o:?}: expected HOST:PORT=HOST:PORT"))?;
+            .ok_or_else(|| {
+                Usage(format!(
+                    "--peer-override {o:?}: expected HOST:PORT=HOST:PORT"
+                ))
+            })?;
         b = b.peer_override(from.trim(), to.trim());
     }
     Ok(b)
@@ -299,9 +370,9 @@ fn builder(c: &CommonArgs) -> Result<ClientBuilder> {
 fn parse_attr(s: &str) -> Result<(String, String)> {
     let (k, v) = s
         .split_once('=')
-        .ok_or_else(|| anyhow!("-a {s:?}: expected KEY=VALUE"))?;
+        .ok_or_else(|| Usage(format!("-a {s:?}: expected KEY=VALUE")))?;
     if k.is_empty() {
-        bail!("-a {s:?}: empty attribute key");
+        return Err(Usage(format!("-a {s:?}: empty attribute key")).into());
     }
     Ok((k.to_owned(), v.to_owned()))
 }
@@ -456,7 +527,7 @@ async fn send(a: SendArgs) -> Result<()> {
         .port_id
         .clone()
         .or_else(|| a.port.clone())
-        .ok_or_else(|| anyhow!("--port or --port-id is required"))?;
+        .ok_or_else(|| Usage("--port or --port-id is required".into()))?;
     let total_bytes: u64 = sources.iter().map(Source::content_len).sum();
     let bar = if total_bytes > 8 * 1024 * 1024 || sources.len() > 1000 {
         progress_bar(Some(total_bytes))
