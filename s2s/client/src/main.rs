@@ -355,13 +355,11 @@ fn builder(c: &CommonArgs) -> Result<ClientBuilder> {
         );
     }
     for o in &c.peer_override {
-        let (from, to) = o
-            .split_once('=')
-            .ok_or_else(|| {
-                Usage(format!(
-                    "--peer-override {o:?}: expected HOST:PORT=HOST:PORT"
-                ))
-            })?;
+        let (from, to) = o.split_once('=').ok_or_else(|| {
+            Usage(format!(
+                "--peer-override {o:?}: expected HOST:PORT=HOST:PORT"
+            ))
+        })?;
         b = b.peer_override(from.trim(), to.trim());
     }
     Ok(b)
