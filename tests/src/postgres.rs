@@ -411,3 +411,242 @@ pub fn wait_for<T>(
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Maven coordinates of the PostgreSQL JDBC driver the mirror flow uses.
+pub const JDBC_DRIVER: &str = "org.postgresql:postgresql:42.7.7";
+/// The driver's class name (the flow's `Database Driver Class Name`).
+pub const JDBC_DRIVER_CLASS: &str = "org.postgresql.Driver";
+
+/// The PostgreSQL JDBC driver jar ([`JDBC_DRIVER`], from Maven Central into the kit's Maven cache,
+/// downloaded once): the value for a flow's `Database Driver Location(s)`.
+pub fn jdbc_driver() -> Result<PathBuf> {
+    let mut parts = JDBC_DRIVER.split(':');
+    let (g, a, v) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let mut jar = crate::provision::maven_repo();
+    jar.extend(g.split('.'));
+    let jar = jar.join(a).join(v).join(format!("{a}-{v}.jar"));
+    if !jar.is_file() {
+        crate::provision::run_maven(
+            &std::env::temp_dir(),
+            &[
+                "dependency:get",
+                &format!("-Dartifact={JDBC_DRIVER}"),
+                "-Dtransitive=false",
+            ],
+        )?;
+    }
+    if !jar.is_file() {
+        return Err(Error::Postgres(format!(
+            "Maven resolved {JDBC_DRIVER} but {} is missing",
+            jar.display()
+        )));
+    }
+    Ok(jar)
+}
+
+/// Where NiFi's JDBC connection pool came from (see [`install_dbcp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbcpSource {
+    /// NiFi already had `DBCPConnectionPool` loaded.
+    Present,
+    /// `org.apache.nifi:nifi-dbcp-service-nar` was installed from Maven.
+    Maven,
+    /// The NAR is not on the Maven repository: the kit built its stand-in
+    /// (`tests/dbcp-standin/DBCPConnectionPool.java`) with the real bundle's coordinates.
+    StandIn,
+}
+
+const DBCP_GROUP: &str = "org.apache.nifi";
+const DBCP_NAR: &str = "nifi-dbcp-service-nar";
+const DBCP_TYPE: &str = "org.apache.nifi.dbcp.DBCPConnectionPool";
+const STANDIN_JAVA: &str = include_str!("../dbcp-standin/DBCPConnectionPool.java");
+
+async fn dbcp_listed(nifi: &crate::Nifi) -> Result<bool> {
+    let v = nifi
+        .api_get(&format!(
+            "/flow/controller-service-types?bundleGroupFilter={DBCP_GROUP}&bundleArtifactFilter={DBCP_NAR}"
+        ))
+        .await?;
+    Ok(v["controllerServiceTypes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|t| t["type"] == DBCP_TYPE))
+}
+
+/// Makes `org.apache.nifi.dbcp.DBCPConnectionPool` (bundle `nifi-dbcp-service-nar` at NiFi's
+/// version) available in `nifi`, a NiFi this kit provisioned: already there, else the NAR from
+/// Maven (`Nifi::install_nars`), else — the reachable Maven repository has no 1.x
+/// `nifi-dbcp-service-nar` — the kit's stand-in, compiled with the NiFi's JDK against its
+/// `nifi-api` and `nifi-dbcp-service-api`, packaged as a NAR of the same coordinates in the autoload
+/// `extensions/` folder; then waits until NiFi lists the type.
+pub async fn install_dbcp(nifi: &crate::Nifi) -> Result<DbcpSource> {
+    if dbcp_listed(nifi).await? {
+        return Ok(DbcpSource::Present);
+    }
+    nifi.install_nars(&["org.apache.nifi:nifi-standard-services-api-nar"])
+        .await?;
+    match nifi
+        .install_nars(&[&format!("{DBCP_GROUP}:{DBCP_NAR}")])
+        .await
+    {
+        Ok(()) => return Ok(DbcpSource::Maven),
+        Err(e) => progress(format!(
+            "{DBCP_NAR} {} not installable ({e}); building the kit's stand-in",
+            nifi.version()
+        )),
+    }
+    let home = provisioned_home(nifi.url()).ok_or_else(|| {
+        Error::Postgres(format!(
+            "NiFi at {} has no DBCPConnectionPool and was not started by the test kit",
+            nifi.url()
+        ))
+    })?;
+    build_standin_nar(&home, nifi.version())?;
+    let t0 = Instant::now();
+    while !dbcp_listed(nifi).await? {
+        if t0.elapsed() > Duration::from_secs(180) {
+            return Err(Error::Timeout {
+                what: format!("NiFi to load the DBCPConnectionPool stand-in from {}", home.display()),
+                waited: Duration::from_secs(180),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    progress(format!(
+        "DBCPConnectionPool stand-in loaded ({:.1}s)",
+        t0.elapsed().as_secs_f64()
+    ));
+    Ok(DbcpSource::StandIn)
+}
+
+fn provisioned_home(url: &str) -> Option<PathBuf> {
+    let mut files = vec![crate::provision::state_file()];
+    if let Ok(dir) = fs::read_dir(crate::provision::nifi_dir()) {
+        files.extend(dir.flatten().map(|e| e.path().join("nifi.env")));
+    }
+    files.into_iter().find_map(|f| {
+        let inst = crate::provision::read_state(&f).ok()??;
+        (inst.url == url).then_some(inst.home).flatten()
+    })
+}
+
+/// Compiles the stand-in and writes `extensions/nifi-dbcp-service-nar-<version>.nar` into `home`.
+fn build_standin_nar(home: &Path, version: &str) -> Result<()> {
+    let java = crate::provision::java_for(version)?;
+    let bin = |tool: &str| -> PathBuf {
+        match java.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join(tool),
+            _ => PathBuf::from(tool),
+        }
+    };
+    let api_artifact = format!("{DBCP_GROUP}:nifi-dbcp-service-api:{version}");
+    let mut api = crate::provision::maven_repo();
+    api.extend(DBCP_GROUP.split('.'));
+    let api = api
+        .join("nifi-dbcp-service-api")
+        .join(version)
+        .join(format!("nifi-dbcp-service-api-{version}.jar"));
+    if !api.is_file() {
+        crate::provision::run_maven(
+            &std::env::temp_dir(),
+            &[
+                "dependency:get",
+                &format!("-Dartifact={api_artifact}"),
+                "-Dtransitive=false",
+            ],
+        )?;
+    }
+    let nifi_api = home.join("lib").join(format!("nifi-api-{version}.jar"));
+    let build = home.join("work").join("dbcp-standin");
+    if build.exists() {
+        fs::remove_dir_all(&build).map_err(|e| Error::io("cleaning the stand-in build", e))?;
+    }
+    let classes = build.join("classes");
+    let services = classes.join("META-INF").join("services");
+    let nar_root = build.join("nar");
+    let deps = nar_root.join("META-INF").join("bundled-dependencies");
+    for d in [&services, &deps] {
+        fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+    }
+    let src = build.join("DBCPConnectionPool.java");
+    fs::write(&src, STANDIN_JAVA).map_err(|e| Error::io("writing the stand-in source", e))?;
+    fs::write(
+        services.join("org.apache.nifi.controller.ControllerService"),
+        format!("{DBCP_TYPE}\n"),
+    )
+    .map_err(|e| Error::io("writing the service entry", e))?;
+    let manifest = build.join("MANIFEST.MF");
+    fs::write(
+        &manifest,
+        format!(
+            "Nar-Id: {DBCP_NAR}\nNar-Group: {DBCP_GROUP}\nNar-Version: {version}\n\
+             Nar-Dependency-Group: {DBCP_GROUP}\nNar-Dependency-Id: nifi-standard-services-api-nar\n\
+             Nar-Dependency-Version: {version}\nBuild-Tag: nifi-s2s-test-kit-stand-in\n"
+        ),
+    )
+    .map_err(|e| Error::io("writing the NAR manifest", e))?;
+    let file = format!("{DBCP_NAR}-{version}.nar");
+    let part = build.join(&file);
+    let classpath = format!("{}:{}", nifi_api.display(), api.display());
+    let steps: [(&str, Vec<String>); 3] = [
+        (
+            "javac",
+            vec![
+                "--release".into(),
+                "11".into(),
+                "-nowarn".into(),
+                "-d".into(),
+                classes.display().to_string(),
+                "-cp".into(),
+                classpath,
+                src.display().to_string(),
+            ],
+        ),
+        (
+            "jar",
+            vec![
+                "cf".into(),
+                deps.join("nifi-s2s-dbcp-standin.jar").display().to_string(),
+                "-C".into(),
+                classes.display().to_string(),
+                ".".into(),
+            ],
+        ),
+        (
+            "jar",
+            vec![
+                "cfm".into(),
+                part.display().to_string(),
+                manifest.display().to_string(),
+                "-C".into(),
+                nar_root.display().to_string(),
+                ".".into(),
+            ],
+        ),
+    ];
+    for (tool, args) in steps {
+        let out = Command::new(bin(tool))
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io(format!("running {}", bin(tool).display()), e))?;
+        if !out.status.success() {
+            return Err(Error::Postgres(format!(
+                "{tool} failed building the DBCPConnectionPool stand-in: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+    }
+    let ext = home.join("extensions");
+    fs::create_dir_all(&ext).map_err(|e| Error::io("creating extensions/", e))?;
+    let tmp = ext.join(format!(".{file}.{}.part", std::process::id()));
+    fs::copy(&part, &tmp).map_err(|e| Error::io("copying the stand-in NAR", e))?;
+    fs::rename(&tmp, ext.join(&file)).map_err(|e| Error::io("renaming the stand-in NAR", e))?;
+    progress(format!("DBCPConnectionPool stand-in NAR → {}", ext.display()));
+    Ok(())
+}
