@@ -144,6 +144,9 @@ escape = proc("Escape quotes", "ReplaceText", 0, 350,
               comments="The JSON record becomes the body of a SQL string literal: ' doubled")
 b64 = proc("Binary as base64", "Base64EncodeContent", 400, 350, {"Mode": "Encode"},
            comments="Binary records are mirrored as {\"$base64\": \"...\"}, as the client encodes nested bytes")
+strip = proc("Strip line breaks", "ReplaceText", 400, 450,
+             replace_text("Regex Replace", "", "[\\r\\n]+"),
+             comments="Base64EncodeContent ends lines with CRLF; JSON strings cannot hold them")
 wrap_a = proc("Wrap base64 (head)", "ReplaceText", 400, 550, replace_text("Prepend", '{"$base64":"'))
 wrap_b = proc("Wrap base64 (tail)", "ReplaceText", 400, 750, replace_text("Append", '"}'))
 head = proc("Upsert statement (head)", "ReplaceText", 0, 550, replace_text("Prepend", UPSERT_HEAD),
@@ -156,11 +159,13 @@ clr = proc("Clear statement", "ReplaceText", 1200, 350, replace_text("Always Rep
 put = proc("Apply to PostgreSQL", "PutSQL", 400, 1000, {
     "JDBC Connection Pool": svc["id"],
     "Support Fragmented Transactions": "false",
-    "Batch Size": "100",
+    "Batch Size": "1",
     "Obtain Generated Keys": "false",
     "rollback-on-failure": "false",
 }, auto=("success",), tasks=1,
-    comments="One task on purpose: a clear and a put of the same store must not race")
+    comments="One task on purpose: a clear and a put of the same store must not race. Batch Size 1: "
+             "one FlowFile per database transaction, so a statement that fails cannot take others "
+             "(already routed to success) down with it")
 
 conn(inp, "INPUT_PORT", route, "PROCESSOR")
 conn(route, "PROCESSOR", escape, "PROCESSOR", ["upsert"])
@@ -169,7 +174,8 @@ conn(route, "PROCESSOR", dele, "PROCESSOR", ["delete"])
 conn(route, "PROCESSOR", clr, "PROCESSOR", ["clear"])
 conn(route, "PROCESSOR", failed, "OUTPUT_PORT", ["unmatched"])
 conn(escape, "PROCESSOR", head, "PROCESSOR", ["success"])
-conn(b64, "PROCESSOR", wrap_a, "PROCESSOR", ["success"])
+conn(b64, "PROCESSOR", strip, "PROCESSOR", ["success"])
+conn(strip, "PROCESSOR", wrap_a, "PROCESSOR", ["success"])
 conn(wrap_a, "PROCESSOR", wrap_b, "PROCESSOR", ["success"])
 conn(wrap_b, "PROCESSOR", head, "PROCESSOR", ["success"])
 conn(head, "PROCESSOR", tail, "PROCESSOR", ["success"])
@@ -178,7 +184,7 @@ conn(dele, "PROCESSOR", put, "PROCESSOR", ["success"])
 conn(clr, "PROCESSOR", put, "PROCESSOR", ["success"])
 conn(put, "PROCESSOR", put, "PROCESSOR", ["retry"])
 conn(put, "PROCESSOR", failed, "OUTPUT_PORT", ["failure"])
-for p in (escape, b64, wrap_a, wrap_b, head, tail, dele, clr):
+for p in (escape, b64, strip, wrap_a, wrap_b, head, tail, dele, clr):
     conn(p, "PROCESSOR", failed, "OUTPUT_PORT", ["failure"])
 
 # Export, then rename the top group to the flow's name and drop this build's group.

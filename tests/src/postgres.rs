@@ -511,7 +511,10 @@ pub async fn install_dbcp(nifi: &crate::Nifi) -> Result<DbcpSource> {
     while !dbcp_listed(nifi).await? {
         if t0.elapsed() > Duration::from_secs(180) {
             return Err(Error::Timeout {
-                what: format!("NiFi to load the DBCPConnectionPool stand-in from {}", home.display()),
+                what: format!(
+                    "NiFi to load the DBCPConnectionPool stand-in from {}",
+                    home.display()
+                ),
                 waited: Duration::from_secs(180),
             });
         }
@@ -647,6 +650,9 @@ fn build_standin_nar(home: &Path, version: &str) -> Result<()> {
     let tmp = ext.join(format!(".{file}.{}.part", std::process::id()));
     fs::copy(&part, &tmp).map_err(|e| Error::io("copying the stand-in NAR", e))?;
     fs::rename(&tmp, ext.join(&file)).map_err(|e| Error::io("renaming the stand-in NAR", e))?;
-    progress(format!("DBCPConnectionPool stand-in NAR → {}", ext.display()));
+    progress(format!(
+        "DBCPConnectionPool stand-in NAR → {}",
+        ext.display()
+    ));
     Ok(())
 }
