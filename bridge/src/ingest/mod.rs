@@ -43,14 +43,15 @@ impl Throttle {
         }
     }
 
-    /// Waits until `n` more bytes fit the rate.
+    /// Waits until `n` more bytes fit the rate (until the end of their time slot).
     pub(crate) async fn take(&self, n: usize) {
         let at = {
             let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
             let now = tokio::time::Instant::now();
             let start = (*next).max(now);
             *next = start + Duration::from_secs_f64(n as f64 / self.per_sec as f64);
-            start
+            // Handed on once its share of time has passed: no faster than the rate.
+            *next
         };
         tokio::time::sleep_until(at).await;
     }
