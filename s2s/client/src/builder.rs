@@ -37,6 +37,9 @@ pub struct ClientBuilder {
     pub(crate) penalization: Duration,
     pub(crate) site_info_ttl: Duration,
     pub(crate) peer_refresh: Duration,
+    pub(crate) peer_refresh_timeout: Duration,
+    pub(crate) peer_file: Option<std::path::PathBuf>,
+    pub(crate) send_parallelism: usize,
     pub(crate) max_content_length: u64,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) connector: Option<Arc<dyn crate::Connector>>,
@@ -83,7 +86,7 @@ impl ClientBuilder {
             receive_batch_count: 0,
             receive_batch_size: 0,
             receive_batch_duration: Duration::ZERO,
-            send_batch_count: 10_000,
+            send_batch_count: 1_000,
             send_batch_bytes: 256 * 1024 * 1024,
             peer_overrides: HashMap::new(),
             single_node: false,
@@ -91,6 +94,9 @@ impl ClientBuilder {
             penalization: Duration::from_secs(3),
             site_info_ttl: Duration::from_secs(30),
             peer_refresh: Duration::from_secs(60),
+            peer_refresh_timeout: Duration::from_secs(5),
+            peer_file: None,
+            send_parallelism: 0,
             max_content_length: 1 << 30,
             tls: None,
             connector: None,
@@ -153,7 +159,11 @@ impl ClientBuilder {
     }
 
     /// [`Client::send_batch`] splits into transactions of at most this many FlowFiles.
-    /// Default 10 000.
+    /// Default 1 000: small enough that a batch becomes several transactions that spread over a
+    /// cluster's nodes (and run in parallel, see [`send_parallelism`](Self::send_parallelism))
+    /// and that a failed transaction resends little, large enough that the commit round trip
+    /// is negligible for small FlowFiles. (NiFi's own remote ports commit after about 0.5 s of
+    /// sending; 10 000 made 20 000 FlowFiles two sequential transactions, one node each.)
     pub fn send_batch_count(mut self, n: usize) -> Self {
         self.send_batch_count = n.max(1);
         self
@@ -205,8 +215,83 @@ impl ClientBuilder {
     }
 
     /// How long the peer list is trusted before it is fetched again. Default 60 s.
+    ///
+    /// The fetch happens in the background: transactions keep using the list they have (and
+    /// the peers in it that are not penalized) while it runs, and a failed fetch is retried
+    /// no sooner than [`peer_refresh_timeout`](Self::peer_refresh_timeout) later. Only the very
+    /// first fetch is waited for (at most that timeout).
     pub fn peer_refresh(mut self, t: Duration) -> Self {
         self.peer_refresh = t;
+        self
+    }
+
+    /// Time limit of one peer-list fetch (and of one background discovery refresh) per node
+    /// asked. A NiFi node that lost its cluster coordinator can hold a peer-list request open
+    /// for ~12 s; past this limit the client gives up on that node and keeps sending to the
+    /// peers it knows. Default 5 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = s2s::Client::builder("http://nifi-1:8080/nifi,http://nifi-2:8080/nifi")
+    ///     .peer_refresh(Duration::from_secs(30))
+    ///     .peer_refresh_timeout(Duration::from_secs(2));
+    /// # let _ = b;
+    /// ```
+    pub fn peer_refresh_timeout(mut self, t: Duration) -> Self {
+        self.peer_refresh_timeout = t.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Persist the peer list to `path`: after every successful peer-list fetch the list (and
+    /// the discovery answer: ports by name, RAW port) is written atomically (a temporary file
+    /// in the same directory, then renamed). When no bootstrap URL answers — the cluster's
+    /// first node is down while the client starts — the client reads the file and works with
+    /// those peers. The format is one JSON object with a `version` field (1), the transport
+    /// the peers belong to, and the peers with their FlowFile counts:
+    ///
+    /// ```json
+    /// {"version":1,"transport":"raw","savedAtUnixSecs":1765000000,
+    ///  "peers":[{"host":"nifi-1","port":10443,"secure":true,"flowFileCount":12}],
+    ///  "site":{"rawPort":10443,"httpPort":8443,"secure":true,
+    ///          "inputPorts":[{"id":"…","name":"in","state":"RUNNING"}],"outputPorts":[]}}
+    /// ```
+    ///
+    /// A file of another version or transport is ignored (with a warning). Default: no file.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), s2s::Error> {
+    /// let client = s2s::Client::builder("http://nifi-1:8080/nifi,http://nifi-2:8080/nifi")
+    ///     .peer_persistence("/var/lib/myapp/nifi-peers.json")
+    ///     .build()?;
+    /// client.send_batch("in", vec![s2s::FlowFile::new("x")]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn peer_persistence(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.peer_file = Some(path.into());
+        self
+    }
+
+    /// How many transactions [`Client::send_batch`]/[`Client::send_sources`] run at once.
+    /// A batch is split into transactions by [`send_batch_count`](Self::send_batch_count) and
+    /// [`send_batch_bytes`](Self::send_batch_bytes); up to `n` of them are open at the same
+    /// time, each on a node picked by weight, where a node's weight is divided by one plus the
+    /// transactions this client already has open on it — so concurrent transactions go to
+    /// different nodes whenever the weights allow. Each transaction is still all-or-nothing.
+    /// 0 (the default) = auto: the number of usable (listed, not penalized) peers, 1 on a
+    /// standalone NiFi or with [`single_node`](Self::single_node).
+    ///
+    /// ```no_run
+    /// # async fn demo(ffs: Vec<s2s::FlowFile>) -> Result<(), s2s::Error> {
+    /// let client = s2s::Client::builder("http://nifi-1:8080/nifi,http://nifi-2:8080/nifi")
+    ///     .send_batch_count(500)
+    ///     .send_parallelism(4)
+    ///     .build()?;
+    /// let report = client.send_batch_report("in", ffs).await;
+    /// println!("committed {:?}", report.committed);
+    /// # Ok(()) }
+    /// ```
+    pub fn send_parallelism(mut self, n: usize) -> Self {
+        self.send_parallelism = n;
         self
     }
 
@@ -409,6 +494,8 @@ impl fmt::Debug for ClientBuilder {
             .field("compression", &self.compression)
             .field("peer_overrides", &self.peer_overrides)
             .field("single_node", &self.single_node)
+            .field("peer_file", &self.peer_file)
+            .field("send_parallelism", &self.send_parallelism)
             .field("tls", &self.tls.is_some())
             .field("connector", &self.connector.is_some())
             .field("transport", &self.transport)

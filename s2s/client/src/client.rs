@@ -9,13 +9,14 @@ use s2s_proto::raw::{Event, SessionConfig};
 use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info_span, warn};
 
+use crate::batch::{BatchFailure, BatchReport};
 use crate::builder::{ClientBuilder, Transport};
 use crate::connection::{AsyncStream, Connection, with_timeout};
 use crate::discovery::{self, Direction, PortInfo, SiteInfo};
 use crate::error::{Error, Kind};
 use crate::http::{HttpCtx, HttpReceive, HttpSend, OpenTx};
 use crate::metrics::Dir;
-use crate::peers::{self, Peer, Penalties};
+use crate::peers::{self, Peer, PeerStatus, Penalties};
 use crate::transaction::{
     ReceiveTransaction, ReceiveTransport, SendSummary, SendTransaction, SendTransport, Source,
 };
@@ -32,7 +33,15 @@ pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     pub(crate) auth: Option<Arc<crate::auth::TokenSource>>,
     site: tokio::sync::Mutex<Option<(Instant, Arc<SiteInfo>, String)>>,
-    peer_cache: tokio::sync::Mutex<Option<(Instant, Vec<Peer>)>>,
+    /// A background discovery refresh is running.
+    site_refreshing: std::sync::atomic::AtomicBool,
+    /// When the last background discovery refresh failed (retried after a backoff).
+    site_failed_at: Mutex<Option<Instant>>,
+    peer_cache: Mutex<PeerCache>,
+    /// Bumped after every peer-list fetch (success or not): the first fetch is waited for.
+    peer_fetches: tokio::sync::watch::Sender<u64>,
+    /// Transactions this client has open per node (`host:port` after overrides).
+    inflight: Arc<Mutex<HashMap<String, usize>>>,
     pub(crate) penalties: Mutex<Penalties>,
     pub(crate) pool: Mutex<HashMap<(String, String), Vec<Connection>>>,
     transfer_connections: std::sync::atomic::AtomicU64,
@@ -43,6 +52,55 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("config", &self.inner.cfg)
             .finish_non_exhaustive()
+    }
+}
+
+/// The cached peer list (of the client's transport) and the state of its refresh.
+#[derive(Debug, Default)]
+pub(crate) struct PeerCache {
+    list: Option<Arc<Vec<Peer>>>,
+    /// Last successful fetch; `None` for a list read from the peer file.
+    fetched_at: Option<Instant>,
+    /// Last failed fetch: the next one waits for a backoff.
+    failed_at: Option<Instant>,
+    refreshing: bool,
+    file_tried: bool,
+}
+
+/// Counts one open transaction on a node while alive (weights of parallel sends).
+#[derive(Debug)]
+pub(crate) struct InflightGuard {
+    map: Arc<Mutex<HashMap<String, usize>>>,
+    addr: String,
+}
+
+impl InflightGuard {
+    fn new(map: &Arc<Mutex<HashMap<String, usize>>>, addr: &str) -> Self {
+        *map.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(addr.to_owned())
+            .or_default() += 1;
+        Self {
+            map: map.clone(),
+            addr: addr.to_owned(),
+        }
+    }
+
+    /// The node (`host:port` after overrides).
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.addr) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.addr);
+            }
+        }
     }
 }
 
@@ -114,7 +172,11 @@ impl Client {
                 http,
                 auth,
                 site: tokio::sync::Mutex::new(None),
-                peer_cache: tokio::sync::Mutex::new(None),
+                site_refreshing: std::sync::atomic::AtomicBool::new(false),
+                site_failed_at: Mutex::new(None),
+                peer_cache: Mutex::new(PeerCache::default()),
+                peer_fetches: tokio::sync::watch::Sender::new(0),
+                inflight: Arc::new(Mutex::new(HashMap::new())),
                 penalties: Mutex::new(Penalties::default()),
                 pool: Mutex::new(HashMap::new()),
                 transfer_connections: std::sync::atomic::AtomicU64::new(0),
@@ -181,25 +243,49 @@ impl Client {
         let mut guard = self.inner.site.lock().await;
         if let Some((at, info, url)) = guard.as_ref()
             && !force
-            && at.elapsed() < self.cfg().site_info_ttl
         {
+            if at.elapsed() >= self.cfg().site_info_ttl {
+                // Stale: serve what we have and refresh in the background, so a node that
+                // hangs on REST (lost coordinator) never stalls a transaction.
+                self.spawn_site_refresh();
+            }
             return Ok((info.clone(), url.clone()));
         }
+        match self.discover(self.cfg().io_timeout).await {
+            Ok((info, url)) => {
+                *guard = Some((Instant::now(), info.clone(), url.clone()));
+                Ok((info, url))
+            }
+            Err(e) => {
+                // No bootstrap URL answers: the persisted discovery answer, if any.
+                if !force && let Some(info) = self.saved_site() {
+                    warn!(error = %e, "no NiFi URL answers discovery; using the peer file");
+                    let url = self.cfg().urls[0].clone();
+                    // Counted as stale at once: refreshed in the background.
+                    let at = Instant::now()
+                        .checked_sub(self.cfg().site_info_ttl)
+                        .unwrap_or_else(Instant::now);
+                    *guard = Some((at, info.clone(), url.clone()));
+                    return Ok((info, url));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// One discovery round over the configured URLs, in order; each bounded by `timeout`.
+    async fn discover(&self, timeout: Option<Duration>) -> Result<(Arc<SiteInfo>, String), Error> {
         let mut last = None;
         for url in &self.cfg().urls {
             match discovery::fetch_site_info(
                 &self.inner.http,
                 url,
-                self.cfg().io_timeout,
+                timeout,
                 self.inner.auth.as_deref(),
             )
             .await
             {
-                Ok(info) => {
-                    let info = Arc::new(info);
-                    *guard = Some((Instant::now(), info.clone(), url.clone()));
-                    return Ok((info, url.clone()));
-                }
+                Ok(info) => return Ok((Arc::new(info), url.clone())),
                 Err(e) => {
                     warn!(url, error = %e, "site-to-site discovery failed");
                     last = Some(e);
@@ -207,6 +293,60 @@ impl Client {
             }
         }
         Err(last.unwrap_or_else(|| Error::new(Kind::NoPeerAvailable)))
+    }
+
+    /// Refreshes the discovery answer in the background (at most one at a time, and after a
+    /// failure not before a backoff of [`ClientBuilder::peer_refresh_timeout`]).
+    fn spawn_site_refresh(&self) {
+        use std::sync::atomic::Ordering;
+        let backoff = self.cfg().peer_refresh_timeout;
+        {
+            let failed = self
+                .inner
+                .site_failed_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if failed.is_some_and(|t| t.elapsed() < backoff) {
+                return;
+            }
+        }
+        if self.inner.site_refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let t = Some(me.cfg().peer_refresh_timeout);
+            let res = me.discover(t).await;
+            match res {
+                Ok((info, url)) => {
+                    *me.inner.site.lock().await = Some((Instant::now(), info, url));
+                    *me.inner
+                        .site_failed_at
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = None;
+                }
+                Err(e) => {
+                    debug!(error = %e, "background discovery refresh failed; keeping the cached answer");
+                    *me.inner
+                        .site_failed_at
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                }
+            }
+            me.inner.site_refreshing.store(false, Ordering::Release);
+        });
+    }
+
+    /// The discovery answer saved in the peer file, if one is configured and readable.
+    fn saved_site(&self) -> Option<Arc<SiteInfo>> {
+        let path = self.cfg().peer_file.as_ref()?;
+        match peers::file::read(path) {
+            Ok(saved) => saved.site.map(Arc::new),
+            Err(e) => {
+                warn!(error = %e, "peer file unusable");
+                None
+            }
+        }
     }
 
     /// Resolves a port by name (or id) for `direction`, re-fetching discovery once on a miss.
@@ -278,7 +418,12 @@ impl Client {
     /// Cancel-safe: the dedicated connection is simply dropped.
     pub async fn peers(&self) -> Result<Vec<Peer>, Error> {
         let boot = self.bootstrap().await?;
-        let mut conn = self.open(&boot, None).await?;
+        self.peers_from(&boot).await
+    }
+
+    /// `REQUEST_PEER_LIST` on a dedicated connection to `boot`.
+    async fn peers_from(&self, boot: &Target) -> Result<Vec<Peer>, Error> {
+        let mut conn = self.open(boot, None).await?;
         conn.session
             .request_peer_list()
             .map_err(crate::connection::map_session_error)?;
@@ -303,20 +448,9 @@ impl Client {
         if self.cfg().single_node {
             return Ok(vec![self.bootstrap().await?]);
         }
-        let mut cache = self.inner.peer_cache.lock().await;
-        let fresh = cache
-            .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() < self.cfg().peer_refresh);
-        if !fresh {
-            match self.peers().await {
-                Ok(list) if !list.is_empty() => *cache = Some((Instant::now(), list)),
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "peer list refresh failed; using the bootstrap peer"),
-            }
-        }
-        match cache.as_ref() {
-            Some((_, list)) if !list.is_empty() => {
-                let w = peers::weights(list, direction);
+        match self.known_peers().await {
+            Some(list) if !list.is_empty() => {
+                let w = peers::weights(&list, direction);
                 Ok(list
                     .iter()
                     .zip(w)
@@ -325,6 +459,332 @@ impl Client {
             }
             _ => Ok(vec![self.bootstrap().await?]),
         }
+    }
+
+    /// The cached peer list of the client's transport, never waiting on a refresh once a list
+    /// is known. A stale list triggers one background refresh (not again within
+    /// [`ClientBuilder::peer_refresh_timeout`] of a failed one). Without any list yet, waits
+    /// for the first fetch at most that timeout, then falls back to the peer file.
+    pub(crate) async fn known_peers(&self) -> Option<Arc<Vec<Peer>>> {
+        let mut fetches = self.inner.peer_fetches.subscribe();
+        let (list, wait) = {
+            let mut c = self
+                .inner
+                .peer_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let cfg = self.cfg();
+            let stale = c.fetched_at.is_none_or(|t| t.elapsed() >= cfg.peer_refresh);
+            let backoff_over = c
+                .failed_at
+                .is_none_or(|t| t.elapsed() >= cfg.peer_refresh_timeout);
+            if stale && backoff_over && !c.refreshing {
+                c.refreshing = true;
+                self.spawn_peer_refresh();
+            }
+            (c.list.clone(), c.refreshing)
+        };
+        if list.is_some() {
+            return list;
+        }
+        if wait {
+            let _ = tokio::time::timeout(self.cfg().peer_refresh_timeout, fetches.changed()).await;
+            let c = self
+                .inner
+                .peer_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if c.list.is_some() {
+                return c.list.clone();
+            }
+        }
+        self.load_peer_file()
+    }
+
+    /// Reads the peer file once (when no peer list could be fetched yet) into the cache.
+    fn load_peer_file(&self) -> Option<Arc<Vec<Peer>>> {
+        let path = self.cfg().peer_file.as_ref()?;
+        let mut c = self
+            .inner
+            .peer_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if c.file_tried || c.list.is_some() {
+            return c.list.clone();
+        }
+        c.file_tried = true;
+        match peers::file::read(path) {
+            Ok(saved) if saved.transport == self.transport_name() && !saved.peers.is_empty() => {
+                warn!(
+                    file = %path.display(),
+                    peers = saved.peers.len(),
+                    "peer list unavailable; using the persisted peers"
+                );
+                c.list = Some(Arc::new(saved.peers));
+            }
+            Ok(saved) => warn!(
+                file = %path.display(),
+                transport = saved.transport,
+                "peer file holds no peers for this transport; ignored"
+            ),
+            Err(e) => warn!(error = %e, "peer file unusable"),
+        }
+        c.list.clone()
+    }
+
+    /// Fetches the peer list in a background task; the result lands in the cache (and the
+    /// peer file).
+    fn spawn_peer_refresh(&self) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let res = me.fetch_peer_list().await;
+            let ok = res.is_ok();
+            {
+                let mut c = me
+                    .inner
+                    .peer_cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                c.refreshing = false;
+                match res {
+                    Ok(list) => {
+                        let w = peers::weights(&list, Direction::Send);
+                        for (p, w) in list.iter().zip(w) {
+                            crate::metrics::peer_weight(&me.map_peer(p), w);
+                        }
+                        c.list = Some(Arc::new(list));
+                        c.fetched_at = Some(Instant::now());
+                        c.failed_at = None;
+                        crate::metrics::peer_list_refresh("ok");
+                    }
+                    Err(e) => {
+                        c.failed_at = Some(Instant::now());
+                        crate::metrics::peer_list_refresh(if e.is_timeout() {
+                            "timeout"
+                        } else {
+                            "failed"
+                        });
+                        if c.list.is_some() {
+                            warn!(error = %e, "peer list refresh failed; keeping the known peers");
+                        } else {
+                            warn!(error = %e, "peer list fetch failed; using the bootstrap peer");
+                        }
+                    }
+                }
+            }
+            me.inner.peer_fetches.send_modify(|g| *g += 1);
+            if ok {
+                me.persist_peers().await;
+            }
+        });
+    }
+
+    /// Asks for the peer list: the bootstrap node first, then every known peer, each within
+    /// [`ClientBuilder::peer_refresh_timeout`].
+    async fn fetch_peer_list(&self) -> Result<Vec<Peer>, Error> {
+        let limit = self.cfg().peer_refresh_timeout;
+        let timed = async |f: std::pin::Pin<
+            Box<dyn Future<Output = Result<Vec<Peer>, Error>> + Send + '_>,
+        >| {
+            tokio::time::timeout(limit, f)
+                .await
+                .unwrap_or_else(|_| Err(Error::timeout("fetching the peer list")))
+        };
+        let known: Vec<Peer> = {
+            let c = self
+                .inner
+                .peer_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            c.list.as_deref().cloned().unwrap_or_default()
+        };
+        let mut last = None;
+        match self.cfg().transport {
+            Transport::Http => {
+                let mut bases = Vec::new();
+                match tokio::time::timeout(limit, self.site_info_inner(false)).await {
+                    Ok(Ok((_, url))) => bases.push(discovery::api_base(&url)?.to_string()),
+                    Ok(Err(e)) => last = Some(e),
+                    Err(_) => last = Some(Error::timeout("fetching site-to-site details")),
+                }
+                for p in &known {
+                    let scheme = if p.secure { "https" } else { "http" };
+                    let b = format!("{scheme}://{}/nifi-api", self.map_peer(p));
+                    if !bases.contains(&b) {
+                        bases.push(b);
+                    }
+                }
+                let ctx = self.http_ctx();
+                for b in bases {
+                    match timed(Box::pin(crate::http::fetch_peers(&ctx, &b))).await {
+                        Ok(list) if !list.is_empty() => return Ok(list),
+                        Ok(_) => {}
+                        Err(e) => {
+                            debug!(peer = %b, error = %e, "HTTP peer list failed");
+                            last = Some(e);
+                        }
+                    }
+                }
+            }
+            _ => {
+                let mut cands = Vec::new();
+                match tokio::time::timeout(limit, self.bootstrap()).await {
+                    Ok(Ok(b)) => cands.push(b),
+                    Ok(Err(e)) => last = Some(e),
+                    Err(_) => last = Some(Error::timeout("fetching site-to-site details")),
+                }
+                for p in &known {
+                    let t = self.target_for(p, 0.0);
+                    if !cands.iter().any(|c: &Target| c.addr == t.addr) {
+                        cands.push(t);
+                    }
+                }
+                for t in cands {
+                    match timed(Box::pin(self.peers_from(&t))).await {
+                        Ok(list) if !list.is_empty() => return Ok(list),
+                        Ok(_) => {}
+                        Err(e) => {
+                            debug!(peer = %t.addr, error = %e, "peer list failed");
+                            last = Some(e);
+                        }
+                    }
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::new(Kind::NoPeerAvailable)))
+    }
+
+    /// Writes the cached peer list (and discovery answer) to the peer file, if configured.
+    async fn persist_peers(&self) {
+        let Some(path) = self.cfg().peer_file.clone() else {
+            return;
+        };
+        let list = {
+            let c = self
+                .inner
+                .peer_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match &c.list {
+                Some(l) => l.clone(),
+                None => return,
+            }
+        };
+        let site = self
+            .inner
+            .site
+            .lock()
+            .await
+            .as_ref()
+            .map(|(_, s, _)| s.clone());
+        let body = peers::file::encode(self.transport_name(), &list, site.as_deref());
+        let res = tokio::task::spawn_blocking(move || {
+            peers::file::write_atomic(&path, &body).map_err(|e| (path, e))
+        })
+        .await;
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err((path, e))) => {
+                warn!(file = %path.display(), error = %e, "could not write the peer file")
+            }
+            Err(e) => warn!(error = %e, "peer file writer failed"),
+        }
+    }
+
+    /// Fetches the peer list now (bounded by [`ClientBuilder::peer_refresh_timeout`] per node
+    /// asked), stores it as the client's cached list (and in the peer file), and returns it.
+    /// When the fetch fails, the list the client already knows (or the peer file's) is
+    /// returned if there is one, else the error.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: an interrupted fetch leaves the cache as it was.
+    pub async fn refresh_peers(&self) -> Result<Vec<Peer>, Error> {
+        if self.cfg().single_node {
+            return Ok(Vec::new());
+        }
+        match self.fetch_peer_list().await {
+            Ok(list) => {
+                {
+                    let mut c = self
+                        .inner
+                        .peer_cache
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    c.list = Some(Arc::new(list.clone()));
+                    c.fetched_at = Some(Instant::now());
+                    c.failed_at = None;
+                }
+                self.persist_peers().await;
+                Ok(list)
+            }
+            Err(e) => {
+                warn!(error = %e, "peer list fetch failed");
+                match self.load_peer_file() {
+                    Some(l) => Ok(l.as_ref().clone()),
+                    None => Err(e),
+                }
+            }
+        }
+    }
+
+    /// What the client knows about every node of its cached peer list: the node, its weight
+    /// for sending, its penalty and the last error seen with it. Empty before the first
+    /// peer-list fetch (see [`refresh_peers`](Self::refresh_peers)) and with
+    /// [`ClientBuilder::single_node`].
+    ///
+    /// ```no_run
+    /// # async fn demo(client: s2s::Client) -> Result<(), s2s::Error> {
+    /// client.refresh_peers().await?;
+    /// for s in client.peer_status() {
+    ///     println!("{} flowfiles={} weight={:.1}% penalized={:?} last_error={:?}",
+    ///         s.peer, s.peer.flowfile_count, s.weight, s.penalized_for, s.last_error);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn peer_status(&self) -> Vec<PeerStatus> {
+        let list = {
+            let c = self
+                .inner
+                .peer_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match &c.list {
+                Some(l) => l.clone(),
+                None => return Vec::new(),
+            }
+        };
+        let w = peers::weights(&list, Direction::Send);
+        let pen = self
+            .inner
+            .penalties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        list.iter()
+            .zip(w)
+            .map(|(p, weight)| {
+                let addr = self.map_peer(p);
+                PeerStatus {
+                    peer: p.clone(),
+                    weight,
+                    penalized_for: pen.remaining_any(&addr, now),
+                    last_error: pen.last_error(&addr),
+                }
+            })
+            .collect()
+    }
+
+    /// Whether the cached peer list names more than one node (penalizing one leaves others).
+    fn has_other_peers(&self) -> bool {
+        !self.cfg().single_node
+            && self
+                .inner
+                .peer_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .list
+                .as_ref()
+                .is_some_and(|l| l.len() > 1)
     }
 
     pub(crate) fn penalize(&self, addr: &str, port_id: Option<&str>) {
@@ -336,6 +796,18 @@ impl Client {
         let now = Instant::now();
         p.penalize(addr, port_id, self.cfg().penalization, now);
         crate::metrics::penalized_peers(p.active(now));
+        crate::metrics::peer_penalized(addr, true);
+    }
+
+    /// Penalizes `addr` after `e`, remembering the error for [`peer_status`](Self::peer_status).
+    pub(crate) fn penalize_after(&self, addr: &str, port_id: Option<&str>, e: &Error) {
+        self.inner
+            .penalties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .note_error(addr, e.to_string());
+        crate::metrics::peer_failure(addr, e);
+        self.penalize(addr, port_id);
     }
 
     /// Opens and handshakes a new connection to `t` (with `port_id`, or for a peer list).
@@ -422,6 +894,32 @@ impl Client {
         port: &str,
         allow_pooled: bool,
     ) -> Result<(Connection, PortInfo, bool), Error> {
+        self.acquire_tracked(direction, port, allow_pooled)
+            .await
+            .map(|(c, i, r, _)| (c, i, r))
+    }
+
+    /// The weight of `t` for a new transaction: divided by one plus the transactions this
+    /// client has open on it, so parallel transactions spread over the nodes.
+    fn effective_weight(&self, t: &Target) -> f64 {
+        let open = self
+            .inner
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&t.addr)
+            .copied()
+            .unwrap_or(0);
+        t.weight / (1 + open) as f64
+    }
+
+    /// [`acquire`](Self::acquire), counting the transaction on its node until the guard drops.
+    pub(crate) async fn acquire_tracked(
+        &self,
+        direction: Direction,
+        port: &str,
+        allow_pooled: bool,
+    ) -> Result<(Connection, PortInfo, bool, InflightGuard), Error> {
         let info = self.resolve_port(direction, port).await?;
         let mut targets = self.targets(direction).await?;
         self.wait_out_penalties(&targets, &info.id).await;
@@ -436,24 +934,25 @@ impl Client {
                     .unwrap_or_else(|e| e.into_inner());
                 targets.retain(|t| !pen.is_penalized(&t.addr, &info.id, now));
             }
-            let w: Vec<f64> = targets.iter().map(|t| t.weight).collect();
+            let w: Vec<f64> = targets.iter().map(|t| self.effective_weight(t)).collect();
             let Some(i) = peers::pick(&w, fastrand::f64()) else {
                 break;
             };
             let t = targets.swap_remove(i);
+            let guard = InflightGuard::new(&self.inner.inflight, &t.addr);
             if allow_pooled && let Some(c) = self.checkout(&t.addr, &info.id).await {
-                return Ok((c, info, true));
+                return Ok((c, info, true, guard));
             }
             match self.open(&t, Some(&info.id)).await {
                 Ok(c) => {
                     self.inner
                         .transfer_connections
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Ok((c, info, false));
+                    return Ok((c, info, false, guard));
                 }
                 Err(e) => {
                     warn!(peer = %t.addr, error = %e, "S2S connection failed");
-                    self.penalize(&t.addr, Some(&info.id));
+                    self.penalize_after(&t.addr, Some(&info.id), &e);
                     if e.is_unknown_port() {
                         // The name→id map may be stale: forget it so the next call re-fetches.
                         *self.inner.site.lock().await = None;
@@ -611,28 +1110,42 @@ impl Client {
     }
 
     async fn send_transaction_inner(&self, port: &str) -> Result<SendTransaction, Error> {
+        self.send_transaction_tracked(port).await.map(|(tx, _)| tx)
+    }
+
+    /// A SEND transaction plus the guard counting it on its node.
+    async fn send_transaction_tracked(
+        &self,
+        port: &str,
+    ) -> Result<(SendTransaction, InflightGuard), Error> {
         let span = info_span!("s2s.transaction", direction = "send", port = %port);
         if self.cfg().transport == Transport::Http {
-            let (tx, info) = self
-                .http_open(Direction::Send, port)
+            let (tx, info, guard) = self
+                .http_open_tracked(Direction::Send, port)
                 .instrument(span.clone())
                 .await?;
             let http = HttpSend::new(tx, self.cfg().compression);
-            return Ok(SendTransaction::new(
+            return Ok((
+                SendTransaction::new(
+                    self.clone(),
+                    SendTransport::Http(Box::new(http)),
+                    port,
+                    info.id,
+                    span,
+                ),
+                guard,
+            ));
+        }
+        let (conn, info, _, guard) = self.acquire_tracked(Direction::Send, port, true).await?;
+        Ok((
+            SendTransaction::new(
                 self.clone(),
-                SendTransport::Http(Box::new(http)),
+                SendTransport::Raw(Box::new(conn)),
                 port,
                 info.id,
                 span,
-            ));
-        }
-        let (conn, info, _) = self.acquire(Direction::Send, port, true).await?;
-        Ok(SendTransaction::new(
-            self.clone(),
-            SendTransport::Raw(Box::new(conn)),
-            port,
-            info.id,
-            span,
+            ),
+            guard,
         ))
     }
 
@@ -669,29 +1182,32 @@ impl Client {
         let (_, url) = self.site_info_inner(false).await?;
         let boot = discovery::api_base(&url)?.to_string();
         let mut out = Vec::new();
-        if !self.cfg().single_node {
-            match self.http_peers().await {
-                Ok(mut list) => {
-                    let now = Instant::now();
-                    {
-                        let mut pen = self
-                            .inner
-                            .penalties
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner());
-                        list.retain(|p| !pen.is_penalized(&self.map_peer(p), port_id, now));
-                    }
-                    while !list.is_empty() {
-                        let w = peers::weights(&list, direction);
-                        let Some(i) = peers::pick(&w, fastrand::f64()) else {
-                            break;
-                        };
-                        let p = list.swap_remove(i);
-                        let scheme = if p.secure { "https" } else { "http" };
-                        out.push(format!("{scheme}://{}/nifi-api", self.map_peer(&p)));
-                    }
-                }
-                Err(e) => warn!(error = %e, "HTTP peer list failed; using the configured URL"),
+        if !self.cfg().single_node
+            && let Some(list) = self.known_peers().await
+        {
+            // Weights over the whole list (as NiFi computes them), then the penalized left out.
+            let w = peers::weights(&list, direction);
+            let now = Instant::now();
+            let mut cands: Vec<Target> = {
+                let mut pen = self
+                    .inner
+                    .penalties
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                list.iter()
+                    .zip(w)
+                    .map(|(p, w)| self.target_for(p, w))
+                    .filter(|t| !pen.is_penalized(&t.addr, port_id, now))
+                    .collect()
+            };
+            while !cands.is_empty() {
+                let w: Vec<f64> = cands.iter().map(|t| self.effective_weight(t)).collect();
+                let Some(i) = peers::pick(&w, fastrand::f64()) else {
+                    break;
+                };
+                let t = cands.swap_remove(i);
+                let scheme = if t.secure { "https" } else { "http" };
+                out.push(format!("{scheme}://{}/nifi-api", t.addr));
             }
         }
         if !out.contains(&boot) {
@@ -706,6 +1222,18 @@ impl Client {
         direction: Direction,
         port: &str,
     ) -> Result<(OpenTx, PortInfo), Error> {
+        self.http_open_tracked(direction, port)
+            .await
+            .map(|(tx, info, _)| (tx, info))
+    }
+
+    /// [`http_open`](Self::http_open), counting the transaction on its node until the guard
+    /// drops.
+    pub(crate) async fn http_open_tracked(
+        &self,
+        direction: Direction,
+        port: &str,
+    ) -> Result<(OpenTx, PortInfo, InflightGuard), Error> {
         let info = self.resolve_port(direction, port).await?;
         let dir = match direction {
             Direction::Send => s2s_proto::http::Direction::Send,
@@ -713,15 +1241,21 @@ impl Client {
         };
         let mut last = None;
         for base in self.http_bases(direction, &info.id).await? {
+            let node = reqwest::Url::parse(&base)
+                .ok()
+                .and_then(|u| {
+                    Some(peers::format_addr(
+                        u.host_str()?,
+                        u.port_or_known_default()?,
+                    ))
+                })
+                .unwrap_or_else(|| base.clone());
+            let guard = InflightGuard::new(&self.inner.inflight, &node);
             match OpenTx::create(self.http_ctx(), &base, dir, &info.id).await {
-                Ok(tx) => return Ok((tx, info)),
+                Ok(tx) => return Ok((tx, info, guard)),
                 Err(e) if matches!(e.kind(), Kind::Io | Kind::Timeout(_) | Kind::Closed) => {
                     warn!(peer = %base, error = %e, "HTTP S2S peer failed");
-                    if let Ok(u) = reqwest::Url::parse(&base)
-                        && let (Some(h), Some(p)) = (u.host_str(), u.port_or_known_default())
-                    {
-                        self.penalize(&peers::format_addr(h, p), Some(&info.id));
-                    }
+                    self.penalize_after(&node, Some(&info.id), &e);
                     last = Some(e);
                 }
                 Err(e) => {
@@ -736,12 +1270,18 @@ impl Client {
     }
 
     /// Sends `flowfiles` to the input port `port`, split into transactions by
-    /// [`ClientBuilder::send_batch_count`]/[`send_batch_bytes`](ClientBuilder::send_batch_bytes).
+    /// [`ClientBuilder::send_batch_count`]/[`send_batch_bytes`](ClientBuilder::send_batch_bytes),
+    /// up to [`ClientBuilder::send_parallelism`] of them at once on different nodes.
     /// A transaction that fails with a retryable transport error (I/O, timeout, closed, bad
     /// checksum) is retried whole, possibly to another peer, up to three more times with
     /// jittered exponential backoff; data is released only after NiFi confirmed it, so a retry
     /// may duplicate but never lose. Port-state errors (not running, destination full) are
     /// retryable later and returned at once.
+    ///
+    /// Each transaction is all-or-nothing, but a batch of several is not: when one fails, no
+    /// new one starts, and the error is returned although other transactions of the batch
+    /// (before it, or running beside it) may have committed. To know exactly which FlowFiles
+    /// NiFi confirmed, use [`send_batch_report`](Self::send_batch_report).
     ///
     /// # Cancel safety
     /// Not cancel-safe: transactions committed before cancellation stay committed; the summary
@@ -768,30 +1308,146 @@ impl Client {
         sources: impl IntoIterator<Item = Source>,
         progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
     ) -> Result<SendSummary, Error> {
-        let mut total = SendSummary::default();
-        let mut chunk: Vec<Source> = Vec::new();
-        let mut chunk_bytes = 0u64;
+        self.send_sources_report(port, sources, progress)
+            .await
+            .into_result()
+    }
+
+    /// [`send_batch`](Self::send_batch), reporting which FlowFiles (by position in
+    /// `flowfiles`) NiFi confirmed and which transactions failed, instead of stopping at the
+    /// first error.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: s2s::Client) {
+    /// let ffs: Vec<s2s::FlowFile> = (0..5000).map(|i| s2s::FlowFile::new(format!("{i}"))).collect();
+    /// let report = client.send_batch_report("in", ffs).await;
+    /// if !report.is_complete() {
+    ///     eprintln!("{} of 5000 confirmed: {:?}", report.committed_items(), report.committed);
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe (as [`send_batch`](Self::send_batch)).
+    pub async fn send_batch_report(&self, port: &str, flowfiles: Vec<FlowFile>) -> BatchReport {
+        self.send_sources_report(port, flowfiles.into_iter().map(Source::from), None)
+            .await
+    }
+
+    /// How many transactions a batch runs at once: [`ClientBuilder::send_parallelism`], or
+    /// when 0 the number of listed peers not penalized (1 with `single_node`).
+    async fn send_parallelism(&self) -> usize {
+        let n = self.cfg().send_parallelism;
+        if n > 0 {
+            return n;
+        }
+        if self.cfg().single_node {
+            return 1;
+        }
+        let Some(list) = self.known_peers().await else {
+            return 1;
+        };
+        let pen = self
+            .inner
+            .penalties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        list.iter()
+            .filter(|p| pen.remaining_any(&self.map_peer(p), now).is_none())
+            .count()
+            .max(1)
+    }
+
+    /// [`send_sources`](Self::send_sources), reporting per transaction as
+    /// [`send_batch_report`](Self::send_batch_report) does. `progress` is called with the
+    /// content bytes of the committed transactions plus those written so far in the running
+    /// ones.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe (as [`send_batch`](Self::send_batch)).
+    pub async fn send_sources_report(
+        &self,
+        port: &str,
+        sources: impl IntoIterator<Item = Source>,
+        progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    ) -> BatchReport {
+        use futures_util::StreamExt as _;
+        let mut report = BatchReport::default();
         let mut iter = sources.into_iter().peekable();
-        while let Some(source) = iter.next() {
-            chunk_bytes += source.content_len();
-            chunk.push(source);
-            let full = chunk.len() >= self.cfg().send_batch_count
-                || chunk_bytes >= self.cfg().send_batch_bytes;
-            if full || iter.peek().is_none() {
-                let done = total.bytes;
-                let p = progress
-                    .clone()
-                    .map(|p| Arc::new(move |n: u64| p(done + n)) as crate::transaction::Progress);
-                let s = self.send_with_retry(port, &chunk, p).await?;
-                total.flowfiles += s.flowfiles;
-                total.bytes += s.bytes;
-                total.transactions += s.transactions;
-                total.destination_full |= s.destination_full;
-                chunk.clear();
-                chunk_bytes = 0;
+        // Committed bytes, and bytes written per running transaction (by first item index).
+        let written: Arc<Mutex<(u64, HashMap<usize, u64>)>> = Arc::default();
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        let mut parallelism: Option<usize> = None;
+        let mut next = 0usize;
+        let mut stopped = false;
+        loop {
+            while !stopped && iter.peek().is_some() {
+                let limit = match parallelism {
+                    Some(n) => n,
+                    // Decided when a second transaction would start: a batch of one
+                    // transaction needs no peer list for it.
+                    None if running.is_empty() => 1,
+                    None => *parallelism.insert(self.send_parallelism().await),
+                };
+                if running.len() >= limit {
+                    break;
+                }
+                let mut chunk: Vec<Source> = Vec::new();
+                let mut chunk_bytes = 0u64;
+                while let Some(source) = iter.next_if(|_| {
+                    chunk.len() < self.cfg().send_batch_count
+                        && chunk_bytes < self.cfg().send_batch_bytes
+                }) {
+                    chunk_bytes += source.content_len();
+                    chunk.push(source);
+                }
+                let start = next;
+                next += chunk.len();
+                let p = progress.clone().map(|p| {
+                    let written = written.clone();
+                    Arc::new(move |n: u64| {
+                        let total = {
+                            let mut w = written.lock().unwrap_or_else(|e| e.into_inner());
+                            w.1.insert(start, n);
+                            w.0 + w.1.values().sum::<u64>()
+                        };
+                        p(total)
+                    }) as crate::transaction::Progress
+                });
+                running.push(async move {
+                    let r = self.send_with_retry(port, &chunk, p).await;
+                    (start..start + chunk.len(), r)
+                });
+            }
+            let Some((items, res)) = running.next().await else {
+                break;
+            };
+            {
+                let mut w = written.lock().unwrap_or_else(|e| e.into_inner());
+                w.1.remove(&items.start);
+                if let Ok(s) = &res {
+                    w.0 += s.bytes;
+                }
+            }
+            match res {
+                Ok(s) => {
+                    report.summary.flowfiles += s.flowfiles;
+                    report.summary.bytes += s.bytes;
+                    report.summary.transactions += s.transactions;
+                    report.summary.destination_full |= s.destination_full;
+                    report.add_committed(items);
+                }
+                Err(error) => {
+                    stopped = true;
+                    report.failed.push(BatchFailure { items, error });
+                }
             }
         }
-        Ok(total)
+        if iter.peek().is_some() {
+            report.not_attempted_from = Some(next);
+        }
+        report
     }
 
     async fn send_with_retry(
@@ -803,15 +1459,29 @@ impl Client {
         let mut attempt = 0u32;
         let mut first: Option<Error> = None;
         loop {
-            let res = async {
-                let mut tx = self.send_transaction(port).await?;
-                tx.set_progress(progress.clone());
-                for source in chunk {
-                    tx.send_source(source).await?;
+            let (res, node) = match self.send_transaction_tracked(port).await {
+                Err(e) => (Err(e), None),
+                Ok((mut tx, guard)) => {
+                    let node = guard.addr().to_owned();
+                    let res = async {
+                        tx.set_progress(progress.clone());
+                        for source in chunk {
+                            tx.send_source(source).await?;
+                        }
+                        tx.commit().await
+                    }
+                    .await;
+                    drop(guard);
+                    (res, Some(node))
                 }
-                tx.commit().await
+            };
+            if let (Err(e), Some(node)) = (&res, &node)
+                && matches!(e.kind(), Kind::Io | Kind::Closed | Kind::Timeout(_))
+                && self.has_other_peers()
+            {
+                // The node failed mid-transaction: skip it for the retry.
+                self.penalize_after(node, None, e);
             }
-            .await;
             match res {
                 Ok(s) => return Ok(s),
                 // Port state (stopped, queues full) will not change within a short backoff:

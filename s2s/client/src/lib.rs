@@ -43,6 +43,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod auth;
+mod batch;
 mod builder;
 mod client;
 mod connection;
@@ -59,12 +60,13 @@ mod tests;
 pub mod tls;
 mod transaction;
 
+pub use batch::{BatchFailure, BatchReport};
 pub use builder::{ClientBuilder, Transport};
 pub use client::Client;
 pub use connection::{AsyncStream, ConnectFuture, Connector};
 pub use discovery::{Direction, PortInfo, SiteInfo};
 pub use error::{Error, TlsFailure, error_chain};
-pub use peers::Peer;
+pub use peers::{Peer, PeerStatus};
 pub use s2s_proto::{FlowFile, ResponseCode};
 pub use transaction::{
     IncomingFlowFile, ReceiveSummary, ReceiveTransaction, SendSummary, SendTransaction, Source,

@@ -33,13 +33,23 @@ enum Cmd {
     Send(SendArgs),
     /// Receive FlowFiles from an output port as JSON lines or files.
     Recv(RecvArgs),
-    /// Print the peers NiFi advertises (and what --peer-override maps them to).
-    Peers(CommonArgs),
+    /// Print every node NiFi advertises as a peer: its address (and what --peer-override maps
+    /// it to), queued FlowFiles, send weight and penalty state.
+    Peers(PeersArgs),
     /// Check everything between here and a NiFi port, in order, and say what to fix:
     /// reachability (TLS certificate, host name), discovery, client identity, the port and its
     /// state, the advertised peers (after --peer-override), authorization (a handshake that
     /// transfers nothing). Exit code 0 only if every check passes.
     Doctor(DoctorArgs),
+}
+
+#[derive(Args)]
+struct PeersArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Print the peers as JSON (one array) instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -69,6 +79,10 @@ struct CommonArgs {
     /// Ignore the peer list; talk only to the URL's host on the RAW port.
     #[arg(long)]
     single_node: bool,
+    /// Persist the peer list to this file (JSON, rewritten atomically after every fetch) and
+    /// use it when no --url answers.
+    #[arg(long, value_name = "PATH")]
+    peer_file: Option<PathBuf>,
     /// Transport: raw (socket port) or http (NiFi's web port, /nifi-api/data-transfer).
     #[arg(long, value_enum, default_value_t = TransportArg::Raw)]
     transport: TransportArg,
@@ -141,6 +155,9 @@ struct SendArgs {
     /// FlowFiles per transaction.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+    /// Transactions running at once, on different nodes of a cluster (0 = one per usable node).
+    #[arg(long, default_value_t = 0)]
+    parallelism: usize,
     /// Read FlowFiles as JSON lines from FILE (`-` = stdin):
     /// {"attributes":{..},"content":"text"} or {"attributes":{..},"content_base64":".."}
     #[arg(long, value_name = "FILE")]
@@ -331,6 +348,9 @@ fn builder(c: &CommonArgs) -> Result<ClientBuilder> {
     if let Some(p) = &c.proxy {
         b = b.proxy(p.clone());
     }
+    if let Some(f) = &c.peer_file {
+        b = b.peer_persistence(f.clone());
+    }
     if let Some(p12) = &c.pkcs12 {
         let pw = secret_env(&c.pkcs12_password_env, "--pkcs12 password")?;
         b = b.tls_pkcs12(p12, &pw)?;
@@ -520,6 +540,7 @@ async fn send(a: SendArgs) -> Result<()> {
     let client = builder(&a.common)?
         .compression(a.compress)
         .send_batch_count(a.batch)
+        .send_parallelism(a.parallelism)
         .build()?;
     let port = a
         .port_id
@@ -685,29 +706,64 @@ async fn recv(a: RecvArgs) -> Result<()> {
     Ok(())
 }
 
-async fn peers(a: CommonArgs) -> Result<()> {
-    let client = builder(&a)?.build()?;
+async fn peers(a: PeersArgs) -> Result<()> {
+    let client = builder(&a.common)?.build()?;
     // Each transport has its own peer list: RAW ports from REQUEST_PEER_LIST, web ports from
-    // /site-to-site/peers.
-    let list = match a.transport {
-        TransportArg::Raw => client.peers().await?,
-        TransportArg::Http => client.http_peers().await?,
-    };
-    if list.is_empty() {
-        println!("(NiFi advertised no peers)");
+    // /site-to-site/peers. With --peer-file, a failed fetch falls back to the file.
+    client.refresh_peers().await?;
+    let status = client.peer_status();
+    if a.json {
+        let rows: Vec<serde_json::Value> = status
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "peer": s.peer.advertised(),
+                    "connectsTo": client.map_peer(&s.peer),
+                    "secure": s.peer.secure,
+                    "flowFileCount": s.peer.flowfile_count,
+                    "weight": s.weight,
+                    "penalizedForMillis": s.penalized_for.map(|d| d.as_millis() as u64),
+                    "lastError": s.last_error,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
     }
-    for p in &list {
-        let mapped = client.map_peer(p);
-        let arrow = if mapped == p.advertised() {
-            String::new()
+    if status.is_empty() {
+        println!("(NiFi advertised no peers)");
+        return Ok(());
+    }
+    let addr = |s: &s2s::PeerStatus| {
+        let mapped = client.map_peer(&s.peer);
+        if mapped == s.peer.advertised() {
+            mapped
         } else {
-            format!(" -> {mapped}")
+            format!("{} -> {mapped}", s.peer.advertised())
+        }
+    };
+    let w = status
+        .iter()
+        .map(|s| addr(s).len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<w$}  {:>6}  {:>9}  {:>7}  PENALTY",
+        "PEER", "SECURE", "FLOWFILES", "WEIGHT"
+    );
+    for s in &status {
+        let penalty = match (&s.penalized_for, &s.last_error) {
+            (Some(d), Some(e)) => format!("{:.1} s left (last error: {e})", d.as_secs_f64()),
+            (Some(d), None) => format!("{:.1} s left", d.as_secs_f64()),
+            (None, _) => "-".into(),
         };
         println!(
-            "{}{arrow} secure={} flowfiles={}",
-            p.advertised(),
-            p.secure,
-            p.flowfile_count
+            "{:<w$}  {:>6}  {:>9}  {:>6.2}%  {penalty}",
+            addr(s),
+            s.peer.secure,
+            s.peer.flowfile_count,
+            s.weight
         );
     }
     Ok(())

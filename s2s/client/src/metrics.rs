@@ -12,9 +12,15 @@
 //! | `s2s_client_destination_full_total` | counter | `port`, `transport`, `peer` | commits NiFi answered with "destination full" (back off) |
 //! | `s2s_client_pooled_connections` | gauge | — | idle RAW connections in the pool |
 //! | `s2s_client_penalized_peers` | gauge | — | peers (or peer × port) currently penalized |
+//! | `s2s_client_peer_penalized` | gauge | `peer` | 1 while that node is penalized (skipped after a failure), 0 once a penalty was seen to expire |
+//! | `s2s_client_peer_failures_total` | counter | `peer`, `kind` | failures that penalized that node (connect, handshake, or a transaction's transport error) |
+//! | `s2s_client_peer_weight` | gauge | `peer` | the node's send weight (percent) from the last peer-list fetch |
+//! | `s2s_client_peer_list_refreshes_total` | counter | `outcome` | background peer-list fetches: `ok`, `failed`, `timeout` |
 //!
 //! `direction` is `send` or `receive`, `transport` `raw` or `http`, `port` the port as the
-//! caller named it, `peer` the NiFi node (`host:port`) the transaction ran on.
+//! caller named it, `peer` the NiFi node (`host:port`, after peer overrides) the transaction
+//! ran on — so `s2s_client_transactions_total` and `s2s_client_flowfiles_total` summed by
+//! `peer` are the per-node transaction and FlowFile counts of a cluster.
 
 use std::time::Duration;
 
@@ -103,4 +109,33 @@ pub(crate) fn pooled_connections(n: usize) {
 
 pub(crate) fn penalized_peers(n: usize) {
     metrics::gauge!("s2s_client_penalized_peers").set(n as f64);
+}
+
+/// A node was penalized (`true`) or its last penalty expired (`false`).
+pub(crate) fn peer_penalized(peer: &str, on: bool) {
+    metrics::gauge!("s2s_client_peer_penalized", "peer" => peer.to_owned()).set(if on {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+/// A failure that penalized `peer`.
+pub(crate) fn peer_failure(peer: &str, e: &Error) {
+    metrics::counter!(
+        "s2s_client_peer_failures_total",
+        "peer" => peer.to_owned(),
+        "kind" => e.kind_name()
+    )
+    .increment(1);
+}
+
+/// A node's send weight from the last peer-list fetch.
+pub(crate) fn peer_weight(peer: &str, weight: f64) {
+    metrics::gauge!("s2s_client_peer_weight", "peer" => peer.to_owned()).set(weight);
+}
+
+/// One background peer-list fetch ended: `ok`, `failed` or `timeout`.
+pub(crate) fn peer_list_refresh(outcome: &'static str) {
+    metrics::counter!("s2s_client_peer_list_refreshes_total", "outcome" => outcome).increment(1);
 }

@@ -1179,3 +1179,6 @@ async fn custom_connector_carries_the_raw_protocol() {
         vec![("tunnel:1".to_owned(), false)]
     );
 }
+
+// Issue 11: peer list off the hot path, persistence, penalties, parallel batches.
+mod peer_tests;
