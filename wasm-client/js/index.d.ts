@@ -63,18 +63,40 @@ export interface PendingFlowFile {
   content: Uint8Array;
 }
 
+/** A record set aside (in `__s2s_rejected`): rejected by the bridge or refused by the client. */
+export interface RejectedRecord {
+  seq: number;
+  store: string;
+  key: IDBValidKey | undefined;
+  op: Op;
+  timestamp: number;
+  value: unknown;
+  /** Why it was set aside (error kind and message). */
+  reason: string;
+}
+
+/** `flush()` rejects with this when records queued before the call were set aside. */
+export interface SetAsideError extends Error {
+  name: 'SetAsideError';
+  records: RejectedRecord[];
+}
+
 export class Transaction {
   put(store: string, value: unknown, key?: IDBValidKey): Promise<IDBValidKey>;
   add(store: string, value: unknown, key?: IDBValidKey): Promise<IDBValidKey>;
   delete(store: string, key: IDBValidKey): Promise<IDBValidKey>;
   clear(store: string): Promise<undefined>;
+  /** Aborts (nothing is written); `transaction()` then resolves with `fn`'s result. */
   abort(): void;
+  readonly aborted: boolean;
 }
 
 export class Client {
   readonly clientId: string;
   readonly isUploader: boolean;
   readonly db: IDBDatabase;
+  /** Closed by `close()`, or because another tab upgraded the database. */
+  readonly closed: boolean;
   onStatus(listener: (event: StatusEvent) => void): () => void;
   transaction<T>(stores: string | string[], fn: (tx: Transaction) => T | Promise<T>): Promise<T>;
   put(store: string, value: unknown, key?: IDBValidKey): Promise<IDBValidKey>;
@@ -88,8 +110,30 @@ export class Client {
   depth(): Promise<number>;
   pending(limit?: number): Promise<OutboxRow[]>;
   pendingFlowFiles(limit?: number): Promise<PendingFlowFile[]>;
+  /** Set-aside records, oldest first. */
+  rejected(limit?: number): Promise<RejectedRecord[]>;
+  /** Re-queues set-aside records (all, or those `seqs`) at the end of the outbox; resolves to the count. */
+  retryRejected(seqs?: number[]): Promise<number>;
+  /** Deletes set-aside records (all, or those `seqs`) for good; resolves to the count. */
+  dropRejected(seqs?: number[]): Promise<number>;
+  /** Wakes the uploader for rows committed outside the client (`instrument()` calls it). */
+  notifyCommitted(rows: number): void;
   close(): void;
+}
+
+export interface InstrumentOptions extends Omit<OpenOptions, 'schema'> {
+  /** Databases to capture: name → `{ stores }` (omit `stores` to capture every store). */
+  databases: Record<string, { stores?: string[] }>;
+}
+
+export interface Instrumentation {
+  /** The client of an instrumented database (flush, depth, status, rejected), once the app opened it. */
+  client(name: string): Promise<Client>;
+  /** Stops capturing on connections opened from now on and closes the uploaders. */
+  uninstall(): void;
 }
 
 export function initialize(wasmUrl?: string | URL): Promise<unknown>;
 export function open(name: string, options?: OpenOptions): Promise<Client>;
+/** Zero-code capture of the app's own IndexedDB writes; await it before the app opens its databases. */
+export function instrument(options: InstrumentOptions): Promise<Instrumentation>;

@@ -172,9 +172,11 @@ impl JsClient {
             .map_err(to_js)
     }
 
-    /// Resolves when everything queued so far is delivered.
-    pub async fn flush(&self, timeout_ms: f64) -> Result<(), JsValue> {
-        self.client.flush(timeout_ms).await.map_err(to_js)
+    /// Resolves when everything queued so far has left the outbox, to the `seq`s of the rows
+    /// among them that were set aside instead of delivered.
+    pub async fn flush(&self, timeout_ms: f64) -> Result<Array, JsValue> {
+        let seqs = self.client.flush(timeout_ms).await.map_err(to_js)?;
+        Ok(seqs.iter().map(|s| JsValue::from(*s as f64)).collect())
     }
 
     /// Rows waiting in the outbox.
@@ -233,6 +235,19 @@ impl JsClient {
     #[wasm_bindgen(getter)]
     pub fn db(&self) -> web_sys::IdbDatabase {
         self.client.database().clone()
+    }
+
+    /// Reports `rows` outbox rows committed by someone else (the `instrument()` shim): wakes the
+    /// uploader, here or in the tab that holds it.
+    #[wasm_bindgen(js_name = notifyCommitted)]
+    pub fn notify_committed(&self, rows: u32) {
+        self.client.committed(rows);
+    }
+
+    /// Whether the client is closed (by `close()`, or because another tab upgraded the database).
+    #[wasm_bindgen(getter)]
+    pub fn closed(&self) -> bool {
+        self.client.is_closed()
     }
 
     /// Stops the uploader and closes the database.

@@ -24,6 +24,10 @@ extern "C" {
     /// The global `setTimeout` (window or worker).
     #[wasm_bindgen(js_name = setTimeout)]
     pub(crate) fn set_timeout(callback: &Function, ms: f64) -> JsValue;
+
+    /// The global `clearTimeout`.
+    #[wasm_bindgen(js_name = clearTimeout)]
+    pub(crate) fn clear_timeout(id: &JsValue);
 }
 
 /// `navigator.locks`, if this context has it (secure contexts only).

@@ -8,6 +8,8 @@
 //!   bridge → real NiFi, every FlowFile checked in NiFi's queue).
 
 mod e2e;
+mod instrument;
+mod package;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -38,7 +40,12 @@ pub(crate) enum WasmCmd {
         /// back pressure stops a connection at 10 000 queued FlowFiles, and nothing drains it).
         #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=9000))]
         bench_records: u32,
+        /// Run only this part (all of them by default).
+        #[arg(long, value_enum)]
+        only: Option<Part>,
     },
+    /// Build (release) and pack the npm package into target/wasm-npm/s2s-wasm-VERSION.tgz.
+    Package,
     /// Build, then serve the demo through the bridge forwarding to NiFi's input port PORT_NAME.
     Demo {
         /// Name of NiFi's root input port (created by the test kit when omitted).
@@ -50,21 +57,49 @@ pub(crate) enum WasmCmd {
     },
 }
 
+/// A part of `cargo xtask wasm test`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Part {
+    /// wasm-bindgen-test in headless Chromium.
+    Unit,
+    /// The demo page → bridge → NiFi run (e2e.mjs).
+    E2e,
+    /// Unmodified apps (plain IndexedDB, idb, Dexie) under `instrument()` → bridge → NiFi.
+    Instrument,
+    /// The npm tarball installed into a fresh app, built with Vite, run → bridge → NiFi.
+    Package,
+}
+
 pub(crate) fn run(cmd: WasmCmd) -> Result<()> {
     match cmd {
         WasmCmd::Setup => setup::setup(),
         WasmCmd::Build { debug } => build(!debug).map(|_| ()),
+        WasmCmd::Package => package::pack(&build(true)?).map(|_| ()),
         WasmCmd::Test {
             unit_only,
             bench_records,
+            only,
         } => {
             setup::check()?;
-            unit_tests()?;
-            if unit_only {
+            let only = if unit_only { Some(Part::Unit) } else { only };
+            let part = |p: Part| only.is_none_or(|o| o == p);
+            if part(Part::Unit) {
+                unit_tests()?;
+            }
+            if only == Some(Part::Unit) {
                 return Ok(());
             }
             let www = build(true)?;
-            e2e::run_e2e(&www, bench_records)
+            if part(Part::E2e) {
+                e2e::run_e2e(&www, bench_records)?;
+            }
+            if part(Part::Instrument) {
+                instrument::run_instrument(&www)?;
+            }
+            if part(Part::Package) {
+                package::run_package_test(&www)?;
+            }
+            Ok(())
         }
         WasmCmd::Demo { port_name, listen } => {
             setup::check()?;
@@ -140,6 +175,7 @@ pub(crate) fn build_into(release: bool, www: &Path) -> Result<PathBuf> {
     for (from, to) in [
         ("wasm-client/js/index.js", "pkg/index.js"),
         ("wasm-client/js/index.d.ts", "pkg/index.d.ts"),
+        ("wasm-client/js/instrument.js", "pkg/instrument.js"),
         ("wasm-client/demo/index.html", "index.html"),
         ("wasm-client/demo/app.js", "app.js"),
         ("wasm-client/demo/style.css", "style.css"),

@@ -15,149 +15,92 @@ use wasm_bindgen::{JsCast, JsValue, prelude::Closure};
 use web_sys::{BroadcastChannel, EventTarget, IdbDatabase, MessageEvent};
 
 use crate::api::error::Error;
+use crate::api::idb;
 use crate::api::mapping::Mapper;
 use crate::api::outbox::{self, WriteTx};
 use crate::api::schema::Schema;
 use crate::api::signal::Signal;
 use crate::api::snapshot;
-use crate::api::uploader;
+use crate::api::uploader::{self, Host};
 use crate::sys;
 
-/// Client options (plain values with documented defaults).
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// `ws://…/v1/ws` of the bridge. `None`: capture only, nothing is uploaded.
-    pub bridge_url: Option<String>,
-    /// Bearer token, sent as the first-message `auth` (never in the URL). Default none.
-    pub token: Option<String>,
-    /// Attributes added to every FlowFile (`idb.*`, `mime.type` and `filename` win on conflict).
-    pub static_attributes: Vec<(String, String)>,
-    /// Most records per batch (default 500; the bridge's `max_records` caps it).
-    pub batch_records: u32,
-    /// Most batches sent and not yet acked (default 4; the bridge's `max_inflight` caps it).
-    /// Acks may come back in any order; each deletes exactly its own rows.
-    pub max_in_flight: u32,
-    /// How long to wait for an ack before giving up on the connection (default 30 s).
-    pub ack_timeout_ms: f64,
-    /// First backoff ceiling (default 250 ms) and cap (default 30 s).
-    pub backoff_base_ms: f64,
-    /// See `backoff_base_ms`.
-    pub backoff_cap_ms: f64,
-    /// An idle uploader re-checks the outbox this often even without a wake-up (default 5 s).
-    pub idle_poll_ms: f64,
+pub use crate::api::status::{Config, Status};
+
+type EventHandler = Closure<dyn FnMut(web_sys::Event)>;
+type LockCallback = Closure<dyn FnMut(JsValue) -> Promise>;
+type ChannelHandler = Closure<dyn FnMut(MessageEvent)>;
+
+/// An event listener that is removed when the guard is dropped (as gloo's `EventListener`), so
+/// the browser never calls a closure that no longer exists.
+struct ListenerGuard {
+    target: EventTarget,
+    event: &'static str,
+    handler: EventHandler,
 }
 
-impl Default for Config {
-    fn default() -> Self {
+impl ListenerGuard {
+    fn new(target: EventTarget, event: &'static str, handler: EventHandler) -> Self {
+        let _ = target.add_event_listener_with_callback(event, handler.as_ref().unchecked_ref());
         Self {
-            bridge_url: None,
-            token: None,
-            static_attributes: Vec::new(),
-            batch_records: 500,
-            max_in_flight: 4,
-            ack_timeout_ms: 30_000.0,
-            backoff_base_ms: 250.0,
-            backoff_cap_ms: 30_000.0,
-            idle_poll_ms: 5_000.0,
+            target,
+            event,
+            handler,
         }
     }
 }
 
-/// A status event (`type` in JS): what the outbox and the uploader are doing.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Status {
-    /// Rows committed to the outbox by this tab.
-    Queued {
-        /// Rows added.
-        count: u32,
-    },
-    /// A batch was sent and waits for its ack.
-    InFlight {
-        /// Records in the batch.
-        count: u32,
-        /// First and last `seq`.
-        seq: (u64, u64),
-    },
-    /// The bridge committed a batch; its rows were deleted.
-    Delivered {
-        /// Records in the batch.
-        count: u32,
-        /// First and last `seq`.
-        seq: (u64, u64),
-        /// Rows left in the outbox.
-        depth: u32,
-        /// Delivered by this uploader since it started.
-        total: u64,
-    },
-    /// Something failed. `fatal` errors set rows aside; the others are retried after `retry_in_ms`.
-    Error {
-        /// Error kind name.
-        kind: &'static str,
-        /// Description.
-        message: String,
-        /// Whether rows were set aside (rejected for good).
-        fatal: bool,
-        /// When the next attempt happens.
-        retry_in_ms: f64,
-    },
-    /// This tab became the origin's uploader.
-    Leader,
-}
-
-impl Status {
-    pub(crate) fn to_js(&self, source: &str) -> JsValue {
-        let o = Object::new();
-        let set = |k: &str, v: JsValue| {
-            let _ = Reflect::set(&o, &k.into(), &v);
-        };
-        let ty = match self {
-            Self::Queued { count } => {
-                set("count", (*count).into());
-                "queued"
-            }
-            Self::InFlight { count, seq } => {
-                set("count", (*count).into());
-                set("seqFrom", (seq.0 as f64).into());
-                set("seqTo", (seq.1 as f64).into());
-                "inflight"
-            }
-            Self::Delivered {
-                count,
-                seq,
-                depth,
-                total,
-            } => {
-                set("count", (*count).into());
-                set("seqFrom", (seq.0 as f64).into());
-                set("seqTo", (seq.1 as f64).into());
-                set("depth", (*depth).into());
-                set("total", (*total as f64).into());
-                "delivered"
-            }
-            Self::Error {
-                kind,
-                message,
-                fatal,
-                retry_in_ms,
-            } => {
-                set("kind", (*kind).into());
-                set("message", message.as_str().into());
-                set("fatal", (*fatal).into());
-                set("retryInMs", (*retry_in_ms).into());
-                "error"
-            }
-            Self::Leader => "leader",
-        };
-        set("type", ty.into());
-        set("source", source.into());
-        o.into()
+impl Drop for ListenerGuard {
+    fn drop(&mut self) {
+        let _ = self
+            .target
+            .remove_event_listener_with_callback(self.event, self.handler.as_ref().unchecked_ref());
     }
 }
 
-type EventHandler = Closure<dyn FnMut(web_sys::Event)>;
-type Listener = (EventTarget, &'static str, EventHandler);
-type LockCallback = Closure<dyn FnMut(JsValue) -> Promise>;
-type ChannelHandler = Closure<dyn FnMut(MessageEvent)>;
+/// The `BroadcastChannel`'s message handler: detached and the channel closed on drop.
+struct ChannelGuard {
+    channel: BroadcastChannel,
+    _handler: ChannelHandler,
+}
+
+impl Drop for ChannelGuard {
+    fn drop(&mut self) {
+        self.channel.set_onmessage(None);
+        self.channel.close();
+    }
+}
+
+/// The Web Lock request: on drop a request still queued behind another tab is withdrawn (its
+/// callback is never called afterwards) and a held lock is released.
+struct LockGuard {
+    abort: Option<web_sys::AbortController>,
+    _callback: LockCallback,
+    release: Rc<RefCell<Option<Function>>>,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Some(abort) = &self.abort {
+            abort.abort();
+        }
+        if let Some(release) = self.release.borrow_mut().take() {
+            let _ = release.call0(&JsValue::NULL);
+        }
+    }
+}
+
+/// The database's `versionchange` handler: detached, and the connection closed, on drop.
+struct DbGuard {
+    db: IdbDatabase,
+    _handler: EventHandler,
+}
+
+impl Drop for DbGuard {
+    fn drop(&mut self) {
+        self.db.set_onversionchange(None);
+        self.db.close();
+    }
+}
 
 /// Shared state behind a [`Client`]; the uploader and event handlers hold it weakly.
 pub(crate) struct Inner {
@@ -167,23 +110,22 @@ pub(crate) struct Inner {
     pub(crate) mapper: Mapper,
     pub(crate) config: Config,
     /// New rows (local commit or another tab's "wake").
-    pub(crate) wake: Signal,
+    pub(crate) wake: Rc<Signal>,
     /// Try now, skipping backoff (flush, page hidden, back online).
-    pub(crate) urgent: Signal,
+    pub(crate) urgent: Rc<Signal>,
     /// Something was delivered or failed (local or another tab): flush re-checks.
     pub(crate) progress: Signal,
     on_status: RefCell<Option<Function>>,
     pub(crate) closed: Cell<bool>,
     pub(crate) leader: Cell<bool>,
-    /// Rows this tab saw set aside (own uploader or another tab's): flush reports them.
-    pub(crate) rejected_seen: Cell<u64>,
     channel: Option<BroadcastChannel>,
-    listeners: RefCell<Vec<Listener>>,
-    channel_handler: RefCell<Option<ChannelHandler>>,
-    lock_callback: RefCell<Option<LockCallback>>,
-    lock_abort: Option<web_sys::AbortController>,
-    lock_release: RefCell<Option<Function>>,
-    on_versionchange: RefCell<Option<EventHandler>>,
+    // Guards: whatever the browser holds a callback of is released when the client is closed or
+    // dropped (fields drop with `Inner`).
+    listeners: RefCell<Vec<ListenerGuard>>,
+    channel_guard: RefCell<Option<ChannelGuard>>,
+    lock: RefCell<Option<LockGuard>>,
+    lock_release: Rc<RefCell<Option<Function>>>,
+    db_guard: RefCell<Option<DbGuard>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -199,9 +141,6 @@ impl std::fmt::Debug for Inner {
 impl Inner {
     /// Sends a status event to this tab's listener and, from the uploader, to the other tabs.
     pub(crate) fn emit(&self, status: Status) {
-        if let Status::Error { fatal: true, .. } = status {
-            self.rejected_seen.set(self.rejected_seen.get() + 1);
-        }
         if let Some(f) = &*self.on_status.borrow() {
             let _ = f.call1(&JsValue::NULL, &status.to_js("local"));
         }
@@ -225,6 +164,32 @@ impl Inner {
     }
 }
 
+/// The uploader's narrow view of the client: the database, the mapping, the settings, its two
+/// signals and where status events go; nothing else of the client's state.
+impl Host for Inner {
+    fn db(&self) -> &IdbDatabase {
+        &self.db
+    }
+    fn mapper(&self) -> &Mapper {
+        &self.mapper
+    }
+    fn config(&self) -> &Config {
+        &self.config
+    }
+    fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+    fn wake(&self) -> Rc<Signal> {
+        self.wake.clone()
+    }
+    fn urgent(&self) -> Rc<Signal> {
+        self.urgent.clone()
+    }
+    fn emit(&self, status: Status) {
+        Inner::emit(self, status);
+    }
+}
+
 /// An open client. Cheap to clone; [`Client::close`] stops it.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -235,12 +200,27 @@ impl Client {
     /// Opens `name` with the app's `schema` plus the outbox, and starts competing for the
     /// origin's uploader lock when a bridge URL is configured.
     pub async fn open(name: &str, schema: Schema, config: Config) -> Result<Self, Error> {
-        let db = outbox::open_database(name, &schema).await?;
-        let client_id = match outbox::client_id(&db).await {
-            Ok(id) => id,
-            Err(e) => {
-                db.close();
-                return Err(e);
+        // Another connection's upgrade can close ours while it is being set up (before the
+        // client's own `versionchange` handler is there): open again, a few times.
+        let mut attempt = 0;
+        let (db, client_id) = loop {
+            attempt += 1;
+            let db = outbox::open_database(name, &schema).await?;
+            let id = outbox::client_id(&db).await;
+            if idb::closed_by_versionchange(&db) && attempt < 5 {
+                continue;
+            }
+            match id {
+                Ok(id) if !idb::closed_by_versionchange(&db) => break (db, id),
+                Ok(_) => {
+                    return Err(Error::Idb(
+                        "the database kept being upgraded by another connection".into(),
+                    ));
+                }
+                Err(e) => {
+                    db.close();
+                    return Err(e);
+                }
             }
         };
         let channel = BroadcastChannel::new(&format!("s2s-wasm:{name}")).ok();
@@ -251,20 +231,18 @@ impl Client {
             schema: Rc::new(schema),
             mapper,
             config,
-            wake: Signal::default(),
-            urgent: Signal::default(),
+            wake: Rc::default(),
+            urgent: Rc::default(),
             progress: Signal::default(),
             on_status: RefCell::new(None),
             closed: Cell::new(false),
             leader: Cell::new(false),
-            rejected_seen: Cell::new(0),
             channel,
             listeners: RefCell::new(Vec::new()),
-            channel_handler: RefCell::new(None),
-            lock_callback: RefCell::new(None),
-            lock_abort: web_sys::AbortController::new().ok(),
-            lock_release: RefCell::new(None),
-            on_versionchange: RefCell::new(None),
+            channel_guard: RefCell::new(None),
+            lock: RefCell::new(None),
+            lock_release: Rc::default(),
+            db_guard: RefCell::new(None),
         });
         let client = Self { inner };
         client.install_handlers();
@@ -288,7 +266,10 @@ impl Client {
         self.inner
             .db
             .set_onversionchange(Some(on_vc.as_ref().unchecked_ref()));
-        *self.inner.on_versionchange.borrow_mut() = Some(on_vc);
+        *self.inner.db_guard.borrow_mut() = Some(DbGuard {
+            db: self.inner.db.clone(),
+            _handler: on_vc,
+        });
 
         if let Some(ch) = &self.inner.channel {
             let w = weak.clone();
@@ -305,9 +286,6 @@ impl Client {
                         inner.urgent.notify();
                     }
                     Some("status") if !inner.leader.get() => {
-                        if Reflect::get(&data, &"fatal".into()).is_ok_and(|f| f.is_truthy()) {
-                            inner.rejected_seen.set(inner.rejected_seen.get() + 1);
-                        }
                         if let Some(f) = &*inner.on_status.borrow() {
                             let _ = f.call1(&JsValue::NULL, &data);
                         }
@@ -317,7 +295,10 @@ impl Client {
                 }
             });
             ch.set_onmessage(Some(handler.as_ref().unchecked_ref()));
-            *self.inner.channel_handler.borrow_mut() = Some(handler);
+            *self.inner.channel_guard.borrow_mut() = Some(ChannelGuard {
+                channel: ch.clone(),
+                _handler: handler,
+            });
         }
 
         // Page hidden (tab switch, navigation, app backgrounded): deliver what is there now.
@@ -344,12 +325,10 @@ impl Client {
                     }
                 }
             });
-            let _ =
-                target.add_event_listener_with_callback(event, handler.as_ref().unchecked_ref());
             self.inner
                 .listeners
                 .borrow_mut()
-                .push((target, event, handler));
+                .push(ListenerGuard::new(target, event, handler));
         }
     }
 
@@ -377,14 +356,24 @@ impl Client {
         let lock_name = format!("s2s-wasm:uploader:{}", self.inner.name);
         let options = Object::new();
         let _ = Reflect::set(&options, &"mode".into(), &"exclusive".into());
-        // close() aborts a request still waiting behind another tab, so the callback (owned by
-        // this client) is never called after the client is gone.
-        if let Some(abort) = &self.inner.lock_abort {
+        // Dropping the guard (close() or the client dropped) aborts a request still waiting behind
+        // another tab, so the callback (owned by the guard) is never called after it is gone.
+        let abort = web_sys::AbortController::new().ok();
+        if let Some(abort) = &abort {
             let _ = Reflect::set(&options, &"signal".into(), &abort.signal());
         }
-        // The request resolves when the lock is released (close) or fails (rejected on close).
-        let _ = locks.request_with_options(&lock_name, &options, callback.as_ref().unchecked_ref());
-        *self.inner.lock_callback.borrow_mut() = Some(callback);
+        // The request's promise settles when the lock is released, or rejects with AbortError
+        // when the request is withdrawn: expected, so handled here (no unhandled rejection).
+        let settled =
+            locks.request_with_options(&lock_name, &options, callback.as_ref().unchecked_ref());
+        wasm_bindgen_futures::spawn_local(async move {
+            let _ = wasm_bindgen_futures::JsFuture::from(settled).await;
+        });
+        *self.inner.lock.borrow_mut() = Some(LockGuard {
+            abort,
+            _callback: callback,
+            release: self.inner.lock_release.clone(),
+        });
     }
 
     /// Starts a transaction over `stores` and the outbox. Call [`Client::committed`] after a
@@ -435,13 +424,20 @@ impl Client {
         }
     }
 
-    /// Resolves once every row that was in the outbox when it was called has been delivered.
-    /// Fails with `Timeout` after `timeout_ms`, or with `Rejected` when rows were set aside.
-    pub async fn flush(&self, timeout_ms: f64) -> Result<(), Error> {
+    /// Resolves once every row that was in the outbox when it was called has left it: delivered
+    /// or set aside. Returns the `seq`s of those rows that were set aside (in [`REJECTED_STORE`]:
+    /// by the bridge's rejection or the client's own refusal), empty when all were delivered.
+    /// Fails with `Timeout` after `timeout_ms`, `Closed` when the client closes meanwhile.
+    ///
+    /// [`REJECTED_STORE`]: crate::api::schema::REJECTED_STORE
+    pub async fn flush(&self, timeout_ms: f64) -> Result<Vec<u64>, Error> {
         let Some(target) = outbox::last_seq(&self.inner.db).await? else {
-            return Ok(());
+            return Ok(Vec::new());
         };
-        let rejected_before = self.inner.rejected_seen.get();
+        let head = outbox::peek(&self.inner.db, 1)
+            .await?
+            .first()
+            .map_or(target, |r| r.seq);
         let deadline = js_sys::Date::now() + timeout_ms;
         if self.inner.leader.get() {
             self.inner.wake.notify();
@@ -454,14 +450,7 @@ impl Client {
                 return Err(Error::Closed);
             }
             if !outbox::has_rows_upto(&self.inner.db, target).await? {
-                if self.inner.rejected_seen.get() != rejected_before {
-                    return Err(Error::Rejected {
-                        reason: "SET_ASIDE",
-                        message: "some records were rejected and set aside (see status events)"
-                            .into(),
-                    });
-                }
-                return Ok(());
+                return outbox::set_aside_between(&self.inner.db, head, target).await;
             }
             let left = deadline - js_sys::Date::now();
             if left <= 0.0 {
@@ -507,6 +496,12 @@ impl Client {
         self.inner.leader.get()
     }
 
+    /// Whether the client is closed ([`Client::close`], or another connection upgraded the
+    /// database).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.get()
+    }
+
     /// The underlying database (read access for the app: `get`, `getAll`, indexes).
     pub fn database(&self) -> &IdbDatabase {
         &self.inner.db
@@ -521,20 +516,10 @@ impl Client {
         }
         inner.urgent.notify();
         inner.wake.notify();
-        if let Some(abort) = &inner.lock_abort {
-            abort.abort();
-        }
-        for (target, event, handler) in inner.listeners.borrow_mut().drain(..) {
-            let _ =
-                target.remove_event_listener_with_callback(event, handler.as_ref().unchecked_ref());
-        }
-        if let Some(ch) = &inner.channel {
-            ch.set_onmessage(None);
-            ch.close();
-        }
-        inner.channel_handler.borrow_mut().take();
-        inner.db.set_onversionchange(None);
-        inner.on_versionchange.borrow_mut().take();
+        inner.lock.borrow_mut().take();
+        inner.listeners.borrow_mut().clear();
+        inner.channel_guard.borrow_mut().take();
+        inner.db_guard.borrow_mut().take();
         inner.db.close();
     }
 }

@@ -34,30 +34,44 @@ fn request_error(req: &IdbRequest) -> Error {
     }
 }
 
-/// A promise that resolves when `tx` commits and rejects when it aborts. Create it right after
-/// the transaction, before any request can fail.
+/// A promise that settles when `tx` finishes: it *resolves* with the `complete` or `abort` event
+/// (never rejects, so a transaction that aborts before anyone awaits it leaves no unhandled
+/// rejection on the page). Create it right after the transaction, before any request can fail.
 pub(crate) fn completion(tx: &IdbTransaction) -> Promise {
-    Promise::new(&mut |resolve, reject| {
+    Promise::new(&mut |resolve, _reject| {
         tx.set_oncomplete(Some(&resolve));
-        tx.set_onabort(Some(&reject));
+        tx.set_onabort(Some(&resolve));
     })
 }
 
-/// Awaits a completion promise from [`completion`].
+/// Awaits a completion promise from [`completion`]: `Ok` when the transaction committed.
 pub(crate) async fn finished(tx: &IdbTransaction, done: Promise) -> Result<(), Error> {
-    match JsFuture::from(done).await {
-        Ok(_) => Ok(()),
-        Err(_) => Err(Error::Aborted(match tx.error() {
-            Some(e) => format!("{}: {}", e.name(), e.message()),
-            None => "aborted by the application".into(),
-        })),
+    let event = JsFuture::from(done).await.unwrap_or(JsValue::UNDEFINED);
+    let kind = js_sys::Reflect::get(&event, &"type".into())
+        .ok()
+        .and_then(|t| t.as_string());
+    if kind.as_deref() == Some("complete") {
+        return Ok(());
     }
+    Err(Error::Aborted(match tx.error() {
+        Some(e) => format!("{}: {}", e.name(), e.message()),
+        None => "aborted by the application".into(),
+    }))
 }
 
 /// The `indexedDB` factory of this window or worker.
+///
+/// When `instrument()` patched IndexedDB's prototypes, the shim leaves the unpatched factory
+/// methods in `globalThis.__s2sRawIndexedDB`: the client's own connections use those, so they see
+/// the real versions and stores and their writes are never captured twice.
 pub(crate) fn factory() -> Result<IdbFactory, Error> {
-    let value =
-        js_sys::Reflect::get(&js_sys::global(), &"indexedDB".into()).map_err(|e| Error::js(&e))?;
+    let global = js_sys::global();
+    if let Ok(raw) = js_sys::Reflect::get(&global, &"__s2sRawIndexedDB".into())
+        && raw.is_object()
+    {
+        return Ok(raw.unchecked_into());
+    }
+    let value = js_sys::Reflect::get(&global, &"indexedDB".into()).map_err(|e| Error::js(&e))?;
     if value.is_undefined() || value.is_null() {
         return Err(Error::Js(
             "IndexedDB is not available in this context".into(),
@@ -113,7 +127,24 @@ pub(crate) async fn open(
         }
         return Err(e);
     }
-    Ok(result?.unchecked_into())
+    let db: IdbDatabase = result?.unchecked_into();
+    // Until its owner installs its own handler (the client does after reading its id), the new
+    // connection must not block another one's upgrade: it closes on `versionchange`.
+    let db_in = db.clone();
+    let close: JsValue = Closure::<dyn FnMut(JsValue)>::once_into_js(move |_event: JsValue| {
+        db_in.close();
+        let _ = js_sys::Reflect::set(&db_in, &CLOSED_MARK.into(), &JsValue::TRUE);
+    });
+    db.set_onversionchange(Some(close.unchecked_ref::<js_sys::Function>()));
+    Ok(db)
+}
+
+const CLOSED_MARK: &str = "__s2sClosedByVersionChange";
+
+/// Whether a connection from [`open`] was closed because another one upgraded the database
+/// (before its owner installed its own handler).
+pub(crate) fn closed_by_versionchange(db: &IdbDatabase) -> bool {
+    js_sys::Reflect::get(db, &CLOSED_MARK.into()).is_ok_and(|v| v.is_truthy())
 }
 
 /// A JS array of store names, for `IDBDatabase.transaction`.

@@ -375,7 +375,15 @@ impl WriteTx {
         let mut settle = None;
         let promise = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
         let (resolve, reject) = settle.expect("Promise::new runs its executor synchronously");
-        req.set_onerror(Some(&reject));
+        // A failed request rejects with an `Error` named after the DOMException (`ConstraintError`,
+        // ...) carrying its message, with the DOMException as `cause`; not with the raw `Event`.
+        let req_err = req.clone();
+        let reject_err = reject.clone();
+        let on_error = Closure::<dyn FnMut(Event)>::new(move |_event: Event| {
+            let _ = reject_err.call1(&JsValue::NULL, &request_error_value(&req_err, op.as_str()));
+        });
+        req.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        self.inner.handlers.borrow_mut().push(on_error);
 
         let inner = Rc::downgrade(&self.inner);
         let req_in = req.clone();
@@ -446,6 +454,23 @@ impl Drop for WriteTx {
     }
 }
 
+/// The JS `Error` a failed write rejects with: `name` is the DOMException's name, the message
+/// says which operation failed and why, `cause` is the DOMException itself.
+pub(crate) fn request_error_value(req: &web_sys::IdbRequest, op: &str) -> JsValue {
+    let (name, message, cause) = match req.error() {
+        Ok(Some(e)) => (e.name(), e.message(), JsValue::from(e)),
+        _ => (
+            "UnknownError".to_owned(),
+            "request failed".to_owned(),
+            JsValue::UNDEFINED,
+        ),
+    };
+    let err = js_sys::Error::new(&format!("{op} failed: {name}: {message}"));
+    err.set_name(&name);
+    let _ = Reflect::set(&err, &"cause".into(), &cause);
+    err.into()
+}
+
 /// Reads up to `limit` rows from the head of the outbox (oldest first).
 pub async fn peek(db: &IdbDatabase, limit: u32) -> Result<Vec<OutboxRow>, Error> {
     peek_after(db, 0, limit).await
@@ -502,6 +527,27 @@ pub async fn has_rows_upto(db: &IdbDatabase, upto: u64) -> Result<bool, Error> {
     let range = IdbKeyRange::upper_bound(&(upto as f64).into()).map_err(|e| Error::idb(&e))?;
     let n = idb::request(&os.count_with_key(&range).map_err(|e| Error::idb(&e))?).await?;
     Ok(n.as_f64().unwrap_or(0.0) > 0.0)
+}
+
+/// The `seq`s in `from..=to` that are in [`REJECTED_STORE`] (set aside).
+pub async fn set_aside_between(db: &IdbDatabase, from: u64, to: u64) -> Result<Vec<u64>, Error> {
+    let tx = db
+        .transaction_with_str(REJECTED_STORE)
+        .map_err(|e| Error::idb(&e))?;
+    let os = tx
+        .object_store(REJECTED_STORE)
+        .map_err(|e| Error::idb(&e))?;
+    let range = IdbKeyRange::bound(&(from as f64).into(), &(to as f64).into())
+        .map_err(|e| Error::idb(&e))?;
+    let req = os
+        .get_all_keys_with_key(&range)
+        .map_err(|e| Error::idb(&e))?;
+    let keys: js_sys::Array = idb::request(&req).await?.unchecked_into();
+    Ok(keys
+        .iter()
+        .filter_map(|k| k.as_f64())
+        .map(|k| k as u64)
+        .collect())
 }
 
 /// Highest `seq` currently in the outbox, if any.

@@ -28,18 +28,50 @@ impl Signal {
         }
     }
 
-    /// Waits for `notify` or `timeout_ms`; returns whether it was notified.
+    /// Waits for `notify` or `timeout_ms`; returns whether it was notified. However it ends
+    /// (notified, timed out, or the future dropped), its timer is cleared and its waiter removed.
     pub async fn wait(&self, timeout_ms: f64) -> bool {
         if self.pending.replace(false) {
             return true;
         }
+        let mut registered = None;
         let promise = Promise::new(&mut |resolve, _reject| {
-            sys::set_timeout(&resolve, timeout_ms.max(0.0));
-            self.waiters.borrow_mut().push(resolve);
+            let timer = sys::set_timeout(&resolve, timeout_ms.max(0.0));
+            self.waiters.borrow_mut().push(resolve.clone());
+            registered = Some((timer, resolve));
+        });
+        let guard = registered.map(|(timer, waiter)| WaitGuard {
+            signal: self,
+            timer,
+            waiter,
         });
         let woken = JsFuture::from(promise).await.is_ok_and(|v| v.is_truthy());
+        drop(guard);
         self.pending.set(false);
         woken
+    }
+
+    /// Waiters currently registered (for tests).
+    pub fn waiting(&self) -> usize {
+        self.waiters.borrow().len()
+    }
+}
+
+/// Clears a wait's timer and removes its waiter when the wait ends or is dropped.
+struct WaitGuard<'a> {
+    signal: &'a Signal,
+    timer: JsValue,
+    waiter: Function,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        sys::clear_timeout(&self.timer);
+        let waiter: &JsValue = self.waiter.as_ref();
+        self.signal
+            .waiters
+            .borrow_mut()
+            .retain(|w| !js_sys::Object::is(w.as_ref(), waiter));
     }
 }
 

@@ -18,18 +18,41 @@
 //!   (kept, reported, no longer blocking the queue). `BAD_CRC` is re-encoded and sent once more
 //!   first.
 
-use std::rc::Weak;
+use std::rc::{Rc, Weak};
+
+use web_sys::IdbDatabase;
 
 use crate::api::backoff::Backoff;
-use crate::api::client::{Inner, Status};
 use crate::api::codec::FlowFile;
 use crate::api::error::Error;
+use crate::api::mapping::Mapper;
 use crate::api::outbox::{self, OutboxRow};
 use crate::api::protocol::{self, AckStatus, Limits};
+use crate::api::signal::Signal;
 use crate::api::signal::sleep;
+use crate::api::status::{Config, Status};
 use crate::api::transport::Connection;
 
 const CONNECT_TIMEOUT_MS: f64 = 10_000.0;
+
+/// What the uploader needs from its client, and nothing more (the client implements it; the
+/// uploader holds it weakly, so dropping or closing the client ends the loop).
+pub(crate) trait Host {
+    /// The database whose outbox is uploaded.
+    fn db(&self) -> &IdbDatabase;
+    /// Rows → FlowFiles.
+    fn mapper(&self) -> &Mapper;
+    /// Batch sizes, timeouts, backoff, the bridge's URL and token.
+    fn config(&self) -> &Config;
+    /// Whether the client was closed (the loop then ends).
+    fn is_closed(&self) -> bool;
+    /// New rows to upload.
+    fn wake(&self) -> Rc<Signal>;
+    /// Skip the backoff now.
+    fn urgent(&self) -> Rc<Signal>;
+    /// Reports progress and errors.
+    fn emit(&self, status: Status);
+}
 
 /// What one step achieved.
 enum Round {
@@ -80,10 +103,13 @@ impl Pipeline {
     }
 }
 
-pub(crate) async fn run(weak: Weak<Inner>) {
+pub(crate) async fn run<H: Host>(weak: Weak<H>) {
     let Some(first) = weak.upgrade() else { return };
-    let mut backoff = Backoff::new(first.config.backoff_base_ms, first.config.backoff_cap_ms);
-    let max_records = first.config.batch_records.max(1);
+    let mut backoff = Backoff::new(
+        first.config().backoff_base_ms,
+        first.config().backoff_cap_ms,
+    );
+    let max_records = first.config().batch_records.max(1);
     let mut p = Pipeline {
         conn: None,
         in_flight: std::collections::VecDeque::new(),
@@ -91,7 +117,7 @@ pub(crate) async fn run(weak: Weak<Inner>) {
         settle: None,
         size: max_records,
         max_records,
-        max_in_flight: first.config.max_in_flight.max(1) as usize,
+        max_in_flight: first.config().max_in_flight.max(1) as usize,
         next_id: 1,
         total: 0,
         crc_retried: false,
@@ -101,20 +127,17 @@ pub(crate) async fn run(weak: Weak<Inner>) {
 
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        if inner.closed.get() {
+        if inner.is_closed() {
             return;
         }
-        match step(&inner, &mut p).await {
+        match step(&*inner, &mut p).await {
             Round::Progress => {}
             Round::Idle => {
-                let poll = inner.config.idle_poll_ms;
-                // Do not keep the Rc across the wait: close() must be able to drop the client.
-                let wake = std::rc::Rc::downgrade(&inner);
+                let poll = inner.config().idle_poll_ms;
+                // Keep only the signal across the wait: the client can be dropped meanwhile.
+                let wake = inner.wake();
                 drop(inner);
-                if let Some(i) = wake.upgrade() {
-                    let fut = i.wake.wait(poll);
-                    fut.await;
-                }
+                wake.wait(poll).await;
             }
             Round::Shrink(s) => {
                 p.restart(false);
@@ -135,8 +158,9 @@ pub(crate) async fn run(weak: Weak<Inner>) {
                 if floor_ms > 0.0 {
                     sleep(floor_ms).await;
                 }
-                if let Some(i) = weak.upgrade() {
-                    i.urgent.wait((delay - floor_ms).max(0.0)).await;
+                let urgent = weak.upgrade().map(|i| i.urgent());
+                if let Some(urgent) = urgent {
+                    urgent.wait((delay - floor_ms).max(0.0)).await;
                 }
                 continue;
             }
@@ -155,7 +179,7 @@ fn retry(error: Error) -> Round {
 }
 
 /// One step: fill the pipeline, else wait for one ack and act on it.
-async fn step(inner: &Inner, p: &mut Pipeline) -> Round {
+async fn step(inner: &impl Host, p: &mut Pipeline) -> Round {
     if p.settle.is_none() {
         if let Some(c) = &p.conn {
             // The bridge closes idle connections quietly (`PROTOCOL.md` §6): replace it.
@@ -188,7 +212,7 @@ async fn step(inner: &Inner, p: &mut Pipeline) -> Round {
             "no connection with batches in flight".into(),
         ));
     };
-    let ack = match c.next_ack(inner.config.ack_timeout_ms).await {
+    let ack = match c.next_ack(inner.config().ack_timeout_ms).await {
         Ok(ack) => ack,
         Err(e) => return retry(e),
     };
@@ -219,7 +243,7 @@ async fn step(inner: &Inner, p: &mut Pipeline) -> Round {
 }
 
 /// Reads, maps, frames and sends the next batch after `p.cursor`. `Ok(false)`: nothing to send.
-async fn send_next(inner: &Inner, p: &mut Pipeline) -> Result<bool, Round> {
+async fn send_next(inner: &impl Host, p: &mut Pipeline) -> Result<bool, Round> {
     let limits = p
         .conn
         .as_ref()
@@ -228,7 +252,7 @@ async fn send_next(inner: &Inner, p: &mut Pipeline) -> Result<bool, Round> {
         .size
         .min(u32::try_from(limits.max_records).unwrap_or(u32::MAX))
         .max(1);
-    let rows = outbox::peek_after(&inner.db, p.cursor, want)
+    let rows = outbox::peek_after(inner.db(), p.cursor, want)
         .await
         .map_err(retry)?;
     if rows.is_empty() {
@@ -239,7 +263,7 @@ async fn send_next(inner: &Inner, p: &mut Pipeline) -> Result<bool, Round> {
     let mut flowfiles: Vec<FlowFile> = Vec::with_capacity(rows.len());
     let mut bytes = protocol::BATCH_HEADER_LEN;
     for row in &rows {
-        let ff = match inner.mapper.flowfile(row).await {
+        let ff = match inner.mapper().flowfile(row).await {
             Ok(ff) => ff,
             Err(e) if flowfiles.is_empty() => {
                 set_aside(inner, &rows[..1], e).await?;
@@ -259,8 +283,8 @@ async fn send_next(inner: &Inner, p: &mut Pipeline) -> Result<bool, Round> {
     rows.truncate(flowfiles.len());
 
     if p.conn.is_none() {
-        let url = inner.config.bridge_url.clone().unwrap_or_default();
-        let c = Connection::connect(&url, inner.config.token.as_deref(), CONNECT_TIMEOUT_MS)
+        let url = inner.config().bridge_url.clone().unwrap_or_default();
+        let c = Connection::connect(&url, inner.config().token.as_deref(), CONNECT_TIMEOUT_MS)
             .await
             .map_err(retry)?;
         p.conn = Some(c);
@@ -292,7 +316,7 @@ async fn send_next(inner: &Inner, p: &mut Pipeline) -> Result<bool, Round> {
 }
 
 /// Acts on the ack of `batch` (already taken out of the pipeline).
-async fn on_ack(inner: &Inner, p: &mut Pipeline, batch: InFlight, ack: protocol::Ack) -> Round {
+async fn on_ack(inner: &impl Host, p: &mut Pipeline, batch: InFlight, ack: protocol::Ack) -> Round {
     let count = batch.rows.len() as u32;
     let seq = (batch.rows[0].seq, batch.rows[batch.rows.len() - 1].seq);
     match ack.status {
@@ -300,14 +324,14 @@ async fn on_ack(inner: &Inner, p: &mut Pipeline, batch: InFlight, ack: protocol:
             p.crc_retried = false;
             p.committed = true;
             let seqs: Vec<u64> = batch.rows.iter().map(|r| r.seq).collect();
-            if let Err(e) = outbox::remove(&inner.db, &seqs).await {
+            if let Err(e) = outbox::remove(inner.db(), &seqs).await {
                 // Delivered but not deleted: it is sent again later (at-least-once; NiFi drops
                 // the duplicate by idb.client.id + idb.seq).
                 return retry(e);
             }
             p.total += u64::from(count);
             p.size = p.size.saturating_mul(2).min(p.max_records);
-            let depth = outbox::depth(&inner.db).await.unwrap_or(0);
+            let depth = outbox::depth(inner.db()).await.unwrap_or(0);
             inner.emit(Status::Delivered {
                 count,
                 seq,
@@ -344,9 +368,9 @@ async fn on_ack(inner: &Inner, p: &mut Pipeline, batch: InFlight, ack: protocol:
     }
 }
 
-async fn set_aside(inner: &Inner, rows: &[OutboxRow], error: Error) -> Result<(), Round> {
+async fn set_aside(inner: &impl Host, rows: &[OutboxRow], error: Error) -> Result<(), Round> {
     let reason = error.to_string();
-    outbox::set_aside(&inner.db, rows, &reason)
+    outbox::set_aside(inner.db(), rows, &reason)
         .await
         .map_err(retry)?;
     inner.emit(Status::Error {

@@ -1,6 +1,7 @@
 //! Shared helpers; one module per area.
 
 mod outbox;
+mod ownership;
 mod snapshot;
 mod transport;
 

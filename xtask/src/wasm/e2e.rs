@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::{cargo, setup, target_dir};
 use crate::test::{run, workspace_root};
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -22,7 +22,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// The NiFi to test against; missing NiFi fails when CI/S2S_E2E demand it, else skips loudly.
-async fn nifi() -> Result<Option<Nifi>> {
+pub(super) async fn nifi() -> Result<Option<Nifi>> {
     match Nifi::shared().await {
         Ok(n) => Ok(Some(n)),
         Err(e) if e.is_not_available() => {
@@ -35,7 +35,7 @@ async fn nifi() -> Result<Option<Nifi>> {
     }
 }
 
-fn bridge_binary() -> Result<PathBuf> {
+pub(super) fn bridge_binary() -> Result<PathBuf> {
     run(cargo().args(["build", "-p", "s2s-bridge", "--bin", "s2s-bridge"]))?;
     let bin = target_dir().join("debug/s2s-bridge");
     ensure!(
@@ -46,7 +46,7 @@ fn bridge_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

@@ -32,9 +32,15 @@ impl Status {
             bindgen_version,
             chromium: PathBuf::from(CHROMIUM).exists() && PathBuf::from(CHROMEDRIVER).exists(),
             node: output("node", &["--version"]),
-            node_modules: e2e_dir()
-                .join("node_modules/playwright-core/package.json")
-                .exists(),
+            // Every package of e2e/package.json (playwright-core; idb and Dexie for the
+            // instrument() test).
+            node_modules: ["playwright-core", "idb", "dexie"].iter().all(|p| {
+                e2e_dir()
+                    .join("node_modules")
+                    .join(p)
+                    .join("package.json")
+                    .exists()
+            }),
         })
     }
 
@@ -130,7 +136,7 @@ pub(crate) fn setup() -> Result<()> {
         })?;
     }
     if !s.node_modules {
-        step("npm ci (playwright-core)", &mut || {
+        step("npm ci (playwright-core, idb, dexie)", &mut || {
             run(Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund"])
                 .current_dir(e2e_dir()))

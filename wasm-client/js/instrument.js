@@ -1,0 +1,339 @@
+// s2s-wasm zero-code capture: `instrument()` patches IndexedDB's prototypes so that writes made by
+// existing code (plain IndexedDB, `idb`, Dexie, ...) on the databases it is given are captured into
+// the client's outbox in the SAME transaction as the write. See README "Zero-code capture".
+//
+// How (all of it here, in plain JS; the wasm core only reads the outbox, maps rows to FlowFiles
+// and uploads them, on its own IndexedDB connection):
+// * `IDBFactory.open` of an instrumented database: an `upgradeneeded` listener registered before
+//   the app's handler creates the client's stores (`__s2s_outbox`, `__s2s_meta`, `__s2s_rejected`)
+//   in the app's own upgrade transaction. A database that already exists without them is
+//   upgraded once by `instrument()` (version + 1); the app's versions are then translated (it asks
+//   for v, IndexedDB opens v + offset, and `db.version`, `oldVersion`, `newVersion` show the app's
+//   numbers), so the bump is invisible to it.
+// * `IDBDatabase.transaction`: a read-write transaction of the app over watched stores also
+//   covers `__s2s_outbox` (hidden again from `objectStoreNames`, as the client's stores are from
+//   the app's `db.objectStoreNames`).
+// * `IDBObjectStore` `put`/`add`/`delete`/`clear` and `IDBCursor` `update`/`delete`: after the
+//   data request succeeds (a listener registered before the app's), the outbox row is added in
+//   the same transaction, so a failed or aborted write leaves no row. `delete(range)` reads the
+//   range's keys first and records one delete per key.
+// Rows have the client's format `{s: store, k: key, o: op, t: epoch ms, v: value}` and are keyed
+// by the outbox's key generator (`idb.seq`).
+
+const OUTBOX = '__s2s_outbox';
+const META = '__s2s_meta';
+const REJECTED = '__s2s_rejected';
+const INTERNAL = [OUTBOX, META, REJECTED];
+const OFFSET_KEY = 'versionOffset';
+
+/** Per database name: `{ stores: Set | null, offset, onCommit }`. */
+const configs = new Map();
+/** App connections (IDBDatabase) → database name. */
+const appDbs = new WeakMap();
+/** App open requests → database name. */
+const appRequests = new WeakMap();
+/** Transactions whose writes are captured → `{ name, cfg, rows }`. */
+const captured = new WeakMap();
+
+let originals = null;
+
+function isInternal(name) {
+  return typeof name === 'string' && name.startsWith('__s2s_');
+}
+
+function watched(cfg, store) {
+  return !isInternal(store) && (cfg.stores === null || cfg.stores.has(store));
+}
+
+function filteredNames(list) {
+  const names = Array.from(list).filter((n) => !isInternal(n));
+  return Object.assign(names, {
+    item(i) { return names[i] ?? null; },
+    contains(n) { return names.includes(n); },
+  });
+}
+
+function ensureInternalStores(db, tx) {
+  const names = originals.dbStoreNames.call(db);
+  if (!names.contains(OUTBOX)) db.createObjectStore(OUTBOX, { autoIncrement: true });
+  for (const s of [META, REJECTED]) if (!names.contains(s)) db.createObjectStore(s);
+  return tx;
+}
+
+function track(tx, name, cfg) {
+  const info = { name, cfg, rows: 0 };
+  captured.set(tx, info);
+  tx.addEventListener('complete', () => {
+    if (info.rows > 0) cfg.onCommit?.(name, info.rows);
+  });
+  return info;
+}
+
+function inlineKeyValue(store, value, key) {
+  // A generated in-line key is written into IndexedDB's copy only: put it on the captured copy
+  // too (a shallow copy; the app's object is left alone), so the FlowFile carries it.
+  const path = store.keyPath;
+  if (!store.autoIncrement || typeof path !== 'string' || path === '' || path.includes('.')) {
+    return value;
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || value[path] !== undefined) {
+    return value;
+  }
+  if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) {
+    return value;
+  }
+  return { ...value, [path]: key };
+}
+
+/** Adds outbox rows from the data request's success event (before the app's listeners run). */
+function capture(info, tx, req, rowsOf) {
+  req.addEventListener('success', () => {
+    let rows;
+    try {
+      rows = rowsOf(req.result);
+      const outbox = originals.txObjectStore.call(tx, OUTBOX);
+      for (const row of rows) originals.add.call(outbox, row);
+      info.rows += rows.length;
+    } catch (e) {
+      // No outbox row means the write must not commit either.
+      console.error('s2s-wasm: could not capture a write; aborting its transaction', e);
+      try { tx.abort(); } catch { /* already finished */ }
+    }
+  });
+}
+
+function row(store, key, op, value) {
+  return { s: store, k: key, o: op, t: Date.now(), v: value };
+}
+
+function install() {
+  if (originals) return;
+  const F = IDBFactory.prototype;
+  const D = IDBDatabase.prototype;
+  const S = IDBObjectStore.prototype;
+  const C = IDBCursor.prototype;
+  const T = IDBTransaction.prototype;
+  const V = IDBVersionChangeEvent.prototype;
+  const getter = (proto, prop) => Object.getOwnPropertyDescriptor(proto, prop).get;
+  originals = {
+    open: F.open,
+    deleteDatabase: F.deleteDatabase,
+    transaction: D.transaction,
+    dbVersion: getter(D, 'version'),
+    dbStoreNames: getter(D, 'objectStoreNames'),
+    txStoreNames: getter(T, 'objectStoreNames'),
+    txObjectStore: T.objectStore,
+    oldVersion: getter(V, 'oldVersion'),
+    newVersion: getter(V, 'newVersion'),
+    put: S.put,
+    add: S.add,
+    delete: S.delete,
+    clear: S.clear,
+    getAllKeys: S.getAllKeys,
+    cursorUpdate: C.update,
+    cursorDelete: C.delete,
+  };
+  const o = originals;
+
+  // The wasm core opens its own connections with these (no translation, no capture).
+  globalThis.__s2sRawIndexedDB = {
+    open: (name, version) => (version === undefined
+      ? o.open.call(indexedDB, name)
+      : o.open.call(indexedDB, name, version)),
+    deleteDatabase: (name) => o.deleteDatabase.call(indexedDB, name),
+    databases: () => indexedDB.databases(),
+    cmp: (a, b) => indexedDB.cmp(a, b),
+  };
+
+  F.open = function open(name, version) {
+    const cfg = configs.get(String(name));
+    if (!cfg) return version === undefined ? o.open.call(this, name) : o.open.call(this, name, version);
+    const req = version === undefined
+      ? o.open.call(this, name)
+      : o.open.call(this, name, Number(version) + cfg.offset);
+    appRequests.set(req, String(name));
+    req.addEventListener('upgradeneeded', () => {
+      const db = req.result;
+      appDbs.set(db, String(name));
+      ensureInternalStores(db, req.transaction);
+      track(req.transaction, String(name), cfg);
+    });
+    req.addEventListener('success', () => {
+      appDbs.set(req.result, String(name));
+      cfg.onOpen?.(String(name));
+    });
+    return req;
+  };
+
+  F.deleteDatabase = function deleteDatabase(name) {
+    const cfg = configs.get(String(name));
+    if (cfg) cfg.offset = 0;
+    return o.deleteDatabase.call(this, name);
+  };
+
+  D.transaction = function transaction(storeNames, mode, options) {
+    const name = appDbs.get(this);
+    const cfg = name === undefined ? undefined : configs.get(name);
+    if (!cfg || mode !== 'readwrite') return o.transaction.apply(this, arguments);
+    const list = typeof storeNames === 'string' ? [storeNames] : Array.from(storeNames);
+    if (!list.some((s) => watched(cfg, s))) return o.transaction.apply(this, arguments);
+    const tx = o.transaction.call(this, [...list, OUTBOX], mode, options);
+    track(tx, name, cfg);
+    return tx;
+  };
+
+  const defineGetter = (proto, prop, get) => Object.defineProperty(proto, prop, {
+    get, configurable: true, enumerable: true,
+  });
+  defineGetter(D, 'version', function version() {
+    const v = o.dbVersion.call(this);
+    const name = appDbs.get(this);
+    const cfg = name === undefined ? undefined : configs.get(name);
+    return cfg ? v - cfg.offset : v;
+  });
+  defineGetter(D, 'objectStoreNames', function objectStoreNames() {
+    const list = o.dbStoreNames.call(this);
+    return appDbs.has(this) ? filteredNames(list) : list;
+  });
+  defineGetter(T, 'objectStoreNames', function objectStoreNames() {
+    const list = o.txStoreNames.call(this);
+    return captured.has(this) ? filteredNames(list) : list;
+  });
+  const eventOffset = (event) => {
+    const t = event.target;
+    const name = appRequests.get(t) ?? appDbs.get(t);
+    return name === undefined ? 0 : (configs.get(name)?.offset ?? 0);
+  };
+  defineGetter(V, 'oldVersion', function oldVersion() {
+    const v = o.oldVersion.call(this);
+    return v > 0 ? v - eventOffset(this) : v;
+  });
+  defineGetter(V, 'newVersion', function newVersion() {
+    const v = o.newVersion.call(this);
+    return v === null ? v : v - eventOffset(this);
+  });
+
+  const info = (store) => {
+    const i = captured.get(store.transaction);
+    return i && watched(i.cfg, store.name) ? i : undefined;
+  };
+  S.put = function put(value, key) {
+    const req = o.put.apply(this, arguments);
+    const i = info(this);
+    if (i) capture(i, this.transaction, req, (k) => [row(this.name, k, 'put', inlineKeyValue(this, value, k))]);
+    return req;
+  };
+  S.add = function add(value, key) {
+    const req = o.add.apply(this, arguments);
+    const i = info(this);
+    if (i) capture(i, this.transaction, req, (k) => [row(this.name, k, 'add', inlineKeyValue(this, value, k))]);
+    return req;
+  };
+  S.delete = function del(query) {
+    const i = info(this);
+    if (!i) return o.delete.apply(this, arguments);
+    if (query instanceof IDBKeyRange) {
+      // Which keys a range deletes is known only by reading them first (same transaction, so
+      // the result is exactly what the delete removes).
+      const keysReq = o.getAllKeys.call(this, query);
+      const req = o.delete.apply(this, arguments);
+      capture(i, this.transaction, req, () => keysReq.result.map((k) => row(this.name, k, 'delete', undefined)));
+      return req;
+    }
+    const req = o.delete.apply(this, arguments);
+    capture(i, this.transaction, req, () => [row(this.name, query, 'delete', undefined)]);
+    return req;
+  };
+  S.clear = function clear() {
+    const req = o.clear.apply(this, arguments);
+    const i = info(this);
+    if (i) capture(i, this.transaction, req, () => [row(this.name, undefined, 'clear', undefined)]);
+    return req;
+  };
+  const cursorStore = (cursor) => (cursor.source instanceof IDBIndex ? cursor.source.objectStore : cursor.source);
+  C.update = function update(value) {
+    const store = cursorStore(this);
+    const i = info(store);
+    const key = this.primaryKey;
+    const req = o.cursorUpdate.apply(this, arguments);
+    if (i) capture(i, store.transaction, req, () => [row(store.name, key, 'put', value)]);
+    return req;
+  };
+  C.delete = function del() {
+    const store = cursorStore(this);
+    const i = info(store);
+    const key = this.primaryKey;
+    const req = o.cursorDelete.apply(this, arguments);
+    if (i) capture(i, store.transaction, req, () => [row(store.name, key, 'delete', undefined)]);
+    return req;
+  };
+}
+
+function rawRequest(req) {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+/**
+ * Prepares database `name` before the app opens it: a database that exists without the client's
+ * stores gets them by a version bump (remembered as the offset the shim hides from the app).
+ */
+async function prepare(name) {
+  const raw = globalThis.__s2sRawIndexedDB;
+  const list = typeof indexedDB.databases === 'function' ? await indexedDB.databases() : null;
+  if (list && !list.some((d) => d.name === name)) return 0; // created by the app's own upgrade
+  const db = await rawRequest(raw.open(name));
+  const names = originals.dbStoreNames.call(db);
+  const version = originals.dbVersion.call(db);
+  if (names.contains(OUTBOX) && names.contains(META) && names.contains(REJECTED)) {
+    const tx = originals.transaction.call(db, META);
+    const offset = await rawRequest(tx.objectStore(META).get(OFFSET_KEY));
+    db.close();
+    return typeof offset === 'number' ? offset : 0;
+  }
+  db.close();
+  const req = raw.open(name, version + 1);
+  let previous = 0;
+  req.onupgradeneeded = () => {
+    ensureInternalStores(req.result, req.transaction);
+    const meta = req.transaction.objectStore(META);
+    const got = meta.get(OFFSET_KEY);
+    got.onsuccess = () => {
+      previous = typeof got.result === 'number' ? got.result : 0;
+      meta.put(previous + 1, OFFSET_KEY);
+    };
+  };
+  const upgraded = await rawRequest(req);
+  upgraded.close();
+  return previous + 1;
+}
+
+/**
+ * Installs the shim for `databases` (`{ name: { stores?: string[] } }`; no `stores`: every store
+ * of the database). Call and await it before the app opens these databases.
+ * `hooks.onOpen(name)` runs when the app opened one, `hooks.onCommit(name, rows)` after a
+ * transaction committed `rows` outbox rows.
+ */
+export async function installCapture(databases, hooks = {}) {
+  if (typeof indexedDB === 'undefined') throw new Error('IndexedDB is not available here');
+  install();
+  const names = [];
+  for (const [name, spec] of Object.entries(databases)) {
+    if (configs.has(name)) throw new Error(`database ${JSON.stringify(name)} is already instrumented`);
+    const stores = spec?.stores ? new Set(spec.stores) : null;
+    if (stores) {
+      for (const s of stores) {
+        if (isInternal(s)) throw new Error(`store ${JSON.stringify(s)} is internal to the client`);
+      }
+    }
+    const cfg = { stores, offset: 0, onOpen: hooks.onOpen, onCommit: hooks.onCommit };
+    cfg.offset = await prepare(name);
+    configs.set(name, cfg);
+    names.push(name);
+  }
+  return () => { for (const n of names) configs.delete(n); };
+}
+
+export { INTERNAL as INTERNAL_STORES };
