@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod flow;
+mod mirror;
 mod nifi;
 mod prereqs;
 mod publish;
@@ -28,6 +29,10 @@ enum Cmd {
     Nifi(nifi::NifiCmd),
     /// Benchmarks against same-run baselines; writes target/bench/report.md and .json.
     Bench(bench::BenchArgs),
+    /// The browser → NiFi → PostgreSQL mirror end to end: two headless tabs, the mirror flow
+    /// (tests/flows/idb-mirror.json) in the shared NiFi, a real PostgreSQL; the mirror must equal
+    /// the browser's IndexedDB.
+    Mirror(mirror::MirrorArgs),
     /// Build the wasm client package and demo.
     #[command(subcommand)]
     Wasm(wasm::WasmCmd),
@@ -41,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Nifi(cmd) => nifi::run(cmd),
         Cmd::Wasm(cmd) => wasm::run(cmd),
         Cmd::Bench(args) => bench::bench(args),
+        Cmd::Mirror(args) => prereqs::ensure_postgres().and_then(|()| mirror::mirror(args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

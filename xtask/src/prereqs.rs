@@ -9,6 +9,7 @@
 //! | a Java 21+ | the NiFi 2.x lanes of `test` | not installable from Debian 12: fails at once, naming it |
 //! | `python3 -m venv` | the docker-compose.yml check of `test` | `apt-get install python3-venv` |
 //! | wasm-bindgen-cli, chromium + chromium-driver, node + npm, the e2e node packages | `test` (browser tests), `demo` | `cargo xtask wasm setup` ([`crate::wasm`]) |
+//! | PostgreSQL server (`initdb`, `postgres`, `psql`) | `mirror` (and `test` where it runs the mirror) | `apt-get install postgresql` |
 //! | cargo-fuzz | `test` (fuzz targets build) | `cargo install cargo-fuzz` |
 //! | NiFi and Maven artifacts | both | downloaded into `~/.cache/nifi-s2s` by `nifi up` |
 
@@ -126,4 +127,21 @@ pub(crate) fn ensure_python_venv() -> Result<()> {
         return Ok(());
     }
     apt_install(&["python3", "python3-venv"])
+}
+
+/// Debian's PostgreSQL server (`initdb`, `postgres`, `psql`) for the IndexedDB mirror tests
+/// (`nifi_testkit::postgres`); installed when no server binaries are found.
+pub(crate) fn ensure_postgres() -> Result<()> {
+    if nifi_testkit::postgres::bin_dir().is_ok() {
+        return Ok(());
+    }
+    eprintln!("[prereqs] installing postgresql (the mirror tests' database server)");
+    let t = Instant::now();
+    apt_install(&["postgresql"])?;
+    nifi_testkit::postgres::bin_dir().context("postgresql installed, but no initdb found")?;
+    eprintln!(
+        "[prereqs] postgresql ready in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

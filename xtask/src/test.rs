@@ -202,6 +202,7 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
     }
     prereqs::ensure_nifi(&versions)?;
     prereqs::ensure_python_venv()?;
+    prereqs::ensure_postgres()?; // the IndexedDB mirror tests' real PostgreSQL
     if !args.skip_static {
         run(cargo().args(["fmt", "--all", "--check"]))?;
         run(cargo().args([
