@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use crate::metrics::{Metrics, TxLabel};
+use crate::metrics::Metrics;
 use crate::record::{Outcome, Reason, Record};
 use crate::sink::{Delivery, Sink};
 
@@ -122,19 +122,23 @@ pub async fn deliver_with_retry(
             Delivery::Retryable { .. } => "retryable",
             Delivery::Fatal { .. } => "fatal",
         };
-        metrics
-            .transactions
-            .get_or_create(&TxLabel {
-                peer: peer.clone(),
-                outcome,
-            })
-            .inc();
+        metrics.transaction(&peer, outcome);
         match &result {
             Delivery::Committed { .. } => {
-                metrics.records_out.inc_by(records.len() as u64);
+                if let LogNow::Recovered { failures, since } =
+                    failure_log(&peer, Instant::now(), None)
+                {
+                    tracing::info!(
+                        peer,
+                        failures,
+                        "transactions commit again after {failures} failed attempts over {} s",
+                        since.as_secs()
+                    );
+                }
+                metrics.records_out.increment(records.len() as u64);
                 metrics
                     .bytes_out
-                    .inc_by(records.iter().map(Record::len).sum());
+                    .increment(records.iter().map(Record::len).sum());
                 return result;
             }
             Delivery::Fatal { message } => {
@@ -147,7 +151,25 @@ pub async fn deliver_with_retry(
                 retry_after,
             } => {
                 let delay = retry_after.unwrap_or_else(|| backoff.next_delay());
-                tracing::warn!(peer, reason = reason.name(), %message, ?delay, "transaction not committed; will retry");
+                match failure_log(&peer, Instant::now(), Some(message)) {
+                    LogNow::First => tracing::warn!(
+                        peer,
+                        reason = reason.name(),
+                        %message,
+                        ?delay,
+                        "transaction not committed; will retry (further failures are summarised every 30 s)"
+                    ),
+                    LogNow::Summary { failures, window } => tracing::warn!(
+                        peer,
+                        reason = reason.name(),
+                        last = %message,
+                        "{failures} more failures in the last {} s; still retrying",
+                        window.as_secs()
+                    ),
+                    LogNow::Quiet | LogNow::Recovered { .. } => {
+                        tracing::debug!(peer, reason = reason.name(), %message, ?delay, "transaction not committed; will retry");
+                    }
+                }
                 if budget.is_some_and(|b| started.elapsed() + delay > b) {
                     return result;
                 }
@@ -158,6 +180,97 @@ pub async fn deliver_with_retry(
             }
         }
     }
+}
+
+/// How often repeated retryable failures of one peer are summarised in the log.
+pub const LOG_WINDOW: Duration = Duration::from_secs(30);
+
+/// What [`failure_log`] says to log now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogNow {
+    /// The first failure of a streak: log it.
+    First,
+    /// A failure inside the current window: stay quiet.
+    Quiet,
+    /// The window is over: log how many failures it saw (this one included).
+    Summary {
+        /// Failures since the last line.
+        failures: u64,
+        /// How long that was.
+        window: Duration,
+    },
+    /// A success ended a streak.
+    Recovered {
+        /// Failed attempts in the streak.
+        failures: u64,
+        /// Since the streak's first failure.
+        since: Duration,
+    },
+}
+
+/// One peer's failure streak.
+#[derive(Debug)]
+pub(crate) struct Streak {
+    started: Instant,
+    window_started: Instant,
+    in_window: u64,
+    total: u64,
+}
+
+/// Bounded-rate logging of retryable failures (first one, then at most one summary per
+/// [`LOG_WINDOW`]), per peer: while NiFi is down every transaction attempt fails, and the
+/// forwarder's tasks and the spool drain would otherwise log each one.
+pub(crate) fn note(
+    streaks: &mut std::collections::HashMap<String, Streak>,
+    peer: &str,
+    now: Instant,
+    failure: bool,
+) -> LogNow {
+    if !failure {
+        return match streaks.remove(peer) {
+            Some(s) => LogNow::Recovered {
+                failures: s.total,
+                since: now.saturating_duration_since(s.started),
+            },
+            None => LogNow::Quiet,
+        };
+    }
+    let Some(s) = streaks.get_mut(peer) else {
+        streaks.insert(
+            peer.to_owned(),
+            Streak {
+                started: now,
+                window_started: now,
+                in_window: 0,
+                total: 1,
+            },
+        );
+        return LogNow::First;
+    };
+    s.total += 1;
+    s.in_window += 1;
+    let window = now.saturating_duration_since(s.window_started);
+    if window >= LOG_WINDOW {
+        let failures = s.in_window;
+        s.in_window = 0;
+        s.window_started = now;
+        LogNow::Summary { failures, window }
+    } else {
+        LogNow::Quiet
+    }
+}
+
+/// [`note`] on the process-wide streaks (`failure`: the message of a failure, `None`: a commit).
+fn failure_log(peer: &str, now: Instant, failure: Option<&String>) -> LogNow {
+    static STREAKS: std::sync::Mutex<Option<std::collections::HashMap<String, Streak>>> =
+        std::sync::Mutex::new(None);
+    let mut g = STREAKS.lock().unwrap_or_else(|e| e.into_inner());
+    note(
+        g.get_or_insert_with(Default::default),
+        peer,
+        now,
+        failure.is_some(),
+    )
 }
 
 struct Job {
@@ -305,10 +418,46 @@ async fn aggregate(
             for (reply, accepted) in replies {
                 metrics
                     .batch_latency
-                    .observe(accepted.elapsed().as_secs_f64());
+                    .record(accepted.elapsed().as_secs_f64());
                 // The submitter may have gone away (connection closed); nothing to tell then.
                 let _ = reply.send(outcome.clone());
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_failures_are_logged_first_then_summarised_per_window() {
+        let mut m = std::collections::HashMap::new();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(note(&mut m, "a", at(0), true), LogNow::First);
+        // ~12 attempts per second while NiFi is down: quiet inside the window.
+        let mut quiet = 0;
+        for i in 1..360u64 {
+            match note(&mut m, "a", at(i * 83), true) {
+                LogNow::Quiet => quiet += 1,
+                LogNow::Summary { failures, window } => {
+                    assert_eq!(failures, i);
+                    assert!(window >= LOG_WINDOW, "{window:?}");
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(quiet > 300, "{quiet}");
+        // Another peer has its own streak.
+        assert_eq!(note(&mut m, "b", at(40_000), true), LogNow::First);
+        // A commit ends the streak and says so once; the next failure is "first" again.
+        assert!(matches!(
+            note(&mut m, "a", at(41_000), false),
+            LogNow::Recovered { failures, .. } if failures > 300
+        ));
+        assert_eq!(note(&mut m, "a", at(41_001), false), LogNow::Quiet);
+        assert_eq!(note(&mut m, "a", at(42_000), true), LogNow::First);
     }
 }

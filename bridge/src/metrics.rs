@@ -1,45 +1,87 @@
-//! Prometheus metrics (`/metrics`, text format).
+//! Metrics through the [`metrics`] facade, served as Prometheus text on `/metrics`.
+//!
+//! Each [`Bridge`](crate::Bridge) records its own numbers into its own Prometheus recorder
+//! (so several bridges in one process — tests, embedders — do not mix their counts), and its
+//! `/metrics` route also renders the process-wide recorder that carries the `s2s` client's metrics
+//! (per-port and per-peer transactions, FlowFiles, bytes, commit latency, errors by kind, pool and
+//! penalty gauges; see the `s2s::metrics` module of the `nifi-s2s` crate). The first
+//! [`Metrics::new`] in a process installs that global recorder; if the process has already installed
+//! one of its own, the client's metrics go there and `/metrics` shows the bridge's own only.
+//! There is no second listener.
+//!
+//! The bridge's own metrics:
+//!
+//! | name | kind | labels | what |
+//! |---|---|---|---|
+//! | `bridge_records_in_total` | counter | `source` (`ws`, `json`, `listenhttp`) | FlowFiles received |
+//! | `bridge_bytes_in_total` | counter | `source` | content bytes received |
+//! | `bridge_records_out_total` | counter | — | FlowFiles committed by NiFi |
+//! | `bridge_bytes_out_total` | counter | — | content bytes committed by NiFi |
+//! | `bridge_batch_latency_seconds` | histogram | — | from accepting a batch to its acknowledgement (`ack = "nifi"`), or from reading it from the spool to NiFi's commit (`ack = "spool"`) |
+//! | `bridge_spool_bytes` | gauge | — | spooled bytes not yet confirmed by NiFi |
+//! | `bridge_spool_entries` | gauge | — | spooled batches not yet confirmed by NiFi |
+//! | `bridge_s2s_transactions_total` | counter | `peer`, `outcome` (`committed`, `committed_full`, `retryable`, `fatal`) | S2S transactions by sink/peer and outcome |
+//! | `bridge_rejections_total` | counter | `reason` (`PROTOCOL.md` §5 reason names, or HTTP-level ones such as `UNAUTHORIZED`, `FOREIGN_ORIGIN`) | rejected batches, requests and connections |
+//! | `bridge_ws_connections` | gauge | — | open WebSocket connections |
+//!
+//! Histograms are rendered with buckets `0.001 · 2^i` s, `i` = 0‥15 (1 ms to ~33 s), for the
+//! bridge's and the client's histograms alike.
+//!
+//! A sample scrape (trimmed):
+//!
+//! ```text
+//! # HELP bridge_records_in_total FlowFiles received
+//! # TYPE bridge_records_in_total counter
+//! bridge_records_in_total{source="listenhttp"} 1
+//! # TYPE bridge_s2s_transactions_total counter
+//! bridge_s2s_transactions_total{peer="127.0.0.1:8081",outcome="committed"} 1
+//! # TYPE bridge_spool_entries gauge
+//! bridge_spool_entries 0
+//! # TYPE s2s_client_transactions_total counter
+//! s2s_client_transactions_total{direction="send",port="in",transport="raw",peer="127.0.0.1:8081"} 1
+//! ```
+//!
+//! To add a metric: give [`Metrics`] a field registered in [`Metrics::new`] with a description
+//! (or use [`Metrics::counter`] / [`Metrics::gauge`] for labelled ones), and add a row above.
 
-use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::OnceLock;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-/// Label: which ingest path.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SourceLabel {
-    /// `ws`, `json` or `listenhttp`.
-    pub source: &'static str,
+/// Histogram buckets (seconds): 1 ms doubling to ~33 s.
+fn buckets() -> Vec<f64> {
+    (0..16).map(|i| 0.001 * f64::from(1u32 << i)).collect()
 }
 
-/// Label: rejection reason.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
-    /// Reason name (PROTOCOL.md §5), or an HTTP-level reason such as `UNAUTHORIZED`.
-    pub reason: &'static str,
+fn builder() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets(&buckets())
+        .expect("the bucket list is not empty")
 }
 
-/// Label: S2S transaction outcome per peer.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TxLabel {
-    /// Sink / peer name.
-    pub peer: String,
-    /// `committed`, `committed_full`, `retryable`, `fatal`.
-    pub outcome: &'static str,
+/// The process-wide recorder (the `s2s` client's metrics), if this module installed it.
+fn global() -> Option<&'static PrometheusHandle> {
+    static GLOBAL: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    GLOBAL
+        .get_or_init(|| match builder().install_recorder() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::debug!(error = %e, "a metrics recorder is already installed; /metrics shows the bridge's own metrics only");
+                None
+            }
+        })
+        .as_ref()
 }
 
-/// Every metric the bridge exports.
-#[derive(Debug)]
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// Every metric the bridge exports (the table in the [module docs](self)).
 pub struct Metrics {
-    registry: Registry,
-    /// FlowFiles received, by source.
-    pub records_in: Family<SourceLabel, Counter>,
-    /// Content bytes received, by source.
-    pub bytes_in: Family<SourceLabel, Counter>,
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    client: Option<&'static PrometheusHandle>,
     /// FlowFiles committed by NiFi.
     pub records_out: Counter,
     /// Content bytes committed by NiFi.
@@ -47,15 +89,19 @@ pub struct Metrics {
     /// Seconds from accepting a batch to its ack (or from spool read to NiFi commit).
     pub batch_latency: Histogram,
     /// Bytes in the spool not yet confirmed by NiFi.
-    pub spool_bytes: Gauge<i64, AtomicI64>,
+    pub spool_bytes: Gauge,
     /// Entries (batches) in the spool not yet confirmed by NiFi.
-    pub spool_entries: Gauge<i64, AtomicI64>,
-    /// S2S transactions by peer and outcome.
-    pub transactions: Family<TxLabel, Counter>,
-    /// Rejections (of batches, requests or connections) by reason.
-    pub rejections: Family<ReasonLabel, Counter>,
+    pub spool_entries: Gauge,
     /// Open WebSocket connections.
-    pub ws_connections: Gauge<i64, AtomicI64>,
+    pub ws_connections: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("client_metrics", &self.client.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Metrics {
@@ -64,89 +110,126 @@ impl Default for Metrics {
     }
 }
 
+fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
+    Key::from_parts(
+        name,
+        labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, (*v).to_owned()))
+            .collect::<Vec<_>>(),
+    )
+}
+
 impl Metrics {
-    /// Creates and registers all metrics.
+    /// Creates this bridge's recorder and registers its metrics; installs the process-wide
+    /// recorder for the client's metrics if nothing is installed yet.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("bridge");
+        let recorder = builder().build_recorder();
+        let handle = recorder.handle();
+        for (name, help) in [
+            ("bridge_records_in_total", "FlowFiles received"),
+            ("bridge_bytes_in_total", "Content bytes received"),
+            ("bridge_records_out_total", "FlowFiles committed by NiFi"),
+            ("bridge_bytes_out_total", "Content bytes committed by NiFi"),
+            (
+                "bridge_s2s_transactions_total",
+                "S2S transactions by peer and outcome",
+            ),
+            (
+                "bridge_rejections_total",
+                "Rejected batches, requests and connections",
+            ),
+        ] {
+            recorder.describe_counter(KeyName::from(name), None, SharedString::from(help));
+        }
+        for (name, help) in [
+            (
+                "bridge_spool_bytes",
+                "Spooled bytes not yet confirmed by NiFi",
+            ),
+            (
+                "bridge_spool_entries",
+                "Spooled batches not yet confirmed by NiFi",
+            ),
+            ("bridge_ws_connections", "Open WebSocket connections"),
+        ] {
+            recorder.describe_gauge(KeyName::from(name), None, SharedString::from(help));
+        }
+        recorder.describe_histogram(
+            KeyName::from("bridge_batch_latency_seconds"),
+            Some(metrics::Unit::Seconds),
+            SharedString::from("Time from accepting a batch to its acknowledgement"),
+        );
+        let counter = |n| recorder.register_counter(&key(n, &[]), &METADATA);
+        let gauge = |n| recorder.register_gauge(&key(n, &[]), &METADATA);
         let m = Self {
-            records_in: Family::default(),
-            bytes_in: Family::default(),
-            records_out: Counter::<u64, AtomicU64>::default(),
-            bytes_out: Counter::<u64, AtomicU64>::default(),
-            batch_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
-            spool_bytes: Gauge::default(),
-            spool_entries: Gauge::default(),
-            transactions: Family::default(),
-            rejections: Family::default(),
-            ws_connections: Gauge::default(),
-            registry: Registry::default(),
+            records_out: counter("bridge_records_out_total"),
+            bytes_out: counter("bridge_bytes_out_total"),
+            batch_latency: recorder
+                .register_histogram(&key("bridge_batch_latency_seconds", &[]), &METADATA),
+            spool_bytes: gauge("bridge_spool_bytes"),
+            spool_entries: gauge("bridge_spool_entries"),
+            ws_connections: gauge("bridge_ws_connections"),
+            client: global(),
+            handle,
+            recorder,
         };
-        registry.register("records_in", "FlowFiles received", m.records_in.clone());
-        registry.register("bytes_in", "Content bytes received", m.bytes_in.clone());
-        registry.register(
-            "records_out",
-            "FlowFiles committed by NiFi",
-            m.records_out.clone(),
-        );
-        registry.register(
-            "bytes_out",
-            "Content bytes committed by NiFi",
-            m.bytes_out.clone(),
-        );
-        registry.register(
-            "batch_latency_seconds",
-            "Time from accepting a batch to its acknowledgement",
-            m.batch_latency.clone(),
-        );
-        registry.register(
-            "spool_bytes",
-            "Spooled bytes not yet confirmed by NiFi",
-            m.spool_bytes.clone(),
-        );
-        registry.register(
-            "spool_entries",
-            "Spooled batches not yet confirmed by NiFi",
-            m.spool_entries.clone(),
-        );
-        registry.register(
-            "s2s_transactions",
-            "S2S transactions by peer and outcome",
-            m.transactions.clone(),
-        );
-        registry.register(
-            "rejections",
-            "Rejected batches, requests and connections",
-            m.rejections.clone(),
-        );
-        registry.register(
-            "ws_connections",
-            "Open WebSocket connections",
-            m.ws_connections.clone(),
-        );
-        Self { registry, ..m }
+        m.spool_bytes.set(0.0);
+        m.spool_entries.set(0.0);
+        m
+    }
+
+    /// A labelled counter of this bridge (registered on first use).
+    pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        self.recorder
+            .register_counter(&key(name, labels), &METADATA)
+    }
+
+    /// A labelled gauge of this bridge (registered on first use).
+    pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
+        self.recorder.register_gauge(&key(name, labels), &METADATA)
+    }
+
+    /// Counts one S2S transaction of `peer` with its `outcome`.
+    pub fn transaction(&self, peer: &str, outcome: &'static str) {
+        self.counter(
+            "bridge_s2s_transactions_total",
+            &[("peer", peer), ("outcome", outcome)],
+        )
+        .increment(1);
     }
 
     /// Counts one rejection.
     pub fn reject(&self, reason: &'static str) {
-        self.rejections.get_or_create(&ReasonLabel { reason }).inc();
+        self.counter("bridge_rejections_total", &[("reason", reason)])
+            .increment(1);
     }
 
     /// Counts received records.
     pub fn received(&self, source: &'static str, records: &[crate::record::Record]) {
-        let l = SourceLabel { source };
-        self.records_in
-            .get_or_create(&l)
-            .inc_by(records.len() as u64);
-        self.bytes_in
-            .get_or_create(&l)
-            .inc_by(records.iter().map(crate::record::Record::len).sum());
+        let l = [("source", source)];
+        self.counter("bridge_records_in_total", &l)
+            .increment(records.len() as u64);
+        self.counter("bridge_bytes_in_total", &l)
+            .increment(records.iter().map(crate::record::Record::len).sum());
     }
 
-    /// Renders the Prometheus text format.
+    /// Drains histogram samples nobody scraped yet (bounds their memory); the bridge calls it
+    /// every few seconds.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+        if let Some(c) = self.client {
+            c.run_upkeep();
+        }
+    }
+
+    /// Renders the Prometheus text format (version 0.0.4): this bridge's metrics, then the
+    /// process-wide ones (the client's).
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let mut out = self.handle.render();
+        if let Some(c) = self.client {
+            out.push_str(&c.render());
+        }
         out
     }
 }

@@ -122,7 +122,7 @@ pub fn start_drain(
             }
             metrics
                 .batch_latency
-                .observe(started.elapsed().as_secs_f64());
+                .record(started.elapsed().as_secs_f64());
             backoff.reset();
             while let Err(e) = spool.confirm(&batch).await {
                 tracing::error!(error = %e, "spool confirm failed; retrying");

@@ -101,6 +101,20 @@ impl Bridge {
                 Err(e) => return Err(crate::Error::Spool(format!("{}: {e}", stage_dir.display()))),
             }
         }
+        {
+            // Histogram samples are kept until a scrape drains them; bound them between scrapes.
+            let metrics = metrics.clone();
+            let stop = stop.clone();
+            tracker.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => metrics.run_upkeep(),
+                        () = stop.cancelled() => return,
+                    }
+                }
+            });
+        }
         let state = AppState {
             stage_dir,
             auth: Arc::new(Auth::new(&cfg.tokens)?),
@@ -263,7 +277,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "text/plain; version=0.0.4; charset=utf-8",
         )],
         st.metrics.render(),
     )
@@ -285,6 +299,15 @@ async fn cors(State(st): State<AppState>, req: Request, next: Next) -> Response 
     if !allowed {
         st.metrics.reject("FOREIGN_ORIGIN");
         tracing::warn!(origin = ?origin, path = %req.uri().path(), "rejected: origin not allowed");
+        if req.headers().contains_key(header::SEC_WEBSOCKET_KEY) {
+            // A browser shows a refused handshake only as close code 1006: let the WebSocket
+            // handler accept it and close with 4003 and the reason (PROTOCOL.md §7).
+            let mut req = req;
+            let origin = origin.to_str().unwrap_or("?").to_owned();
+            req.extensions_mut()
+                .insert(crate::ingest::ws::ForeignOrigin(origin));
+            return next.run(req).await;
+        }
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
     let preflight = req.method() == Method::OPTIONS

@@ -246,6 +246,32 @@ async fn spool_fills_while_port_is_stopped_and_drains_when_it_starts() {
         .expect("drained into NiFi");
     let got = by_id(port.queued_flowfiles().await.expect("list"));
     assert_eq!(got.len(), 20);
+    // The s2s client's own metrics (process-wide recorder) come with the bridge's on /metrics.
+    let port_label = format!("port=\"{}\"", port.name());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = reqwest::get(bridge.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let sum = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&port_label))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        if sum("s2s_client_flowfiles_total") == 20.0
+            && sum("s2s_client_transactions_total") >= 1.0
+            && metrics.contains("bridge_records_out_total 20\n")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{port_label}:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     bridge.shutdown().await;
     port.delete().await.expect("delete");
 }

@@ -22,13 +22,36 @@ use crate::server::AppState;
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Set by the origin check on a WebSocket handshake from an origin not allowed: the upgrade is
+/// accepted only to close at once with [`FORBIDDEN_ORIGIN`] and a reason the page can read.
+#[derive(Clone, Debug)]
+pub(crate) struct ForeignOrigin(pub(crate) String);
+
+/// Close code for a handshake from an origin not allowed (PROTOCOL.md §7).
+pub(crate) const FORBIDDEN_ORIGIN: u16 = 4003;
+
 pub(crate) async fn upgrade(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    foreign: Option<axum::Extension<ForeignOrigin>>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if let Some(axum::Extension(ForeignOrigin(origin))) = foreign {
+        let mut reason = format!("origin {origin} not allowed (bridge --allowed-origin)");
+        // A close reason is at most 123 bytes.
+        while reason.len() > 123 {
+            reason.pop();
+        }
+        return ws.on_upgrade(move |mut socket| async move {
+            let frame = CloseFrame {
+                code: FORBIDDEN_ORIGIN,
+                reason: reason.into(),
+            };
+            let _ = socket.send(Message::Close(Some(frame))).await;
+        });
+    }
     let Ok(slot) = st.ws_slots.clone().try_acquire_owned() else {
         super::rejected(
             &st,
@@ -55,7 +78,7 @@ pub(crate) async fn upgrade(
         .max_frame_size(st.cfg.limits.max_message_bytes);
     let negotiated = ws.selected_protocol().is_some();
     ws.on_upgrade(move |socket| async move {
-        st.metrics.ws_connections.inc();
+        st.metrics.ws_connections.increment(1.0);
         Conn {
             st: st.clone(),
             socket,
@@ -64,7 +87,7 @@ pub(crate) async fn upgrade(
         }
         .run(negotiated, token)
         .await;
-        st.metrics.ws_connections.dec();
+        st.metrics.ws_connections.decrement(1.0);
     })
 }
 
