@@ -1,5 +1,5 @@
 //! Spool write cost: the bridge's segment log vs an embedded store (redb), both made durable
-//! before the ack (fsync / `Durability::Immediate`). Run: `cargo bench -p s2s-bridge --bench spool`.
+//! before the ack (fsync / `Durability::Immediate`). Run: `cargo bench -p nifi-s2s-bridge --bench spool`.
 //! The numbers and the choice they support are in `bridge/README.md`.
 
 use std::sync::Arc;

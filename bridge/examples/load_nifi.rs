@@ -1,7 +1,7 @@
 //! Load through the bridge into the shared real NiFi: C WebSocket clients each send B batches of
 //! R records of S bytes (ack = nifi), and the run prints acked records/s and MB/s.
 //!
-//! `cargo run --release -p s2s-bridge --example load_nifi -- [clients] [batches] [records] [size]`
+//! `cargo run --release -p nifi-s2s-bridge --example load_nifi -- [clients] [batches] [records] [size]`
 //! (defaults 10 20 20 1024). Needs `cargo xtask nifi up` (or `NIFI_URL`). Keep the total under
 //! 10,000 records: NiFi's default connection back-pressure threshold; past it every client just
 //! receives retry-after acks until the queue is drained (which is the point of back-pressure).

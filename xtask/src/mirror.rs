@@ -111,7 +111,7 @@ pub(crate) fn mirror(args: MirrorArgs) -> Result<()> {
         Some(w) => w,
         None => crate::wasm::build_into(true, &target_dir().join("wasm-mirror-www"))?,
     };
-    run(cargo().args(["build", "-p", "s2s-bridge", "--bin", "s2s-bridge"]))?;
+    run(cargo().args(["build", "-p", "nifi-s2s-bridge", "--bin", "s2s-bridge"]))?;
     let bridge = target_dir().join("debug/s2s-bridge");
     let flow = rt.block_on(deploy_mirror(&nifi, &pg))?;
     let result = drive_and_compare(&rt, &nifi, &flow, &pg, &www, &bridge, args.ops, args.seed);

@@ -21,11 +21,11 @@ use crate::test::{run, workspace_root};
 
 /// The crates published to crates.io, in dependency order.
 pub(crate) const PUBLISHED: [&str; 5] = [
-    "s2s-proto",
+    "nifi-s2s-proto",
     "nifi-testkit",
-    "s2s",
-    "s2s-bridge-protocol",
-    "s2s-bridge",
+    "nifi-s2s",
+    "nifi-s2s-bridge-protocol",
+    "nifi-s2s-bridge",
 ];
 
 fn cargo() -> Command {
@@ -87,9 +87,9 @@ fn msrv_problems(meta: &serde_json::Value) -> Result<Vec<String>> {
     let rust_version = |p: &serde_json::Value| p["rust_version"].as_str().map(str::to_owned);
     let msrv_text = packages
         .iter()
-        .find(|p| p["name"] == "s2s-proto")
+        .find(|p| p["name"] == "nifi-s2s-proto")
         .and_then(rust_version)
-        .context("s2s-proto states no rust-version")?;
+        .context("nifi-s2s-proto states no rust-version")?;
     let msrv = parse_version(&msrv_text).context("unparsable rust-version")?;
     let mut problems = Vec::new();
     for p in packages {
@@ -307,7 +307,7 @@ mod tests {
         let meta = serde_json::json!({
             "workspace_members": ["a 0.1.0", "b 0.1.0"],
             "packages": [
-                {"id": "a 0.1.0", "name": "s2s-proto", "version": "0.1.0", "rust_version": "1.88"},
+                {"id": "a 0.1.0", "name": "nifi-s2s-proto", "version": "0.1.0", "rust_version": "1.88"},
                 {"id": "b 0.1.0", "name": "b", "version": "0.1.0", "rust_version": null},
                 {"id": "c 1.0.0", "name": "c", "version": "1.0.0", "rust_version": "1.89"},
                 {"id": "d 1.0.0", "name": "d", "version": "1.0.0", "rust_version": "1.70.0"},

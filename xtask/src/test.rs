@@ -221,7 +221,7 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
     run(cargo().args([
         "check",
         "-p",
-        "s2s-proto",
+        "nifi-s2s-proto",
         "-p",
         "s2s-wasm",
         "--target",

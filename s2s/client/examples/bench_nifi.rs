@@ -1,7 +1,7 @@
 //! Throughput benchmark against the shared test NiFi (`nifi-testkit`): creates a throwaway input
 //! port, sends, prints rates, deletes the port. Not a test: numbers depend on the machine.
 //!
-//! `cargo run -p s2s --release --example bench_nifi`
+//! `cargo run -p nifi-s2s --release --example bench_nifi`
 
 use std::time::{Duration, Instant};
 

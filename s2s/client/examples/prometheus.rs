@@ -2,7 +2,7 @@
 //! facade, sends a few FlowFiles, and prints the scrape (in a service, serve
 //! `handle.render()` on `/metrics`, or use the exporter's HTTP listener).
 //!
-//! `cargo run -p s2s --example prometheus -- http://127.0.0.1:8080/nifi my-input-port`
+//! `cargo run -p nifi-s2s --example prometheus -- http://127.0.0.1:8080/nifi my-input-port`
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use s2s::{Client, FlowFile};

@@ -1,6 +1,6 @@
 //! Drains a NiFi output port, printing each FlowFile's attributes and size.
 //!
-//! `cargo run -p s2s --example receive -- http://127.0.0.1:8080/nifi my-output-port`
+//! `cargo run -p nifi-s2s --example receive -- http://127.0.0.1:8080/nifi my-output-port`
 
 use s2s::Client;
 

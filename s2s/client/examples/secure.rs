@@ -3,7 +3,7 @@
 //!
 //! ```bash
 //! S2S_PKCS12_PASSWORD=… S2S_TRUSTSTORE_PASSWORD=… NIFI_PASSWORD=… \
-//!   cargo run -p s2s --example secure -- https://nifi.example.com:8443/nifi in
+//!   cargo run -p nifi-s2s --example secure -- https://nifi.example.com:8443/nifi in
 //! ```
 
 use std::path::Path;

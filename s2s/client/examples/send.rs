@@ -1,6 +1,6 @@
 //! Sends FlowFiles to a NiFi input port and reports throughput.
 //!
-//! `cargo run -p s2s --release --example send -- http://127.0.0.1:8080/nifi my-input-port 1000 4096 [--compress]`
+//! `cargo run -p nifi-s2s --release --example send -- http://127.0.0.1:8080/nifi my-input-port 1000 4096 [--compress]`
 //! (URL, port, FlowFile count, content bytes per FlowFile).
 
 use std::time::Instant;

@@ -1,7 +1,7 @@
 //! Content bigger than memory: streams files into an input port, then streams whatever an output
 //! port holds into a directory, one file per FlowFile. Memory stays flat whatever the sizes.
 //!
-//! `cargo run -p s2s --example stream -- http://127.0.0.1:8080/nifi in out ./received big.iso`
+//! `cargo run -p nifi-s2s --example stream -- http://127.0.0.1:8080/nifi in out ./received big.iso`
 
 use s2s::{Client, Source};
 

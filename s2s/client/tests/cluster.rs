@@ -12,7 +12,7 @@
 //! ```sh
 //! cargo xtask nifi up --cluster 2
 //! set -a; . target/nifi/cluster-1.18.0/cluster.env; set +a
-//! cargo test -p s2s --test cluster -- --nocapture
+//! cargo test -p nifi-s2s --test cluster -- --nocapture
 //! cargo xtask nifi down --cluster
 //! ```
 //!

@@ -1,4 +1,4 @@
-//! Codec throughput: `cargo bench -p s2s-proto --bench codec`.
+//! Codec throughput: `cargo bench -p nifi-s2s-proto --bench codec`.
 
 use std::hint::black_box;
 

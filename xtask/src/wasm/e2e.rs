@@ -36,7 +36,7 @@ pub(super) async fn nifi() -> Result<Option<Nifi>> {
 }
 
 pub(super) fn bridge_binary() -> Result<PathBuf> {
-    run(cargo().args(["build", "-p", "s2s-bridge", "--bin", "s2s-bridge"]))?;
+    run(cargo().args(["build", "-p", "nifi-s2s-bridge", "--bin", "s2s-bridge"]))?;
     let bin = target_dir().join("debug/s2s-bridge");
     ensure!(
         bin.exists(),
