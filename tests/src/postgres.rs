@@ -1,6 +1,7 @@
 //! A real PostgreSQL server for tests: Debian's `postgresql` package (`initdb` + `postgres`), a
-//! fresh cluster per [`Postgres`] in `target/postgres/<name>-<random>/`, listening on a free
-//! `127.0.0.1` port, stopped and removed when the value is dropped.
+//! fresh cluster per [`Postgres`] in `target/postgres/<name>-<random>/` (as root:
+//! `$TMPDIR/nifi-s2s-postgres/<name>-<random>/`), listening on a free `127.0.0.1` port, stopped
+//! and removed when the value is dropped.
 //!
 //! ```no_run
 //! # fn main() -> nifi_testkit::Result<()> {
@@ -105,7 +106,8 @@ fn free_port() -> Result<u16> {
 }
 
 impl Postgres {
-    /// Initializes a new cluster in `target/postgres/<name>-<random>/`, starts it on a free
+    /// Initializes a new cluster in `target/postgres/<name>-<random>/` (as root in the temp dir),
+    /// starts it on a free
     /// loopback port and creates the database `name` (lower-cased, non-alphanumerics as `_`) owned
     /// by the user `s2s` with a random password. Takes 1–5 s.
     pub fn start(name: &str) -> Result<Self> {
@@ -120,11 +122,17 @@ impl Postgres {
                 }
             })
             .collect();
-        let root = workspace_root().join("target").join("postgres");
+        let run_as = is_root().then(|| SYSTEM_USER.to_owned());
+        // As root the server runs as `postgres`, which may not be allowed into the workspace (a
+        // clone under /root): then the cluster lives in the temp dir.
+        let root = if run_as.is_some() {
+            std::env::temp_dir().join("nifi-s2s-postgres")
+        } else {
+            workspace_root().join("target").join("postgres")
+        };
         let dir = root.join(format!("{database}-{:08x}", fastrand::u32(..)));
         fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let run_as = is_root().then(|| SYSTEM_USER.to_owned());
         let password: String = (0..24).map(|_| fastrand::alphanumeric()).collect();
         let mut pg = Self {
             bin,
