@@ -9,6 +9,7 @@
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import assert from 'node:assert/strict';
@@ -32,6 +33,22 @@ const WS = `ws://127.0.0.1:${PORT}/v1/ws`;
 const DB = `mirror-${MODE}`;
 const started = Date.now();
 fs.mkdirSync(OUT_DIR, { recursive: true });
+// The app's own web server (the page must reload while the bridge is down).
+const MIME = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm' };
+const appServer = http.createServer((req, res) => {
+  const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname).replace(/^\/+/, '') || 'index.html';
+  const root = path.resolve(STATIC_DIR);
+  const file = path.join(root, path.normalize(rel));
+  if (!file.startsWith(root) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+    res.writeHead(404).end();
+    return;
+  }
+  res.writeHead(200, { 'content-type': MIME[path.extname(file)] ?? 'application/octet-stream' });
+  fs.createReadStream(file).pipe(res);
+});
+appServer.listen(0, '127.0.0.1');
+await once(appServer, 'listening');
+const APP = `http://127.0.0.1:${appServer.address().port}`;
 const bridgeLog = fs.createWriteStream(path.join(OUT_DIR, 'mirror-bridge.log'), { flags: 'a' });
 const step = (msg) => console.log(`[mirror +${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -48,7 +65,7 @@ const rnd = () => {
 const pick = (a) => a[Math.floor(rnd() * a.length)];
 
 async function startBridge() {
-  const args = ['--listen', `127.0.0.1:${PORT}`, '--static', STATIC_DIR, '--nifi-url', NIFI_URL, '--port-name', NIFI_PORT];
+  const args = ['--listen', `127.0.0.1:${PORT}`, '--static', STATIC_DIR, '--nifi-url', NIFI_URL, '--port-name', NIFI_PORT, '--allowed-origin', APP];
   bridgeLog.write(`\n=== ${new Date().toISOString()} ${BRIDGE_BIN} ${args.join(' ')}\n`);
   const proc = spawn(BRIDGE_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout.pipe(bridgeLog, { end: false });
@@ -91,7 +108,7 @@ const SCHEMA = {
 async function openTab(context) {
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('[page error]', e));
-  await page.goto(`${BASE}/index.html?db=${DB}-demo-unused`);
+  await page.goto(`${APP}/index.html?db=${DB}-demo-unused&bridge=${encodeURIComponent(WS)}`);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 30000 });
   await setupTab(page);
   return page;
@@ -280,5 +297,6 @@ try {
 } finally {
   await stopBridge(bridge).catch(() => {});
   await browser.close();
+  appServer.close();
   fs.writeFileSync(path.join(OUT_DIR, `mirror-${MODE}.json`), JSON.stringify(report, null, 1));
 }
