@@ -27,6 +27,9 @@ pub mod config;
 mod error;
 mod ffv3;
 pub mod forward;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod ingest;
 pub mod limits;
 pub mod metrics;
