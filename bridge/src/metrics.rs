@@ -20,6 +20,8 @@
 //! | `bridge_batch_latency_seconds` | histogram | — | from accepting a batch to its acknowledgement (`ack = "nifi"`), or from reading it from the spool to NiFi's commit (`ack = "spool"`) |
 //! | `bridge_spool_bytes` | gauge | — | spooled bytes not yet confirmed by NiFi |
 //! | `bridge_spool_entries` | gauge | — | spooled batches not yet confirmed by NiFi |
+//! | `bridge_spool_corrupt_entries_total` | counter | `kind` (`corrupt`: a bad entry skipped, every valid one around it kept; `torn_tail`: a bad end of a segment cut off) | bad spool entries found by recovery on open or by the drain's reads |
+//! | `bridge_spool_write_errors_total` | counter | — | spool write groups whose write or fsync failed (none of their batches was acknowledged) |
 //! | `bridge_s2s_transactions_total` | counter | `peer`, `outcome` (`committed`, `committed_full`, `retryable`, `fatal`) | S2S transactions by sink/peer and outcome |
 //! | `bridge_rejections_total` | counter | `reason` (`PROTOCOL.md` §5 reason names, or HTTP-level ones such as `UNAUTHORIZED`, `FOREIGN_ORIGIN`) | rejected batches, requests and connections |
 //! | `bridge_ws_connections` | gauge | — | open WebSocket connections |
