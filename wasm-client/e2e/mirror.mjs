@@ -252,6 +252,13 @@ try {
   });
   counts.forcedResends += reinserted;
   step(`${reinserted} delivered rows put back into the outbox (forced re-sends)`);
+  // The running uploader reads on after what it sent last; a new one starts at the oldest row.
+  for (const t of tabs) {
+    await t.reload();
+    await t.waitForSelector('body[data-ready="true"]', { timeout: 30000 });
+    await setupTab(t);
+    counts.reloads += 1;
+  }
 
   // 5: more online writes, then everything delivered.
   await runOps(tabs, per, 'online again');
