@@ -13,6 +13,9 @@ pub enum Error {
     /// The spool could not be opened.
     #[error("spool: {0}")]
     Spool(String),
+    /// The S2S client could not be set up (its error, with its own causes, is the source).
+    #[error("s2s client setup")]
+    Client(#[source] s2s::Error),
     /// Listener I/O.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

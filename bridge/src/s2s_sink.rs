@@ -19,8 +19,31 @@ pub struct S2sSink {
     /// When NiFi last said its destination was full. The client then penalizes the peer, so the
     /// next attempts fail with "no peer available": that is still back-pressure, not an outage.
     last_full: Arc<Mutex<Option<Instant>>>,
+    /// Set by a fatal error (TLS, unauthorized, unknown port, configuration): NiFi is not
+    /// contacted again before its backoff passed.
+    fatal: Arc<Mutex<Option<FatalState>>>,
     timeout: Duration,
 }
+
+/// A fatal error and how long the sink leaves NiFi alone because of it.
+#[derive(Debug, Clone)]
+struct FatalState {
+    /// `s2s::Error::kind_name` (`tls`, `unauthorized`, `unknown_port`, `config`, …).
+    kind: &'static str,
+    /// The error with its cause chain.
+    message: String,
+    /// Current backoff: [`FATAL_FIRST`] doubling to [`FATAL_MAX`].
+    backoff: Duration,
+    /// No attempt before this.
+    until: Instant,
+    /// Fatal attempts in a row.
+    count: u64,
+}
+
+/// First wait after a fatal error; it doubles with each fatal attempt, up to [`FATAL_MAX`].
+pub const FATAL_FIRST: Duration = Duration::from_secs(30);
+/// Longest wait between attempts while NiFi keeps refusing for good.
+pub const FATAL_MAX: Duration = Duration::from_secs(300);
 
 /// The slowest transfer rate (bytes/s) a transaction is given time for, beyond `timeout_ms`.
 const MIN_RATE: u64 = 4 << 20;
@@ -54,7 +77,7 @@ impl S2sSink {
             .connect_timeout(timeout)
             .io_timeout(timeout)
             .build()
-            .map_err(|e| crate::Error::Config(format!("s2s client: {e}")))?;
+            .map_err(crate::Error::Client)?;
         let label = format!(
             "{}#{}",
             cfg.urls.first().map(String::as_str).unwrap_or(""),
@@ -65,6 +88,7 @@ impl S2sSink {
             port,
             label,
             last_full: Arc::new(Mutex::new(None)),
+            fatal: Arc::new(Mutex::new(None)),
             timeout: Duration::from_millis(cfg.timeout_ms),
         })
     }
@@ -72,6 +96,75 @@ impl S2sSink {
     /// The underlying client.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    fn fatal_lock(&self) -> std::sync::MutexGuard<'_, Option<FatalState>> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// While a fatal error's backoff runs: what to answer instead of contacting NiFi.
+    fn fatal_pending(&self) -> Option<Delivery> {
+        let g = self.fatal_lock();
+        let st = g.as_ref()?;
+        let left = st.until.checked_duration_since(Instant::now())?;
+        Some(Delivery::Retryable {
+            reason: Reason::Unavailable,
+            message: format!(
+                "NiFi refused for good ({}): {}; next attempt in {} s",
+                st.kind,
+                st.message,
+                left.as_secs().max(1)
+            ),
+            retry_after: Some(left),
+        })
+    }
+
+    /// Records a fatal error: one error line (again only when the error changes), a metric,
+    /// and a slow backoff during which NiFi is left alone. The batch is kept (answered *retry
+    /// after*): the data is fine, the bridge's configuration or NiFi's is not.
+    fn trip(&self, e: &s2s::Error) -> Delivery {
+        let message = s2s::error_chain(e);
+        let kind = e.kind_name();
+        metrics::counter!("bridge_sink_fatal_errors_total", "kind" => kind).increment(1);
+        let mut g = self.fatal_lock();
+        let (backoff, count, same) = match g.as_ref() {
+            Some(st) => (
+                (st.backoff * 2).min(FATAL_MAX),
+                st.count + 1,
+                st.message == message,
+            ),
+            None => (FATAL_FIRST, 1, false),
+        };
+        if same {
+            tracing::debug!(sink = %self.label, kind, error = %message, ?backoff, count, "NiFi still refuses");
+        } else {
+            tracing::error!(
+                sink = %self.label,
+                kind,
+                error = %message,
+                retry_in = ?backoff,
+                "NiFi refused for good: not retrying before the backoff (doubling to 5 min); fix the configuration, /readyz says why"
+            );
+        }
+        *g = Some(FatalState {
+            kind,
+            message: message.clone(),
+            backoff,
+            until: Instant::now() + backoff,
+            count,
+        });
+        Delivery::Retryable {
+            reason: Reason::Unavailable,
+            message: format!("NiFi refused for good ({kind}): {message}"),
+            retry_after: Some(backoff),
+        }
+    }
+
+    /// A commit after a fatal streak: say so once and forget it.
+    fn clear_fatal(&self) {
+        if let Some(st) = self.fatal_lock().take() {
+            tracing::info!(sink = %self.label, after = st.count, "NiFi accepts again after fatal errors");
+        }
     }
 
     fn mark_full(&self) {
@@ -121,9 +214,16 @@ impl From<s2s::Error> for SendFail {
     }
 }
 
+/// Whether `e` means no batch can get through until someone fixes a configuration (TLS trust,
+/// host name, policies, the port, the transport), as opposed to a problem of this batch (its
+/// content) or of the moment (retryable).
+pub(crate) fn is_destination_fatal(e: &s2s::Error) -> bool {
+    !e.is_retryable() && !e.is_content_error()
+}
+
 /// The one place S2S errors are classified for the bridge (style: retry classification in one place).
 pub(crate) fn classify(e: &s2s::Error, recently_full: bool) -> Delivery {
-    let message = e.to_string();
+    let message = s2s::error_chain(e);
     if e.is_destination_full() || (recently_full && e.is_retryable() && !e.is_port_not_running()) {
         Delivery::Retryable {
             reason: Reason::Backpressure,
@@ -146,6 +246,9 @@ pub(crate) fn classify(e: &s2s::Error, recently_full: bool) -> Delivery {
 impl Sink for S2sSink {
     fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
+            if let Some(answer) = self.fatal_pending() {
+                return answer;
+            }
             // NiFi parks a SEND on a pooled connection while the port's queue is full (the
             // handshake-time PORTS_DESTINATION_FULL check is skipped), so bound the whole
             // transaction; dropping it closes the connection and NiFi rolls back. Large content
@@ -172,11 +275,15 @@ impl Sink for S2sSink {
                     } else {
                         *self.last_full.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     }
+                    self.clear_fatal();
                     Delivery::Committed { destination_full }
                 }
                 Err(SendFail::S2s(e)) => {
                     if e.is_destination_full() {
                         self.mark_full();
+                    }
+                    if is_destination_fatal(&e) {
+                        return self.trip(&e);
                     }
                     classify(&e, self.recently_full())
                 }
@@ -191,11 +298,14 @@ impl Sink for S2sSink {
 
     fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
+            if let Some(Delivery::Retryable { message, .. }) = self.fatal_pending() {
+                return Err(message);
+            }
             let port = self
                 .client
                 .resolve_port(Direction::Send, &self.port)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| s2s::error_chain(&e))?;
             if port.state == "RUNNING" {
                 Ok(())
             } else {
@@ -206,5 +316,87 @@ impl Sink for S2sSink {
 
     fn name(&self) -> String {
         self.label.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A TLS server with a self-signed certificate no client trusts; counts TCP connections.
+    async fn untrusted_tls_server() -> (u16, Arc<AtomicUsize>) {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let n = Arc::new(AtomicUsize::new(0));
+        let count = n.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let a = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = a.accept(s).await;
+                });
+            }
+        });
+        (port, n)
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_certificate_is_not_retried_hot_and_readyz_says_why() {
+        let (port, connections) = untrusted_tls_server().await;
+        let sink = S2sSink::new(&NifiConfig {
+            urls: vec![format!("https://localhost:{port}/nifi")],
+            port_name: Some("in".into()),
+            timeout_ms: 5000,
+            ..NifiConfig::default()
+        })
+        .unwrap();
+        let Delivery::Retryable {
+            reason,
+            message,
+            retry_after,
+        } = sink.deliver(&[]).await
+        else {
+            panic!("expected retry-after")
+        };
+        assert_eq!(reason, Reason::Unavailable);
+        assert_eq!(retry_after, Some(FATAL_FIRST), "{message}");
+        assert!(message.contains("(tls)"), "{message}");
+        assert!(message.contains("UnknownIssuer"), "{message}");
+        let tried = connections.load(Ordering::SeqCst);
+        assert!(tried >= 1);
+        // During the backoff NiFi is left alone: answers come at once, no connection is made.
+        for _ in 0..20 {
+            let Delivery::Retryable { retry_after, .. } = sink.deliver(&[]).await else {
+                panic!("expected retry-after")
+            };
+            assert!(retry_after.is_some_and(|d| d <= FATAL_FIRST && d > Duration::ZERO));
+        }
+        let why = sink.ready().await.unwrap_err();
+        assert!(
+            why.contains("refused for good (tls)") && why.contains("next attempt in"),
+            "{why}"
+        );
+        assert_eq!(connections.load(Ordering::SeqCst), tried);
+    }
+
+    #[test]
+    fn a_configuration_error_is_destination_wide() {
+        // A bad URL: no batch can get through until the configuration is fixed.
+        let e = s2s::Client::builder("ftp://x").build().unwrap_err();
+        assert!(is_destination_fatal(&e), "{e}");
     }
 }

@@ -40,7 +40,14 @@ pub(crate) struct Connection {
     /// Reachable `host:port` this connection talks to.
     pub(crate) peer: String,
     pub(crate) last_used: Instant,
+    /// A transaction already finished on this connection: the port's state may have changed
+    /// since the handshake checked it (see [`Connection::first_reply`]).
+    pub(crate) reused: bool,
 }
+
+/// How long NiFi's first reply of a transaction on a reused connection may take before the
+/// port's state is checked with a fresh handshake.
+pub(crate) const FIRST_REPLY_DEADLINE: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,6 +72,7 @@ impl Connection {
             io_timeout,
             peer,
             last_used: Instant::now(),
+            reused: false,
         };
         match conn.next_event().await? {
             Event::Ready { protocol_version } => {
@@ -102,6 +110,12 @@ impl Connection {
         loop {
             if let Some(ev) = self.session.poll_event() {
                 self.last_used = Instant::now();
+                if matches!(
+                    ev,
+                    Event::SendCommitted { .. } | Event::ReceiveVerified { .. } | Event::NoData
+                ) {
+                    self.reused = true;
+                }
                 return Ok(ev);
             }
             self.flush().await?;
@@ -124,6 +138,38 @@ impl Connection {
                 let _ = self.flush().await;
                 return Err(map_session_error(e));
             }
+        }
+    }
+
+    /// NiFi's first reply of a transaction. On a reused connection NiFi does not re-check the
+    /// port: a transaction to a port stopped since the handshake gets no answer at all (NiFi
+    /// reads until the client closes), so after [`FIRST_REPLY_DEADLINE`] without a reply
+    /// `probe` runs (a fresh handshake, which does answer `PORT_NOT_IN_VALID_STATE`) while the
+    /// wait goes on: its port-state or unknown-port error ends the transaction at once (it is
+    /// rolled back: nothing was confirmed); if the port is fine, the wait continues as usual
+    /// (bounded by the I/O timeout).
+    pub(crate) async fn first_reply(
+        &mut self,
+        probe: impl Future<Output = Result<(), Error>>,
+    ) -> Result<Event, Error> {
+        if !self.reused {
+            return self.next_event().await;
+        }
+        let peer = self.peer.clone();
+        let ev = self.next_event();
+        tokio::pin!(ev);
+        tokio::select! {
+            r = &mut ev => return r,
+            () = tokio::time::sleep(FIRST_REPLY_DEADLINE) => {}
+        }
+        debug!(%peer, "no reply on a reused connection within {FIRST_REPLY_DEADLINE:?}; checking the port");
+        tokio::pin!(probe);
+        tokio::select! {
+            r = &mut ev => r,
+            p = &mut probe => match p {
+                Err(e) if e.is_port_state() || e.is_unknown_port() => Err(e),
+                _ => ev.await,
+            },
         }
     }
 

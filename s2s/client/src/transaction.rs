@@ -533,10 +533,25 @@ impl SendTransaction {
             SendTransport::Failed => Err(Error::invalid_input("transaction already failed")),
             SendTransport::Http(mut h) => h.commit().instrument(span).await,
             SendTransport::Raw(mut conn) => {
+                let client = self.client.clone();
+                let port_id = self.port_id.clone();
+                // A fresh handshake says whether the port is still running (see first_reply).
+                let probe = async move {
+                    let (fresh, _, _) = client
+                        .acquire(crate::discovery::Direction::Send, &port_id, false)
+                        .await?;
+                    client.checkin(&port_id, fresh);
+                    Ok(())
+                };
                 let destination_full = async {
                     conn.session.finish_send().map_err(map_session_error)?;
+                    let mut first = Some(probe);
                     loop {
-                        match conn.next_event().await? {
+                        let ev = match first.take() {
+                            Some(probe) => conn.first_reply(probe).await?,
+                            None => conn.next_event().await?,
+                        };
+                        match ev {
                             Event::SendCommitted {
                                 destination_full, ..
                             } => return Ok::<_, Error>(destination_full),
