@@ -305,7 +305,7 @@ async fn cors(State(st): State<AppState>, req: Request, next: Next) -> Response 
             let mut req = req;
             let origin = origin.to_str().unwrap_or("?").to_owned();
             req.extensions_mut()
-                .insert(crate::ingest::ws::ForeignOrigin(origin));
+                .insert(ingest::ws::ForeignOrigin(origin));
             return next.run(req).await;
         }
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();

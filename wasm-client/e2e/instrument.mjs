@@ -141,6 +141,25 @@ try {
   assert.deepEqual(Object.values(depths), [0, 0, 0, 0], `outboxes empty after flush: ${JSON.stringify(depths)}`);
   assert.deepEqual(errors, [], 'no uncaught errors on the page');
   step('flushed to NiFi');
+
+  // A page from an origin the bridge does not allow (localhost vs 127.0.0.1): the client's error
+  // says so (close code 4003 with the reason), instead of a bare "connection lost (1006)".
+  const foreign = await browser.newPage();
+  await foreign.goto(`${ORIGIN.replace('127.0.0.1', 'localhost')}/test/instrument.html`);
+  await foreign.waitForFunction(() => typeof window.setup === 'function');
+  const refusal = await foreign.evaluate(async (url) => {
+    const { open } = await import('s2s-wasm');
+    const client = await open('origin-test', { schema: { version: 1, stores: { s: {} } }, bridgeUrl: url, backoffBaseMs: 50 });
+    const message = await new Promise((resolve) => {
+      client.onStatus((e) => { if (e.type === 'error') resolve(e.message); });
+      client.put('s', 1, 'k');
+    });
+    client.close();
+    return message;
+  }, `ws://127.0.0.1:${PORT}/v1/ws`);
+  assert.match(refusal, /close code 4003: origin http:\/\/localhost:\d+ not allowed/, refusal);
+  await foreign.close();
+  step(`a foreign origin is told why: ${refusal}`);
   report.flowfiles = Object.values(checks).flatMap((c) => c.flowfiles);
   report.ok = true;
 } finally {

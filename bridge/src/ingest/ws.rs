@@ -44,13 +44,17 @@ pub(crate) async fn upgrade(
         while reason.len() > 123 {
             reason.pop();
         }
-        return ws.on_upgrade(move |mut socket| async move {
-            let frame = CloseFrame {
-                code: FORBIDDEN_ORIGIN,
-                reason: reason.into(),
-            };
-            let _ = socket.send(Message::Close(Some(frame))).await;
-        });
+        // Select the subprotocol the client offered: without it a browser fails the handshake
+        // (1006) before it sees the close frame.
+        return ws
+            .protocols([SUBPROTOCOL_V1])
+            .on_upgrade(move |mut socket| async move {
+                let frame = CloseFrame {
+                    code: FORBIDDEN_ORIGIN,
+                    reason: reason.into(),
+                };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+            });
     }
     let Ok(slot) = st.ws_slots.clone().try_acquire_owned() else {
         super::rejected(

@@ -58,6 +58,7 @@ fn close_reason(code: u16, reason: &str) -> String {
         1006 => "connection lost",
         1009 => "message too big",
         1011 => "bridge internal error",
+        4003 => "this page's origin is not allowed by the bridge (its --allowed-origin)",
         4401 => "unauthorized (check the token)",
         4406 => "no common protocol version",
         4408 => "no auth message in time",
