@@ -34,6 +34,17 @@ pub(crate) struct MirrorArgs {
     /// Use an already built package folder (`cargo xtask wasm build` output) instead of building.
     #[arg(long)]
     www: Option<std::path::PathBuf>,
+    /// `client`: the tabs write through the explicit API (`open`, `put`, `transaction`, …);
+    /// `instrument`: an unmodified plain-IndexedDB app under `instrument()`.
+    #[arg(long, default_value = "client", value_parser = ["client", "instrument"])]
+    mode: String,
+    /// Instead of the test: the demo page through the bridge into the mirror flow, in the
+    /// foreground until Ctrl-C (PostgreSQL stops with it); prints how to look at the mirror.
+    #[arg(long)]
+    demo: bool,
+    /// Listen address of the bridge with `--demo`.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: String,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -114,7 +125,40 @@ pub(crate) fn mirror(args: MirrorArgs) -> Result<()> {
     run(cargo().args(["build", "-p", "nifi-s2s-bridge", "--bin", "s2s-bridge"]))?;
     let bridge = target_dir().join("debug/s2s-bridge");
     let flow = rt.block_on(deploy_mirror(&nifi, &pg))?;
-    let result = drive_and_compare(&rt, &nifi, &flow, &pg, &www, &bridge, args.ops, args.seed);
+    if args.demo {
+        eprintln!(
+            "\nmirror demo: http://{}/  (FlowFiles → NiFi port {:?} → flow {} → PostgreSQL)\n      \
+             the mirror: psql -h {} -p {} -U {} -d {} -c 'SELECT store, key, value, seq FROM idb_mirror WHERE NOT deleted'\n      \
+             Ctrl-C stops the bridge and PostgreSQL; remove the flow with `cargo xtask nifi flow delete {}`\n",
+            args.listen,
+            flow.input("in")?.name(),
+            flow.name(),
+            pg.dir().display(),
+            pg.port(),
+            pg.user(),
+            pg.database(),
+            flow.name()
+        );
+        let mut child = Command::new(&bridge)
+            .args(["--listen", &args.listen, "--static"])
+            .arg(&www)
+            .args([
+                "--nifi-url",
+                nifi.url(),
+                "--port-name",
+                flow.input("in")?.name(),
+            ])
+            .spawn()
+            .context("starting s2s-bridge")?;
+        // Ctrl-C reaches the bridge too (same process group); then PostgreSQL is stopped here.
+        rt.block_on(tokio::signal::ctrl_c())?;
+        let _ = child.wait();
+        eprintln!("mirror demo: stopping PostgreSQL");
+        return Ok(());
+    }
+    let result = drive_and_compare(
+        &rt, &nifi, &flow, &pg, &www, &bridge, args.ops, args.seed, &args.mode,
+    );
     if result.is_ok() {
         rt.block_on(flow.delete())?;
     } else {
@@ -137,10 +181,11 @@ fn drive_and_compare(
     bridge: &Path,
     ops: u32,
     seed: Option<u64>,
+    mode: &str,
 ) -> Result<()> {
     let out = target_dir().join("wasm-mirror");
     std::fs::create_dir_all(&out)?;
-    let report_file = out.join("mirror-client.json");
+    let report_file = out.join(format!("mirror-{mode}.json"));
     let _ = std::fs::remove_file(&report_file);
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -161,7 +206,7 @@ fn drive_and_compare(
         .env("OUT_DIR", &out)
         .env("MIRROR_SEED", seed.to_string())
         .env("MIRROR_OPS", ops.to_string())
-        .env("MIRROR_MODE", "client"))
+        .env("MIRROR_MODE", mode))
     .with_context(|| {
         format!(
             "mirror.mjs (bridge log {})",
@@ -238,7 +283,7 @@ fn drive_and_compare(
     let into_flow = rt.block_on(received(nifi, flow))?;
     let c = &report["counts"];
     eprintln!(
-        "mirror (seed {seed}): PostgreSQL = the browser's IndexedDB: {live} records in {} stores, all equal. \
+        "mirror ({mode}, seed {seed}): PostgreSQL = the browser's IndexedDB: {live} records in {} stores, all equal. \
          {} operations ({} writes, {} transactions, {} failed as IndexedDB refused them; by type {}), \
          {} offline, {} reload(s), bridge SIGKILLed {} times, {} rows forced to re-send; \
          highest seq applied {changes}, FlowFiles into the flow {into_flow} → {} duplicates absorbed; {:.0}s",
