@@ -115,10 +115,51 @@ async function openTab(context) {
 }
 
 async function setupTab(page) {
-  await page.evaluate(async ({ db, schema, ws }) => {
-    const { open } = await import('./pkg/index.js');
-    window.m = await open(db, { schema, bridgeUrl: ws, attributes: { 'app.name': 'mirror-e2e' }, backoffCapMs: 2000 });
+  await page.evaluate(async ({ db, schema, ws, mode }) => {
+    const pkg = await import('./pkg/index.js');
+    if (mode === 'instrument') {
+      // An unmodified app: plain IndexedDB, its own schema, no reference to the client; captured
+      // by instrument().
+      window.inst = await pkg.instrument({ databases: { [db]: {} }, bridgeUrl: ws, attributes: { 'app.name': 'mirror-e2e' }, backoffCapMs: 2000 });
+      window.appdb = await new Promise((resolve, reject) => {
+        const open = indexedDB.open(db, 1);
+        open.onupgradeneeded = () => {
+          for (const [name, o] of Object.entries(schema.stores)) {
+            open.result.createObjectStore(name, o.keyPath ? { keyPath: o.keyPath, autoIncrement: !!o.autoIncrement } : {});
+          }
+        };
+        open.onsuccess = () => resolve(open.result);
+        open.onerror = () => reject(open.error);
+      });
+      window.m = await window.inst.client(db);
+    } else {
+      window.m = await pkg.open(db, { schema, bridgeUrl: ws, attributes: { 'app.name': 'mirror-e2e' }, backoffCapMs: 2000 });
+    }
     window.m.onStatus((e) => { if (e.type === 'delivered' && e.source === 'local') window.__delivered = (window.__delivered ?? 0) + e.count; });
+    // The app's raw writes (instrument mode): all requests of one operation in one transaction.
+    const rawOp = (op) => new Promise((resolve) => {
+      const writes = op.t === 'tx' ? op.writes : [op];
+      const tx = window.appdb.transaction([...new Set(writes.map((w) => w.store))], 'readwrite');
+      let failure = null;
+      for (const w of writes) {
+        const os = tx.objectStore(w.store);
+        let r;
+        switch (w.t) {
+          case 'put':
+            if (w.store === 'todos') r = os.put({ ...w.value, id: w.key });
+            else if (w.store === 'files') r = os.put(new Uint8Array(w.bytes), w.key);
+            else r = os.put(w.value, w.key);
+            break;
+          case 'add': r = w.store === 'counter' ? os.add(w.value) : os.add(w.value, w.key); break;
+          case 'delete': r = os.delete(w.key); break;
+          case 'clear': r = os.clear(); break;
+          default: throw new Error(`unknown write ${w.t}`);
+        }
+        r.onerror = () => { failure = failure ?? r.error?.name ?? 'Error'; };
+      }
+      tx.oncomplete = () => resolve('ok');
+      tx.onabort = () => resolve(failure ?? 'AbortError');
+    });
     const write = async (t, w) => {
       switch (w.t) {
         case 'put':
@@ -136,6 +177,7 @@ async function setupTab(page) {
     // Runs one operation; resolves to 'ok' or the name of the error (a failed add aborts its
     // transaction: nothing written, no outbox row).
     window.__op = async (op) => {
+      if (window.appdb) return rawOp(op);
       try {
         if (op.t === 'tx') {
           await window.m.transaction(op.stores, async (tx) => { for (const w of op.writes) await write(tx, w); });
@@ -147,7 +189,7 @@ async function setupTab(page) {
         return String(e?.name ?? e?.target?.error?.name ?? e);
       }
     };
-  }, { db: DB, schema: SCHEMA, ws: WS });
+  }, { db: DB, schema: SCHEMA, ws: WS, mode: MODE });
 }
 
 const KEYS = ['k1', 'k2', 'k3', 'k4', 'k5', "it's ${key}", 'ü/ö', '[1,"a"]'];
@@ -215,7 +257,7 @@ try {
   // 3: forced re-sends: copy the rows waiting in the outbox; after they were delivered, put them
   // back with their own seq, so the uploader sends the same changes again.
   const copied = await tab1.evaluate(async () => {
-    const db = window.m.db;
+    const db = window.m.db ?? window.appdb;
     const tx = db.transaction('__s2s_outbox', 'readonly');
     const os = tx.objectStore('__s2s_outbox');
     const [keys, rows] = await Promise.all([
@@ -239,7 +281,7 @@ try {
   }
   await tab1.evaluate(() => window.m.flush({ timeoutMs: 120000 }));
   const reinserted = await tab1.evaluate(async () => {
-    const db = window.m.db;
+    const db = window.m.db ?? window.appdb;
     await new Promise((res, rej) => {
       const tx = db.transaction('__s2s_outbox', 'readwrite');
       const os = tx.objectStore('__s2s_outbox');
@@ -267,7 +309,7 @@ try {
 
   // The browser's IndexedDB, as the mirror represents it.
   const state = await tab1.evaluate(async (stores) => {
-    const db = window.m.db;
+    const db = window.appdb ?? window.m.db;
     const keyText = (k) => (typeof k === 'string' ? k : JSON.stringify(k));
     const b64 = (bytes) => { let s = ''; for (const b of bytes) s += String.fromCharCode(b); return btoa(s); };
     const out = {};
@@ -287,7 +329,7 @@ try {
     return { clientId: window.m.clientId, stores: out };
   }, Object.keys(SCHEMA.stores));
   const seqHigh = await tab1.evaluate(async () => {
-    const db = window.m.db;
+    const db = window.m.db ?? window.appdb;
     return new Promise((res, rej) => {
       const r = db.transaction('__s2s_meta', 'readonly').objectStore('__s2s_meta').getAll();
       r.onsuccess = () => res(r.result);
