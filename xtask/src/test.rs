@@ -365,6 +365,20 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
     if !args.skip_browser {
         run(&mut xtask(&["wasm", "setup"])?)?;
         run(xtask(&["wasm", "test"])?.envs(e2e_env.iter().map(|(k, v)| (k, v))))?;
+        // The IndexedDB → NiFi → PostgreSQL mirror, on the package `wasm test` just built: the
+        // explicit API, then an unmodified app under instrument() (~1-1.5 min each here).
+        for mode in ["client", "instrument"] {
+            run(xtask(&[
+                "mirror",
+                "--www",
+                "target/wasm-www",
+                "--ops",
+                "200",
+                "--mode",
+                mode,
+            ])?
+            .envs(e2e_env.iter().map(|(k, v)| (k, v))))?;
+        }
     }
 
     fuzz_build()?;
