@@ -805,7 +805,7 @@ impl Client {
             .penalties
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .note_error(addr, e.to_string());
+            .note_error(addr, crate::error_chain(e));
         crate::metrics::peer_failure(addr, e);
         self.penalize(addr, port_id);
     }
