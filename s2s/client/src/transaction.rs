@@ -161,6 +161,9 @@ pub struct SendTransaction {
     labels: Labels,
     opened: Instant,
     span: tracing::Span,
+    /// A call was in flight on the transport; still set when the next call starts means that
+    /// call was cancelled mid-way, leaving the stream in an unknown state.
+    in_call: bool,
 }
 
 impl std::fmt::Debug for SendTransaction {
@@ -201,6 +204,7 @@ impl SendTransaction {
             labels,
             opened: Instant::now(),
             span,
+            in_call: false,
         }
     }
 
@@ -254,14 +258,27 @@ impl SendTransaction {
         &mut self,
         f: impl AsyncFnOnce(&mut SendTransport) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        self.check_not_cancelled()?;
         if matches!(self.transport, SendTransport::Failed) {
             return Err(Error::invalid_input("transaction already failed"));
         }
         let span = self.span.clone();
-        f(&mut self.transport)
-            .instrument(span)
-            .await
-            .map_err(|e| self.fail(e))
+        self.in_call = true;
+        let res = f(&mut self.transport).instrument(span).await;
+        self.in_call = false;
+        res.map_err(|e| self.fail(e))
+    }
+
+    /// Fails the transaction if a previous call was cancelled while writing: part of a
+    /// FlowFile may have gone out, so nothing more may be written, committed or pooled.
+    fn check_not_cancelled(&mut self) -> Result<(), Error> {
+        if self.in_call {
+            self.in_call = false;
+            return Err(self.fail(Error::invalid_input(
+                "a previous call on this transaction was cancelled mid-way; rolled back",
+            )));
+        }
+        Ok(())
     }
 
     /// Marks the transaction failed because of `e` (counted in the metrics): the connection
@@ -492,6 +509,7 @@ impl SendTransaction {
     /// Not cancel-safe: if cancelled, NiFi may or may not have committed (as with any I/O
     /// error during commit); keep the data and resend (duplicates are possible).
     pub async fn commit(mut self) -> Result<SendSummary, Error> {
+        self.check_not_cancelled()?;
         if self.open.is_some() {
             return Err(self.fail(Error::invalid_input(
                 "commit() inside a FlowFile: its content is incomplete; rolled back",
@@ -691,6 +709,10 @@ pub struct ReceiveTransaction {
     labels: Labels,
     opened: Instant,
     span: tracing::Span,
+    /// A reading call was in flight; still set when the next call starts means it was
+    /// cancelled and may have lost a FlowFile or a piece of one: confirming would let NiFi drop
+    /// what the caller never got.
+    in_call: bool,
 }
 
 impl ReceiveTransaction {
@@ -721,6 +743,7 @@ impl ReceiveTransaction {
             in_flowfile: false,
             max_content_len,
             span,
+            in_call: false,
         }
     }
 
@@ -762,6 +785,24 @@ impl ReceiveTransaction {
         self.transport = ReceiveTransport::Failed;
         self.in_flowfile = false;
         e
+    }
+
+    /// Starts a reading call: fails the transaction if the previous one was cancelled.
+    fn enter(&mut self) -> Result<(), Error> {
+        if self.in_call {
+            self.in_call = false;
+            return Err(self.fail(Error::invalid_input(
+                "a previous call on this transaction was cancelled mid-way; rolled back",
+            )));
+        }
+        self.in_call = true;
+        Ok(())
+    }
+
+    /// Ends a reading call started with [`enter`](Self::enter).
+    fn leave<T>(&mut self, r: Result<T, Error>) -> Result<T, Error> {
+        self.in_call = false;
+        r
     }
 
     /// The next piece of the stream; `None` once NiFi finished and the checksum matched.
@@ -853,6 +894,12 @@ impl ReceiveTransaction {
     /// Not cancel-safe: a cancelled call may lose a FlowFile from this transaction; drop the
     /// transaction (NiFi then redelivers everything).
     pub async fn next(&mut self) -> Result<Option<FlowFile>, Error> {
+        self.enter()?;
+        let r = self.next_whole().await;
+        self.leave(r)
+    }
+
+    async fn next_whole(&mut self) -> Result<Option<FlowFile>, Error> {
         let Some((attributes, content_len)) = self.next_start().await? else {
             return Ok(None);
         };
@@ -896,7 +943,9 @@ impl ReceiveTransaction {
     /// # Cancel safety
     /// Not cancel-safe (as [`next`](Self::next)).
     pub async fn next_stream(&mut self) -> Result<Option<IncomingFlowFile<'_>>, Error> {
-        let Some((attributes, content_len)) = self.next_start().await? else {
+        self.enter()?;
+        let r = self.next_start().await;
+        let Some((attributes, content_len)) = self.leave(r)? else {
             return Ok(None);
         };
         Ok(Some(IncomingFlowFile {
@@ -942,6 +991,7 @@ impl ReceiveTransaction {
     /// # Cancel safety
     /// Not cancel-safe: if cancelled NiFi may redeliver (at-least-once).
     pub async fn confirm(mut self) -> Result<ReceiveSummary, Error> {
+        self.enter()?;
         if !self.finished {
             return Err(Error::invalid_input(
                 "confirm() before next() returned None: the transaction is rolled back",
@@ -1017,6 +1067,12 @@ impl IncomingFlowFile<'_> {
     /// # Cancel safety
     /// Not cancel-safe (as [`ReceiveTransaction::next`]).
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        self.rx.enter()?;
+        let r = self.next_chunk().await;
+        self.rx.leave(r)
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
         if !self.rx.in_flowfile {
             return Ok(None);
         }
@@ -1038,8 +1094,17 @@ impl IncomingFlowFile<'_> {
         &mut self,
         writer: &mut W,
     ) -> Result<u64, Error> {
+        self.rx.enter()?;
+        let r = self.copy_all(writer).await;
+        self.rx.leave(r)
+    }
+
+    async fn copy_all<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        writer: &mut W,
+    ) -> Result<u64, Error> {
         let mut n = 0;
-        while let Some(c) = self.chunk().await? {
+        while let Some(c) = self.next_chunk().await? {
             if let Err(e) = writer.write_all(&c).await {
                 let e = content_error("writing the received content failed", e);
                 return Err(self.rx.fail(e));
