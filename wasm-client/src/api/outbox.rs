@@ -426,6 +426,7 @@ impl WriteTx {
         if !self.inner.finished.replace(true) {
             let _ = self.inner.tx.abort();
         }
+        self.inner.park_handlers();
     }
 
     /// Waits until IndexedDB reports the transaction complete (it commits by itself once no
@@ -451,6 +452,23 @@ impl Drop for WriteTx {
         if !self.inner.finished.replace(true) {
             let _ = self.inner.tx.abort();
         }
+        self.inner.park_handlers();
+    }
+}
+
+impl TxInner {
+    /// The request handlers must outlive the events IndexedDB still fires (an abort fires `error`
+    /// at every pending request before the transaction's `abort`): without `commit()` awaiting
+    /// the end, they are kept by a task until the transaction has finished, then dropped.
+    fn park_handlers(&self) {
+        let Some(done) = self.done.borrow_mut().take() else {
+            return; // commit() awaits the end and drops them itself
+        };
+        let handlers = std::mem::take(&mut *self.handlers.borrow_mut());
+        wasm_bindgen_futures::spawn_local(async move {
+            let _ = wasm_bindgen_futures::JsFuture::from(done).await;
+            drop(handlers);
+        });
     }
 }
 
