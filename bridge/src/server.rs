@@ -91,7 +91,12 @@ impl Bridge {
         let listen = Arc::new(ingest::listen::ListenState::new(&cfg.listen_http)?);
         // Stops when shutdown begins (`closing`): unconfirmed holds are then released.
         let closing = CancellationToken::new();
-        ingest::listen::spawn_hold_expiry(listen.clone(), &tracker, closing.clone());
+        ingest::listen::spawn_hold_expiry(
+            listen.clone(),
+            metrics.clone(),
+            &tracker,
+            closing.clone(),
+        );
         let stage_dir = cfg.effective_stage_dir();
         if cfg.stage_dir.is_none() && cfg.ack == AckMode::Spool {
             // Our own directory: what is in it was left by a crash and was never acknowledged.

@@ -3,11 +3,17 @@
 //! Before bodies streamed, its one ~14 MB chunked POST was refused with 413 while still being
 //! sent: PostHTTP saw a broken pipe, routed all 200 to failure and never drained.
 //!
+//! `nifi_senders_side_by_side_with_listenhttp`: the same FlowFiles from real `InvokeHTTP`
+//! ("Attributes to Send" with camelCase names) and `PostHTTP` (flowfile-v3 plain and gzip, which
+//! use the hold protocol) to the bridge and to a real `ListenHTTP` in the same NiFi: equal
+//! FlowFiles on both sides.
+//!
 //! `PostHTTP` and `GenerateFlowFile` live in `nifi-standard-nar`, which the test kit's minimal
 //! NiFi does not carry: the test puts it into the NiFi's `extensions/` (`provision::standard_nar`).
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -124,6 +130,91 @@ impl Rest {
         }
         self.call(reqwest::Method::DELETE, &format!("{base}/{id}"), None)
             .await;
+    }
+
+    /// Every FlowFile queued in `connection` (at most 100: NiFi's listing limit), with
+    /// attributes and content.
+    async fn list(&self, connection: &str) -> Vec<(BTreeMap<String, String>, Vec<u8>)> {
+        let base = format!("/flowfile-queues/{connection}");
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &format!("{base}/listing-requests"),
+                None,
+            )
+            .await;
+        let id = v["listingRequest"]["id"]
+            .as_str()
+            .expect("listing id")
+            .to_owned();
+        let path = format!("{base}/listing-requests/{id}");
+        let deadline = Instant::now() + WAIT;
+        let listing = loop {
+            let l = self.call(reqwest::Method::GET, &path, None).await;
+            if l["listingRequest"]["finished"] == true {
+                break l;
+            }
+            assert!(Instant::now() < deadline, "listing did not finish");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        self.call(reqwest::Method::DELETE, &path, None).await;
+        let mut out = Vec::new();
+        for s in listing["listingRequest"]["flowFileSummaries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let uuid = s["uuid"].as_str().expect("uuid");
+            let ff = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("{base}/flowfiles/{uuid}"),
+                    None,
+                )
+                .await;
+            let attributes: BTreeMap<String, String> = ff["flowFile"]["attributes"]
+                .as_object()
+                .expect("attributes")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            let resp = self
+                .http
+                .get(format!("{}{base}/flowfiles/{uuid}/content", self.api))
+                .send()
+                .await
+                .expect("content");
+            assert!(
+                resp.status().is_success(),
+                "content of {uuid}: {}",
+                resp.status()
+            );
+            let content = resp.bytes().await.expect("content body").to_vec();
+            out.push((attributes, content));
+        }
+        out
+    }
+
+    /// ERROR bulletins of these components.
+    async fn error_bulletins(&self, ids: &[&str]) -> Vec<String> {
+        let b = self
+            .call(
+                reqwest::Method::GET,
+                "/flow/bulletin-board?limit=1000",
+                None,
+            )
+            .await;
+        b["bulletinBoard"]["bulletins"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|x| {
+                x["bulletin"]["level"] == "ERROR"
+                    && ids.contains(&x["sourceId"].as_str().unwrap_or_default())
+            })
+            .map(|x| x["bulletin"]["message"].to_string())
+            .collect()
     }
 
     async fn delete(&self, path: &str) {
@@ -253,4 +344,264 @@ async fn nifi_posthttp_with_its_default_batch_drains_a_backlog_through_the_bridg
         "every FlowFile has its 64 KiB"
     );
     port.delete().await.expect("delete");
+}
+
+/// Attributes that legitimately differ between the two sides, with why:
+/// - `uuid`: each side's NiFi assigns a new one (ListenHTTP and the S2S input port alike);
+/// - `s2s.host`, `s2s.address`: added by NiFi's Site-to-Site input port on receipt (the bridge's
+///   hop), not by the sender or the listener;
+/// - and `filename` where it is the FlowFile's own uuid (NiFi's default name for a plain body
+///   without a `filename` header): compared as "own uuid".
+const DIFFER: [&str; 3] = ["uuid", "s2s.host", "s2s.address"];
+
+/// Real `InvokeHTTP` (camelCase attributes sent as headers) and `PostHTTP` (flowfile-v3, plain
+/// and gzip, hold protocol) send the same FlowFiles to the bridge and to a real `ListenHTTP` with
+/// the same header regex: the FlowFiles are equal (every attribute but [`DIFFER`], every content
+/// byte), none in failure/retry, no ERROR bulletins, no duplicates; HEAD answers alike.
+#[tokio::test]
+async fn nifi_senders_side_by_side_with_listenhttp() {
+    const N: u64 = 20; // × 3 lanes per side, within NiFi's listing limit of 100
+    const REGEX: &str = "tenantId|camelCaseName";
+    let nifi = nifi_or_skip!();
+    ensure_standard_processors(&nifi).await;
+    let port = nifi.input_port("bridge-sbs").await.expect("port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("bridge.log");
+    let bridge = BridgeProc::spawn(
+        [
+            "--nifi-url",
+            nifi.url(),
+            "--port-name",
+            port.name(),
+            "--stage-dir",
+            dir.path().to_str().expect("utf-8 path"),
+            "--header-regex",
+            REGEX,
+        ],
+        Some(&log),
+    );
+    bridge.wait_healthy().await;
+    let listen_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let listen_url = format!("http://127.0.0.1:{listen_port}/contentListener");
+    let rest = Rest {
+        api: format!("{}-api", nifi.url()),
+        http: reqwest::Client::new(),
+        root: nifi.root_id().to_owned(),
+    };
+    let name = format!("bridge-sbs-{}", std::process::id());
+    let listen = rest
+        .processor(
+            "ListenHTTP",
+            &format!("{name}-listen"),
+            json!({"properties": {"Listening Port": listen_port.to_string(),
+                "HTTP Headers to receive as Attributes (Regex)": REGEX}}),
+        )
+        .await;
+    let gen_ = rest
+        .processor(
+            "GenerateFlowFile",
+            &format!("{name}-gen"),
+            json!({"schedulingPeriod": "1 hour", "properties": {
+                "File Size": "3 KB", "Batch Size": N.to_string(),
+                "Data Format": "Binary", "Unique FlowFiles": "true",
+                "tenantId": "t-42", "camelCaseName": "Mixed Case value", "lowercase": "not sent"}}),
+        )
+        .await;
+    let mut senders = Vec::new();
+    for (side, url) in [
+        ("bridge", bridge.url("/contentListener")),
+        ("listen", listen_url.clone()),
+    ] {
+        let invoke = rest
+            .processor(
+                "InvokeHTTP",
+                &format!("{name}-invoke-{side}"),
+                json!({"autoTerminatedRelationships": ["Original", "Response"], "properties": {
+                    "HTTP Method": "POST", "Remote URL": url,
+                    "Attributes to Send": "tenantId|camelCaseName|lowercase|filename"}}),
+            )
+            .await;
+        let post = rest
+            .processor(
+                "PostHTTP",
+                &format!("{name}-post-{side}"),
+                json!({"autoTerminatedRelationships": ["success"], "properties": {
+                    "URL": url, "Send as FlowFile": "true"}}),
+            )
+            .await;
+        let postgz = rest
+            .processor(
+                "PostHTTP",
+                &format!("{name}-postgz-{side}"),
+                json!({"autoTerminatedRelationships": ["success"], "properties": {
+                    "URL": url, "Send as FlowFile": "true", "Compression Level": "6"}}),
+            )
+            .await;
+        senders.push((invoke, vec!["Retry", "No Retry", "Failure"]));
+        senders.push((post, vec!["failure"]));
+        senders.push((postgz, vec!["failure"]));
+    }
+    let funnel = rest
+        .create("funnels", json!({"position": {"x": 400.0, "y": 1400.0}}))
+        .await;
+    let mut inputs = Vec::new();
+    let mut failures = Vec::new();
+    for (p, rels) in &senders {
+        inputs.push(
+            rest.connect((&gen_, "PROCESSOR"), (p, "PROCESSOR"), "success")
+                .await,
+        );
+        for rel in rels {
+            failures.push(
+                rest.connect((p, "PROCESSOR"), (&funnel, "FUNNEL"), rel)
+                    .await,
+            );
+        }
+    }
+    let listened = rest
+        .connect((&listen, "PROCESSOR"), (&funnel, "FUNNEL"), "success")
+        .await;
+
+    rest.run_status(&listen, "RUNNING").await;
+    for (p, _) in &senders {
+        rest.run_status(p, "RUNNING").await;
+    }
+    // HEAD: what ListenHTTP advertises (its server needs a moment to listen).
+    let http = reqwest::Client::new();
+    let head_deadline = Instant::now() + WAIT;
+    let theirs = loop {
+        match http.head(&listen_url).send().await {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(
+                    Instant::now() < head_deadline,
+                    "ListenHTTP did not listen: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let ours = http
+        .head(bridge.url("/contentListener"))
+        .send()
+        .await
+        .expect("HEAD bridge");
+    for h in [
+        "accept",
+        "accept-encoding",
+        "x-nifi-transfer-protocol-version",
+    ] {
+        assert_eq!(ours.headers().get(h), theirs.headers().get(h), "HEAD {h}");
+    }
+
+    rest.run_status(&gen_, "RUNNING").await;
+    let arrived = async {
+        port.wait_for_queued(3 * N, WAIT)
+            .await
+            .expect("bridge side");
+        rest.wait_queued(&listened, 3 * N, "ListenHTTP side").await;
+        for c in &inputs {
+            rest.wait_queued(c, 0, "senders drained").await;
+        }
+    };
+    arrived.await;
+    // Late duplicates would show up here.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (p, _) in &senders {
+        rest.run_status(p, "STOPPED").await;
+    }
+    rest.run_status(&gen_, "STOPPED").await;
+    rest.run_status(&listen, "STOPPED").await;
+    let mut failed = 0;
+    for c in &failures {
+        failed += rest.queued(c).await;
+    }
+    let mut ids: Vec<&str> = senders.iter().map(|(p, _)| p.as_str()).collect();
+    ids.extend([listen.as_str(), gen_.as_str()]);
+    let bulletins = rest.error_bulletins(&ids).await;
+    let strip = |v: Vec<(BTreeMap<String, String>, Vec<u8>)>| {
+        let mut v: Vec<_> = v
+            .into_iter()
+            .map(|(mut a, c)| {
+                // A body without a filename (InvokeHTTP never sends `filename` as a header): each
+                // side's NiFi names the new FlowFile after its own uuid.
+                if a.get("filename") == a.get("uuid") {
+                    a.insert("filename".into(), "<own uuid>".into());
+                }
+                for k in DIFFER {
+                    a.remove(k);
+                }
+                (a, c)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let bridge_side = strip(rest.list(port.connection_id()).await);
+    let listen_side = strip(rest.list(&listened).await);
+    let metrics = bridge.metrics().await;
+
+    for c in inputs.iter().chain(&failures).chain([&listened]) {
+        rest.empty(c).await;
+        rest.delete(&format!("/connections/{c}")).await;
+    }
+    for p in senders.iter().map(|(p, _)| p).chain([&gen_, &listen]) {
+        rest.delete(&format!("/processors/{p}")).await;
+    }
+    rest.delete(&format!("/funnels/{funnel}")).await;
+    port.delete().await.expect("delete port");
+
+    assert_eq!(failed, 0, "FlowFiles in failure/retry");
+    assert!(bulletins.is_empty(), "ERROR bulletins: {bulletins:?}");
+    assert_eq!(bridge_side.len() as u64, 3 * N);
+    assert_eq!(listen_side.len() as u64, 3 * N);
+    // No duplicates, nothing lost: with every sender's queue drained, nothing in failure and
+    // 3 s for late arrivals, each side holds exactly N per lane — N by InvokeHTTP (no `lowercase`
+    // attribute: the regex does not match it) and 2N by PostHTTP (plain and gzip; the package
+    // carries `lowercase`).
+    for (side, v) in [("bridge", &bridge_side), ("ListenHTTP", &listen_side)] {
+        let posted = v
+            .iter()
+            .filter(|(a, _)| a.contains_key("lowercase"))
+            .count() as u64;
+        assert_eq!(
+            (v.len() as u64 - posted, posted),
+            (N, 2 * N),
+            "{side}: per lane"
+        );
+    }
+    // The camelCase header arrived under its own name on both sides.
+    assert!(
+        listen_side
+            .iter()
+            .any(
+                |(a, _)| a.get("camelCaseName").map(String::as_str) == Some("Mixed Case value")
+                    && !a.contains_key("lowercase")
+            ),
+        "ListenHTTP side lacks camelCaseName: {:?}",
+        listen_side.first()
+    );
+    for (i, (b, l)) in bridge_side.iter().zip(&listen_side).enumerate() {
+        assert_eq!(
+            b.0, l.0,
+            "attributes of FlowFile {i} (bridge vs ListenHTTP)"
+        );
+        assert!(b.1 == l.1, "content of FlowFile {i} differs");
+    }
+    // PostHTTP asks for a hold (x-prefer-acknowledge-uri) and confirms it with DELETE.
+    let holds = |event: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("bridge_listenhttp_holds_total")
+                    && l.contains(&format!("event=\"{event}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(holds("placed") > 0, "PostHTTP used no hold: {metrics}");
+    assert_eq!(holds("placed"), holds("confirmed"), "{metrics}");
 }

@@ -133,14 +133,16 @@ impl ListenState {
 /// Runs [`ListenState::expire_holds`] every second until `stop`.
 pub(crate) fn spawn_hold_expiry(
     st: std::sync::Arc<ListenState>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     tracker: &tokio_util::task::TaskTracker,
     stop: tokio_util::sync::CancellationToken,
 ) {
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1).min(st.hold_timeout));
+        let expired = metrics.counter("bridge_listenhttp_holds_total", &[("event", "expired")]);
         loop {
             tokio::select! {
-                _ = tick.tick() => { st.expire_holds(); }
+                _ = tick.tick() => { expired.increment(st.expire_holds() as u64); }
                 () = stop.cancelled() => return,
             }
         }
@@ -459,7 +461,8 @@ pub(crate) async fn post(
     if hold {
         let id = hold_id();
         let location = format!("/{}/holds/{id}", st.listen.base);
-        tracing::debug!(%peer, hold = %id, flowfiles = records.len(), "placed a hold");
+        tracing::info!(%peer, hold = %id, flowfiles = records.len(), "placed a hold");
+        hold_event(&st, "placed");
         st.listen.holds().insert(
             id,
             Hold {
@@ -477,6 +480,13 @@ pub(crate) async fn post(
         return r;
     }
     forward(&st, &up, records, st.cfg.listen_http.return_code).await
+}
+
+/// Counts a hold event in `bridge_listenhttp_holds_total{event}` (placed, confirmed, expired).
+fn hold_event(st: &AppState, event: &'static str) {
+    st.metrics
+        .counter("bridge_listenhttp_holds_total", &[("event", event)])
+        .increment(1);
 }
 
 /// A fresh random hold id (UUID v4 format, like ListenHTTP's).
@@ -555,5 +565,11 @@ pub(crate) async fn delete_hold(
         return super::text(StatusCode::NOT_FOUND, format!("no hold with id {id}"));
     }
     // A failure releases the hold: the sender re-sends everything, nothing is delivered twice.
-    forward(&st, &up, hold.records, 200).await
+    let n = hold.records.len();
+    let r = forward(&st, &up, hold.records, 200).await;
+    if r.status() == StatusCode::OK {
+        tracing::info!(%peer, hold = %id, flowfiles = n, "hold confirmed: forwarded");
+        hold_event(&st, "confirmed");
+    }
+    r
 }
