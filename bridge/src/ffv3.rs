@@ -281,6 +281,7 @@ mod tests {
     /// flowfile-v2: v3's layout without the magic, at any split; zero attributes and an empty
     /// body are malformed (as NiFi's `FlowFileUnpackagerV2`); a v3 body is not v2.
     #[test]
+    #[allow(clippy::type_complexity)]
     fn v2_packages() {
         let p1 = package(&[("filename", "a.txt"), ("path", "./")], b"hello");
         let p2 = package(&[("k", "v")], &[7u8; 3000]);

@@ -15,7 +15,11 @@ async fn https_listener_serves_ingest() {
     std::fs::write(&cert, certified.cert.pem()).expect("write cert");
     std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
     let cfg = Config {
-        tls: Some(TlsConfig { cert, key }),
+        tls: Some(TlsConfig {
+            cert,
+            key,
+            ..TlsConfig::default()
+        }),
         ..Config::default()
     };
     let sink = MemorySink::new();

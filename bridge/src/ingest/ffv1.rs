@@ -393,6 +393,7 @@ pub(crate) mod tests {
         out
     }
 
+    #[allow(clippy::type_complexity)]
     fn unpack(
         body: &[u8],
         step: usize,
