@@ -4,9 +4,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use s2s_proto::codec::compression::{
-    DecompressLimits, DecompressStatus, Decompressor, compress,
-};
+use s2s_proto::codec::compression::{DecompressLimits, DecompressStatus, Decompressor, compress};
 use s2s_proto::codec::flowfile::{FlowFilePart, Limits};
 use s2s_proto::stream::FlowFileReader;
 

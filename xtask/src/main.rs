@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod flow;
+mod fuzz;
 mod mirror;
 mod nifi;
 mod prereqs;
@@ -30,6 +31,9 @@ enum Cmd {
     Nifi(nifi::NifiCmd),
     /// Benchmarks against same-run baselines; writes target/bench/report.md and .json.
     Bench(bench::BenchArgs),
+    /// Run the cargo-fuzz targets of `fuzz/` (nightly; installed when missing), each for
+    /// `--seconds`, and report executions per target (target/fuzz/report.md).
+    Fuzz(fuzz::FuzzArgs),
     /// The chaos soak: records through two bridges while bridges, NiFi and the port fail.
     Soak(soak::SoakArgs),
     /// The browser → NiFi → PostgreSQL mirror end to end: two headless tabs, the mirror flow
@@ -49,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Nifi(cmd) => nifi::run(cmd),
         Cmd::Wasm(cmd) => wasm::run(cmd),
         Cmd::Bench(args) => bench::bench(args),
+        Cmd::Fuzz(args) => fuzz::fuzz(args),
         Cmd::Soak(args) => soak::soak(args),
         Cmd::Mirror(args) => prereqs::ensure_postgres().and_then(|()| mirror::mirror(args)),
     };

@@ -10,7 +10,7 @@
 //! | `python3 -m venv` | the docker-compose.yml check of `test` | `apt-get install python3-venv` |
 //! | wasm-bindgen-cli, chromium + chromium-driver, node + npm, the e2e node packages | `test` (browser tests), `demo` | `cargo xtask wasm setup` ([`crate::wasm`]) |
 //! | PostgreSQL server (`initdb`, `postgres`, `psql`) | `mirror` (and `test` where it runs the mirror) | `apt-get install postgresql` |
-//! | cargo-fuzz | `test` (fuzz targets build) | `cargo install cargo-fuzz` |
+//! | the nightly toolchain (minimal profile), cargo-fuzz | `test` (every fuzz target runs 30 s), `fuzz` | `rustup toolchain install nightly --profile minimal`, `cargo install cargo-fuzz --locked` ([`crate::fuzz::ensure_tools`]) |
 //! | NiFi and Maven artifacts | both | downloaded into `~/.cache/nifi-s2s` by `nifi up` |
 
 use std::process::{Command, Stdio};
