@@ -396,7 +396,7 @@ mod tests {
     #[test]
     fn a_configuration_error_is_destination_wide() {
         // A bad URL: no batch can get through until the configuration is fixed.
-        let e = s2s::Client::builder("ftp://x").build().unwrap_err();
+        let e = Client::builder("ftp://x").build().unwrap_err();
         assert!(is_destination_fatal(&e), "{e}");
     }
 }
