@@ -229,7 +229,16 @@ async fn peers_and_failures() {
     );
     let stdout = ok(&out);
     assert!(stdout.contains(&format!(":{raw}")), "{stdout}");
-    assert!(stdout.contains("secure=false"), "{stdout}");
+    // The table: one row per node, with its SECURE column.
+    assert!(
+        stdout.starts_with("PEER") && stdout.contains("SECURE"),
+        "{stdout}"
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.contains(&format!(":{raw}")))
+        .expect("a row for the node");
+    assert_eq!(row.split_whitespace().nth(3), Some("false"), "{stdout}");
 
     // Unknown port: non-zero exit, one line on stderr naming the problem.
     let out = s2s(
