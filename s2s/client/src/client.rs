@@ -1460,7 +1460,11 @@ impl Client {
         let mut first: Option<Error> = None;
         loop {
             let (res, node) = match self.send_transaction_tracked(port).await {
-                Err(e) => (Err(e), None),
+                Err(e) => {
+                    // As the public send_transaction counts a failed open.
+                    crate::metrics::error(Dir::Send, port, self.transport_name(), &e);
+                    (Err(e), None)
+                }
                 Ok((mut tx, guard)) => {
                     let node = guard.addr().to_owned();
                     let res = async {
