@@ -1461,9 +1461,10 @@ impl Client {
         loop {
             let (res, node) = match self.send_transaction_tracked(port).await {
                 Err(e) => {
-                    // As the public send_transaction counts a failed open.
+                    // As the public send_transaction: a failed open is counted, and names the
+                    // client certificate's DN when NiFi refused it.
                     crate::metrics::error(Dir::Send, port, self.transport_name(), &e);
-                    (Err(e), None)
+                    (Err(e.with_identity(self.cfg().client_dn.as_deref())), None)
                 }
                 Ok((mut tx, guard)) => {
                     let node = guard.addr().to_owned();
