@@ -6,7 +6,8 @@ const wsScheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
 const bridgeUrl = params.get('bridge') ?? `${wsScheme}//${location.host}/v1/ws`;
 const $ = (id) => document.getElementById(id);
 
-const client = await open(params.get('db') ?? 'todo-demo', {
+const dbName = params.get('db') ?? 'todo-demo';
+const client = await open(dbName, {
   schema: { version: 1, stores: { todos: { keyPath: 'id', autoIncrement: true, indexes: { byCreated: 'created' } } } },
   bridgeUrl,
   token: params.get('token') ?? undefined,
@@ -65,6 +66,7 @@ async function render() {
   list.replaceChildren(...todos.slice(-200).reverse().map((t) => {
     const li = document.createElement('li');
     li.className = t.done ? 'done' : '';
+    li.dataset.id = String(t.id);
     const box = document.createElement('input');
     box.type = 'checkbox';
     box.checked = !!t.done;
@@ -102,9 +104,54 @@ $('bulk').onclick = async () => {
 };
 $('clear').onclick = async () => { await client.clear('todos'); render(); };
 $('flush').onclick = async () => {
-  try { await client.flush({ timeoutMs: 15000 }); log('flush: all delivered', 'ok'); }
-  catch (e) { log(`flush: ${e.name}: ${e.message}`, 'err'); }
+  const button = $('flush');
+  delete button.dataset.result; // set when this flush settles (the e2e test waits for it)
+  try {
+    await client.flush({ timeoutMs: 15000 });
+    log('flush: all delivered', 'ok');
+    button.dataset.result = 'delivered';
+  } catch (e) {
+    log(`flush: ${e.name}: ${e.message}`, 'err');
+    button.dataset.result = `${e.name}: ${e.message}`;
+  }
 };
+
+// The server-side copy: `cargo xtask mirror --demo` writes mirror.json next to this page, naming
+// an endpoint that counts this client's live rows in PostgreSQL's idb_mirror table (?mirror=URL
+// overrides). Without one the page says so instead of guessing.
+async function mirrorEndpoint() {
+  if (params.get('mirror')) return params.get('mirror');
+  try {
+    const r = await fetch('mirror.json', { cache: 'no-store' });
+    if (r.ok) return (await r.json()).countUrl ?? null;
+  } catch { /* not configured */ }
+  return null;
+}
+const mirrorUrl = await mirrorEndpoint();
+async function refreshMirror() {
+  const dd = $('mirror');
+  if (!mirrorUrl) {
+    dd.textContent = 'not configured (run `cargo xtask mirror --demo` to see the rows in PostgreSQL)';
+    dd.className = 'muted';
+    return;
+  }
+  try {
+    const u = new URL(mirrorUrl, location.href);
+    u.searchParams.set('db', dbName);
+    u.searchParams.set('store', 'todos');
+    u.searchParams.set('client', client.clientId);
+    const r = await fetch(u, { cache: 'no-store' });
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    const { rows } = await r.json();
+    dd.textContent = `${rows} live row${rows === 1 ? '' : 's'} (this tab's IndexedDB: ${(await client.getAll('todos')).length})`;
+    dd.className = 'big';
+  } catch (e) {
+    dd.textContent = `unreachable: ${e.message}`;
+    dd.className = 'err';
+  }
+}
+refreshMirror();
+if (mirrorUrl) setInterval(refreshMirror, 2000);
 
 // For the e2e test and the console.
 window.demo = { client, addTodo, render };

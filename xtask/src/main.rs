@@ -23,7 +23,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Start a real NiFi, the bridge and the demo page, and print where to look.
-    Demo,
+    Demo {
+        /// Also a real PostgreSQL and the mirror flow (tests/flows/idb-mirror.json) behind the
+        /// bridge's port (`cargo xtask mirror --demo`): the page shows the mirror's row count.
+        #[arg(long)]
+        mirror: bool,
+    },
     /// Run everything CI runs (what `.ci/run` calls).
     Test(test::TestArgs),
     /// Provision and control a real NiFi for tests and demos.
@@ -48,7 +53,7 @@ enum Cmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Demo => test::demo(),
+        Cmd::Demo { mirror } => test::demo(mirror),
         Cmd::Test(args) => test::test(args),
         Cmd::Nifi(cmd) => nifi::run(cmd),
         Cmd::Wasm(cmd) => wasm::run(cmd),

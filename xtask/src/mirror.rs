@@ -139,6 +139,17 @@ pub(crate) fn mirror(args: MirrorArgs) -> Result<()> {
             pg.database(),
             flow.name()
         );
+        // The page's "PostgreSQL mirror" line: a count endpoint on its own loopback port, named
+        // in mirror.json next to the page (the bridge only serves files; it knows no database).
+        let counter = std::net::TcpListener::bind("127.0.0.1:0").context("count endpoint")?;
+        let count_url = format!("http://{}/mirror/count", counter.local_addr()?);
+        std::fs::write(
+            www.join("mirror.json"),
+            serde_json::json!({ "countUrl": count_url }).to_string(),
+        )?;
+        eprintln!(
+            "      the page's mirror row count: {count_url}?db=todo-demo&store=todos&client=ID\n"
+        );
         let mut child = Command::new(&bridge)
             .args(["--listen", &args.listen, "--static"])
             .arg(&www)
@@ -150,8 +161,14 @@ pub(crate) fn mirror(args: MirrorArgs) -> Result<()> {
             ])
             .spawn()
             .context("starting s2s-bridge")?;
-        // Ctrl-C reaches the bridge too (same process group); then PostgreSQL is stopped here.
-        rt.block_on(tokio::signal::ctrl_c())?;
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| serve_count(&counter, &pg, &stop));
+            // Ctrl-C reaches the bridge too (same process group); then PostgreSQL is stopped here.
+            let r = rt.block_on(tokio::signal::ctrl_c());
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            r
+        })?;
         let _ = child.wait();
         eprintln!("mirror demo: stopping PostgreSQL");
         return Ok(());
@@ -169,6 +186,74 @@ pub(crate) fn mirror(args: MirrorArgs) -> Result<()> {
         );
     }
     result
+}
+
+/// `GET /mirror/count?db=D&store=S&client=C` → `{"rows": N}`: the live rows (not tombstones) of
+/// that client's store in `idb_mirror`, for the demo page (any origin may read a count). Values
+/// are limited to `[A-Za-z0-9._-]`, at most 128 bytes, so they go into the SQL literally.
+fn serve_count(
+    listener: &std::net::TcpListener,
+    pg: &Postgres,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    if listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let Ok((stream, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut line = String::new();
+        let mut reader = BufReader::new(Read::take(&stream, 8192));
+        if reader.read_line(&mut line).is_err() {
+            continue;
+        }
+        let target = line.split_whitespace().nth(1).unwrap_or("");
+        let (status, body) = match count_rows(target, pg) {
+            Ok(n) => ("200 OK", serde_json::json!({ "rows": n }).to_string()),
+            Err(e) => (
+                "400 Bad Request",
+                serde_json::json!({ "error": format!("{e:#}") }).to_string(),
+            ),
+        };
+        let _ = write!(
+            &stream,
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\naccess-control-allow-origin: *\r\n\
+             cache-control: no-store\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+}
+
+fn count_rows(target: &str, pg: &Postgres) -> Result<u64> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    ensure!(path == "/mirror/count", "unknown path {path:?}");
+    let param = |name: &str| -> Result<&str> {
+        let v = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .with_context(|| format!("missing parameter {name}"))?;
+        ensure!(
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+            "parameter {name}: only [A-Za-z0-9._-], at most 128 bytes"
+        );
+        Ok(v)
+    };
+    let (db, store, client) = (param("db")?, param("store")?, param("client")?);
+    Ok(pg
+        .query_scalar(&format!(
+            "SELECT count(*) FROM idb_mirror WHERE NOT deleted AND db_name = '{db}' \
+             AND store = '{store}' AND client_id = '{client}'"
+        ))?
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0))
 }
 
 #[allow(clippy::too_many_arguments)]

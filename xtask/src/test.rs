@@ -15,7 +15,7 @@ use crate::prereqs;
 
 /// `cargo xtask demo`: a real NiFi (started or reused, left running), then the wasm package and the
 /// bridge serving the demo page in the foreground until Ctrl-C.
-pub(crate) fn demo() -> Result<()> {
+pub(crate) fn demo(mirror: bool) -> Result<()> {
     // A fresh machine: Maven and Java for NiFi, then the wasm toolchain (target, wasm-bindgen,
     // node packages); each step is skipped when already there, so demo and test run in any order.
     prereqs::ensure_rust()?;
@@ -23,7 +23,15 @@ pub(crate) fn demo() -> Result<()> {
     run(&mut xtask(&["wasm", "setup"])?)?;
     run(&mut xtask(&["nifi", "up"])?)?;
     let env = nifi_env()?;
-    let result = run(xtask(&["wasm", "demo"])?.envs(env.iter().map(|(k, v)| (k, v))));
+    if mirror {
+        prereqs::ensure_postgres()?;
+    }
+    let args: &[&str] = if mirror {
+        &["mirror", "--demo"]
+    } else {
+        &["wasm", "demo"]
+    };
+    let result = run(xtask(args)?.envs(env.iter().map(|(k, v)| (k, v))));
     eprintln!("\nNiFi is still running; stop it with `cargo xtask nifi down`.");
     result
 }
@@ -459,6 +467,7 @@ fn compose_config() -> Result<()> {
         }
     };
     run(Command::new(&compose).args(["-f", "docker-compose.yml", "config", "--quiet"]))?;
+    compose_pipeline(&compose)?;
     // The profiles' services too (the 3-node `cluster`, the secured `tls`).
     run(Command::new(&compose).args([
         "-f",
@@ -470,4 +479,59 @@ fn compose_config() -> Result<()> {
         "config",
         "--quiet",
     ]))
+}
+
+/// The default `docker compose up` is the whole pipeline (issue 14): NiFi, PostgreSQL, the driver and
+/// flow one-shots, the bridge serving the demo; every bind-mounted host path and the bridge's
+/// Dockerfile exist, and the Dockerfile puts the demo where the bridge serves it from.
+fn compose_pipeline(compose: &Path) -> Result<()> {
+    let out = Command::new(compose)
+        .args(["-f", "docker-compose.yml", "config", "--format", "json"])
+        .current_dir(workspace_root())
+        .output()
+        .context("docker compose config --format json")?;
+    anyhow::ensure!(out.status.success(), "compose config --format json failed");
+    let cfg: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let services = &cfg["services"];
+    for name in [
+        "nifi",
+        "bridge",
+        "postgres",
+        "mirror-driver",
+        "mirror-deploy",
+    ] {
+        anyhow::ensure!(
+            services.get(name).is_some(),
+            "docker-compose.yml: no service {name}"
+        );
+    }
+    for (name, svc) in services.as_object().into_iter().flatten() {
+        for v in svc["volumes"].as_array().into_iter().flatten() {
+            if v["type"] == "bind" {
+                let src = v["source"].as_str().unwrap_or_default();
+                anyhow::ensure!(
+                    Path::new(src).exists(),
+                    "service {name} mounts missing {src}"
+                );
+            }
+        }
+    }
+    let bridge = &services["bridge"];
+    let dockerfile =
+        workspace_root().join(bridge["build"]["dockerfile"].as_str().unwrap_or_default());
+    let text = std::fs::read_to_string(&dockerfile)
+        .with_context(|| format!("reading {}", dockerfile.display()))?;
+    let www = bridge["environment"]["S2S_BRIDGE_STATIC"]
+        .as_str()
+        .context("the bridge service serves no demo (S2S_BRIDGE_STATIC)")?;
+    anyhow::ensure!(
+        text.contains("cargo xtask wasm build")
+            && text.contains(&format!("COPY --from=build /src/target/wasm-www {www}")),
+        "{} does not build the wasm package into {www}",
+        dockerfile.display()
+    );
+    eprintln!(
+        "compose: the default services carry the whole pipeline; bind mounts and the bridge image check out"
+    );
+    Ok(())
 }
