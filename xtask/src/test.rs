@@ -499,6 +499,7 @@ fn compose_pipeline(compose: &Path) -> Result<()> {
         "postgres",
         "mirror-driver",
         "mirror-deploy",
+        "mirror-count",
     ] {
         anyhow::ensure!(
             services.get(name).is_some(),
