@@ -33,7 +33,12 @@ impl std::str::FromStr for AckMode {
 }
 
 /// How the bridge reaches NiFi.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+///
+/// TLS (for an `https://` NiFi, used by both transports), authentication and the proxy mirror
+/// the `s2s` CLI's flags of the same names. Secrets never appear here: passwords and tokens are
+/// read from the environment variables named by the `*_env` keys, and `Debug` hides the
+/// credentials of a proxy URL.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct NifiConfig {
     /// NiFi URL(s) for Site-to-Site discovery, e.g. `http://127.0.0.1:8080/nifi`. Required.
@@ -42,10 +47,47 @@ pub struct NifiConfig {
     pub port_name: Option<String>,
     /// Id of the root-group input port (preferred: names may change).
     pub port_id: Option<String>,
-    /// `raw` (default) or `http`.
+    /// `raw` (default: the socket port, `nifi.remote.input.socket.port`) or `http` (NiFi's web
+    /// port, `/nifi-api/data-transfer`: through load balancers, reverse proxies and HTTP
+    /// proxies, e.g. when only 443 is open).
     pub transport: String,
     /// Connect/IO timeout for S2S, in ms. Default 30 000.
     pub timeout_ms: u64,
+    /// PEM file with the CA certificate(s) that signed NiFi's certificate (enables TLS).
+    /// Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate chain (mutual TLS); needs `key` and `ca` (or `truststore`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// PKCS#12 keystore (`.p12`/`.pfx`) with the client key and certificate (mutual TLS).
+    /// Without `ca`/`truststore`, the CA certificates inside it are trusted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkcs12: Option<PathBuf>,
+    /// Environment variable holding the `pkcs12` password. Default `S2S_PKCS12_PASSWORD`.
+    pub pkcs12_password_env: String,
+    /// PKCS#12 truststore with the CA certificate(s) to trust (instead of `ca`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truststore: Option<PathBuf>,
+    /// Environment variable holding the `truststore` password. Default `S2S_TRUSTSTORE_PASSWORD`.
+    pub truststore_password_env: String,
+    /// HTTP transport: send the bearer token held by this environment variable on every request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// HTTP transport: log in as this user (`POST /nifi-api/access/token`, password from
+    /// `password_env`) and use the token NiFi returns, renewed before it expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Environment variable holding the `username`'s password. Default `NIFI_PASSWORD`.
+    pub password_env: String,
+    /// HTTP proxy for every HTTP request to NiFi (discovery, and the HTTP transport):
+    /// `http://[user:password@]host:port`; `CONNECT` for `https://` NiFi. Default: none
+    /// (`HTTPS_PROXY`/`HTTP_PROXY` from the environment are still honoured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }
 
 impl Default for NifiConfig {
@@ -56,8 +98,55 @@ impl Default for NifiConfig {
             port_id: None,
             transport: "raw".into(),
             timeout_ms: 30_000,
+            ca: None,
+            cert: None,
+            key: None,
+            pkcs12: None,
+            pkcs12_password_env: "S2S_PKCS12_PASSWORD".into(),
+            truststore: None,
+            truststore_password_env: "S2S_TRUSTSTORE_PASSWORD".into(),
+            token_env: None,
+            username: None,
+            password_env: "NIFI_PASSWORD".into(),
+            proxy: None,
         }
     }
+}
+
+impl std::fmt::Debug for NifiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NifiConfig")
+            .field("urls", &self.urls)
+            .field("port_name", &self.port_name)
+            .field("port_id", &self.port_id)
+            .field("transport", &self.transport)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("ca", &self.ca)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("pkcs12", &self.pkcs12)
+            .field("pkcs12_password_env", &self.pkcs12_password_env)
+            .field("truststore", &self.truststore)
+            .field("truststore_password_env", &self.truststore_password_env)
+            .field("token_env", &self.token_env)
+            .field("username", &self.username)
+            .field("password_env", &self.password_env)
+            .field("proxy", &self.proxy.as_deref().map(redact_url))
+            .finish()
+    }
+}
+
+/// `url` with the password of its user info (`scheme://user:password@host`) replaced by
+/// `<redacted>`, for logs, `Debug` and `--print-config`.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let user = rest[..at].split_once(':').map_or(&rest[..at], |(u, _)| u);
+    let sep = if scheme.is_empty() { "" } else { "://" };
+    format!("{scheme}{sep}{user}:<redacted>{}", &rest[at..])
 }
 
 /// TLS for the bridge's own listener (rustls).
@@ -229,6 +318,34 @@ impl Config {
                 self.listen_http.return_code
             ));
         }
+        if !matches!(self.nifi.transport.as_str(), "raw" | "http") {
+            return bad(format!(
+                "nifi.transport must be \"raw\" or \"http\", not {:?}",
+                self.nifi.transport
+            ));
+        }
+        if self.nifi.cert.is_some() != self.nifi.key.is_some()
+            || (self.nifi.cert.is_some() && self.nifi.ca.is_none())
+        {
+            return bad(
+                "nifi.cert and nifi.key go together and need nifi.ca (PEM), like the s2s CLI's --cert/--key/--ca"
+                    .into(),
+            );
+        }
+        if self.nifi.cert.is_some() && self.nifi.pkcs12.is_some() {
+            return bad(
+                "nifi.cert/key and nifi.pkcs12 are two ways to give the client identity: use one"
+                    .into(),
+            );
+        }
+        if self.nifi.ca.is_some() && self.nifi.truststore.is_some() {
+            return bad("nifi.ca and nifi.truststore are two ways to give the CA: use one".into());
+        }
+        if self.nifi.token_env.is_some() && self.nifi.username.is_some() {
+            return bad(
+                "nifi.token_env and nifi.username are two ways to authenticate: use one".into(),
+            );
+        }
         for t in &self.tokens {
             if t.value.is_none() && t.env.is_none() {
                 return bad("every token needs `value` or `env`".into());
@@ -263,8 +380,19 @@ shutdown_timeout_ms = 10000      # graceful shutdown: wait this long for in-flig
 [nifi]
 urls = []                        # e.g. ["http://127.0.0.1:8080/nifi"]
 # port_name = "bridge-in"        # or port_id = "..."
-transport = "raw"                # "raw" or "http"
+transport = "raw"                # "raw" (socket port) or "http" (NiFi's web port, e.g. only 443 open)
 timeout_ms = 30000
+# ca = "ca.pem"                  # TLS to an https:// NiFi (both transports): CA certificate(s), PEM
+# cert = "client.pem"            # mutual TLS: client certificate chain (PEM) ...
+# key = "client.key"             # ... and its key (PEM)
+# pkcs12 = "client.p12"          # or: client identity as PKCS#12 (its bundled CA is trusted without ca/truststore)
+pkcs12_password_env = "S2S_PKCS12_PASSWORD"          # env var holding the pkcs12 password
+# truststore = "truststore.p12"  # or: CA certificate(s) as a PKCS#12 truststore
+truststore_password_env = "S2S_TRUSTSTORE_PASSWORD"  # env var holding the truststore password
+# token_env = "NIFI_TOKEN"       # http: bearer token from this env var
+# username = "bridge"            # http: log in (POST /nifi-api/access/token), token renewed before expiry
+password_env = "NIFI_PASSWORD"   # env var holding the username's password
+# proxy = "http://proxy:3128"    # HTTP proxy for every request to NiFi (CONNECT for https); user:password@ allowed
 
 [limits]
 max_message_bytes = 8388608      # WebSocket message (in memory)
@@ -338,6 +466,14 @@ mod tests {
         full.stage_dir = Some("s".into());
         full.nifi.port_name = Some("p".into());
         full.nifi.port_id = Some("i".into());
+        full.nifi.ca = Some("ca".into());
+        full.nifi.cert = Some("c".into());
+        full.nifi.key = Some("k".into());
+        full.nifi.pkcs12 = Some("p".into());
+        full.nifi.truststore = Some("t".into());
+        full.nifi.token_env = Some("T".into());
+        full.nifi.username = Some("u".into());
+        full.nifi.proxy = Some("http://p".into());
         full.listen_http.header_regex = Some("x".into());
         full.listen_http.max_bytes_per_sec = Some(1);
         full.tls = Some(TlsConfig {
@@ -389,5 +525,46 @@ mod tests {
             ..Default::default()
         };
         assert!(!format!("{t:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn nifi_transport_and_tls_options_are_validated() {
+        let c = Config::from_toml(
+            "[nifi]\ntransport = \"http\"\nca = \"ca.pem\"\nusername = \"u\"\nproxy = \"http://p:3128\"",
+        )
+        .expect("parses");
+        c.validate().expect("valid");
+        assert_eq!(c.nifi.transport, "http");
+        assert_eq!(c.nifi.password_env, "NIFI_PASSWORD");
+        for bad in [
+            "[nifi]\ntransport = \"https\"",
+            "[nifi]\ncert = \"c.pem\"",
+            "[nifi]\ncert = \"c.pem\"\nkey = \"k.pem\"",
+            "[nifi]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\"\npkcs12 = \"c.p12\"",
+            "[nifi]\nca = \"ca.pem\"\ntruststore = \"t.p12\"",
+            "[nifi]\ntoken_env = \"T\"\nusername = \"u\"",
+        ] {
+            let c = Config::from_toml(bad).expect("parses");
+            assert!(c.validate().is_err(), "{bad} must not validate");
+        }
+    }
+
+    #[test]
+    fn proxy_credentials_are_redacted() {
+        assert_eq!(
+            redact_url("http://bob:hunter2@proxy:3128"),
+            "http://bob:<redacted>@proxy:3128"
+        );
+        assert_eq!(
+            redact_url("http://bob@proxy:3128/x@y"),
+            "http://bob:<redacted>@proxy:3128/x@y"
+        );
+        assert_eq!(redact_url("http://proxy:3128/a@b"), "http://proxy:3128/a@b");
+        let c = NifiConfig {
+            proxy: Some("http://bob:hunter2@proxy:3128".into()),
+            ..NifiConfig::default()
+        };
+        let d = format!("{c:?}");
+        assert!(!d.contains("hunter2") && d.contains("proxy:3128"), "{d}");
     }
 }

@@ -37,9 +37,79 @@ struct Args {
     /// Id of NiFi's root input port (preferred over the name).
     #[arg(long, env = "S2S_BRIDGE_PORT_ID")]
     port_id: Option<String>,
-    /// S2S transport: "raw" or "http" [default: raw].
-    #[arg(long, env = "S2S_BRIDGE_TRANSPORT")]
+    /// S2S transport: "raw" (socket port) or "http" (NiFi's web port, /nifi-api/data-transfer;
+    /// through load balancers and proxies, e.g. when only 443 is open) [default: raw].
+    #[arg(long, env = "S2S_BRIDGE_TRANSPORT", value_parser = ["raw", "http"])]
     transport: Option<String>,
+    /// TLS to an https:// NiFi (both transports): PEM file with the CA certificate(s) that signed
+    /// NiFi's certificate.
+    #[arg(
+        long,
+        env = "S2S_BRIDGE_NIFI_CA",
+        value_name = "PEM",
+        conflicts_with = "nifi_truststore"
+    )]
+    nifi_ca: Option<PathBuf>,
+    /// Mutual TLS to NiFi: PEM client certificate chain (needs --nifi-key and --nifi-ca).
+    #[arg(
+        long,
+        env = "S2S_BRIDGE_NIFI_CERT",
+        value_name = "PEM",
+        requires = "nifi_key"
+    )]
+    nifi_cert: Option<PathBuf>,
+    /// PEM private key of --nifi-cert.
+    #[arg(
+        long,
+        env = "S2S_BRIDGE_NIFI_KEY",
+        value_name = "PEM",
+        requires = "nifi_cert"
+    )]
+    nifi_key: Option<PathBuf>,
+    /// Mutual TLS to NiFi: PKCS#12 keystore with the client key and certificate (without
+    /// --nifi-ca/--nifi-truststore its bundled CA certificates are trusted).
+    #[arg(
+        long,
+        env = "S2S_BRIDGE_NIFI_PKCS12",
+        value_name = "FILE",
+        conflicts_with = "nifi_cert"
+    )]
+    nifi_pkcs12: Option<PathBuf>,
+    /// Environment variable holding the --nifi-pkcs12 password [default: S2S_PKCS12_PASSWORD].
+    #[arg(long, env = "S2S_BRIDGE_NIFI_PKCS12_PASSWORD_ENV", value_name = "VAR")]
+    nifi_pkcs12_password_env: Option<String>,
+    /// PKCS#12 truststore with the CA certificate(s) of NiFi (instead of --nifi-ca).
+    #[arg(long, env = "S2S_BRIDGE_NIFI_TRUSTSTORE", value_name = "FILE")]
+    nifi_truststore: Option<PathBuf>,
+    /// Environment variable holding the --nifi-truststore password [default: S2S_TRUSTSTORE_PASSWORD].
+    #[arg(
+        long,
+        env = "S2S_BRIDGE_NIFI_TRUSTSTORE_PASSWORD_ENV",
+        value_name = "VAR"
+    )]
+    nifi_truststore_password_env: Option<String>,
+    /// HTTP transport: send the bearer token held by this environment variable to NiFi.
+    #[arg(
+        long,
+        env = "S2S_BRIDGE_NIFI_TOKEN_ENV",
+        value_name = "VAR",
+        conflicts_with = "nifi_username"
+    )]
+    nifi_token_env: Option<String>,
+    /// HTTP transport: log in to NiFi as this user (token renewed before it expires).
+    #[arg(long, env = "S2S_BRIDGE_NIFI_USERNAME", value_name = "USER")]
+    nifi_username: Option<String>,
+    /// Environment variable holding the --nifi-username password [default: NIFI_PASSWORD].
+    #[arg(long, env = "S2S_BRIDGE_NIFI_PASSWORD_ENV", value_name = "VAR")]
+    nifi_password_env: Option<String>,
+    /// HTTP proxy for every request to NiFi: http://[user:password@]host:port (CONNECT for https).
+    #[arg(
+        long,
+        env = "S2S_BRIDGE_NIFI_PROXY",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    nifi_proxy: Option<String>,
     /// Serve static files from DIR at / (demo page, wasm package).
     #[arg(long = "static", env = "S2S_BRIDGE_STATIC", value_name = "DIR")]
     static_dir: Option<PathBuf>,
@@ -165,6 +235,39 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     if let Some(v) = &args.transport {
         cfg.nifi.transport = v.clone();
     }
+    let n = &mut cfg.nifi;
+    for (flag, field) in [
+        (&args.nifi_ca, &mut n.ca),
+        (&args.nifi_cert, &mut n.cert),
+        (&args.nifi_key, &mut n.key),
+        (&args.nifi_pkcs12, &mut n.pkcs12),
+        (&args.nifi_truststore, &mut n.truststore),
+    ] {
+        if flag.is_some() {
+            field.clone_from(flag);
+        }
+    }
+    for (flag, field) in [
+        (&args.nifi_token_env, &mut n.token_env),
+        (&args.nifi_username, &mut n.username),
+        (&args.nifi_proxy, &mut n.proxy),
+    ] {
+        if flag.is_some() {
+            field.clone_from(flag);
+        }
+    }
+    for (flag, field) in [
+        (&args.nifi_pkcs12_password_env, &mut n.pkcs12_password_env),
+        (
+            &args.nifi_truststore_password_env,
+            &mut n.truststore_password_env,
+        ),
+        (&args.nifi_password_env, &mut n.password_env),
+    ] {
+        if let Some(v) = flag {
+            field.clone_from(v);
+        }
+    }
     if let Some(v) = &args.static_dir {
         cfg.static_dir = Some(v.clone());
     }
@@ -289,6 +392,11 @@ async fn main() -> anyhow::Result<()> {
                 t.value = Some("<redacted>".into());
             }
         }
+        printable.nifi.proxy = printable
+            .nifi
+            .proxy
+            .as_deref()
+            .map(s2s_bridge::config::redact_url);
         print!("{}", toml::to_string_pretty(&printable)?);
         return Ok(());
     }

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use s2s::{Client, Direction};
+use s2s::{Client, ClientBuilder, Direction, Transport};
 
 use crate::config::NifiConfig;
 use crate::record::{Content, FlowFile, Reason, Record};
@@ -66,18 +66,7 @@ impl S2sSink {
             .ok_or_else(|| {
                 crate::Error::Config("nifi.port_name or nifi.port_id is required".into())
             })?;
-        if cfg.transport != "raw" {
-            return Err(crate::Error::Config(format!(
-                "nifi.transport {:?} is not supported by the s2s client yet; use \"raw\"",
-                cfg.transport
-            )));
-        }
-        let timeout = Some(Duration::from_millis(cfg.timeout_ms));
-        let client = Client::builder(cfg.urls.join(","))
-            .connect_timeout(timeout)
-            .io_timeout(timeout)
-            .build()
-            .map_err(crate::Error::Client)?;
+        let client = client_builder(cfg)?.build().map_err(crate::Error::Client)?;
         let label = format!(
             "{}#{}",
             cfg.urls.first().map(String::as_str).unwrap_or(""),
@@ -198,6 +187,69 @@ impl S2sSink {
         }
         Ok(tx.commit().await?.destination_full)
     }
+}
+
+/// The `s2s` client builder for `cfg`: transport, TLS (PEM or PKCS#12), token or login, proxy.
+/// Passwords and tokens are read from the environment variables `cfg` names; errors name the
+/// variable, never a value.
+pub(crate) fn client_builder(cfg: &NifiConfig) -> Result<ClientBuilder, crate::Error> {
+    let transport = match cfg.transport.as_str() {
+        "raw" => Transport::Raw,
+        "http" => Transport::Http,
+        other => {
+            return Err(crate::Error::Config(format!(
+                "nifi.transport must be \"raw\" or \"http\", not {other:?}"
+            )));
+        }
+    };
+    let secret = |var: &str, what: &str| {
+        std::env::var(var).map_err(|_| {
+            crate::Error::Config(format!(
+                "{what}: set the environment variable {var} (or name another with nifi.{what}_env)"
+            ))
+        })
+    };
+    let timeout = Some(Duration::from_millis(cfg.timeout_ms));
+    let mut b = Client::builder(cfg.urls.join(","))
+        .connect_timeout(timeout)
+        .io_timeout(timeout)
+        .transport(transport);
+    if let Some(p) = &cfg.proxy {
+        b = b.proxy(p.clone());
+    }
+    if let Some(p12) = &cfg.pkcs12 {
+        let pw = secret(&cfg.pkcs12_password_env, "pkcs12_password")?;
+        b = b.tls_pkcs12(p12, &pw).map_err(crate::Error::Client)?;
+    }
+    match (&cfg.ca, &cfg.cert, &cfg.key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            b = b
+                .tls_pem(ca, Some((cert, key)))
+                .map_err(crate::Error::Client)?;
+        }
+        (Some(ca), None, None) => b = b.tls_ca_pem(ca).map_err(crate::Error::Client)?,
+        (_, None, None) => {}
+        _ => {
+            return Err(crate::Error::Config(
+                "nifi.cert and nifi.key go together and need nifi.ca (PEM), as the s2s CLI's \
+                 --cert/--key/--ca; with a PKCS#12 identity use nifi.pkcs12"
+                    .into(),
+            ));
+        }
+    }
+    if let Some(ts) = &cfg.truststore {
+        let pw = secret(&cfg.truststore_password_env, "truststore_password")?;
+        b = b
+            .tls_truststore_pkcs12(ts, &pw)
+            .map_err(crate::Error::Client)?;
+    }
+    if let Some(var) = &cfg.token_env {
+        b = b.bearer_token(secret(var, "token")?);
+    }
+    if let Some(user) = &cfg.username {
+        b = b.login(user.clone(), secret(&cfg.password_env, "password")?);
+    }
+    Ok(b)
 }
 
 /// Why a transaction failed: NiFi / the connection, or reading staged content (then the dropped
