@@ -78,6 +78,10 @@ pub struct ClusterState {
     pub zk_pid: Option<u32>,
     /// ZooKeeper's folder (`zoo.cfg`, `data/`, `zookeeper.log`).
     pub zk_dir: PathBuf,
+    /// ZooKeeper runs embedded in node 1 (`nifi.state.management.embedded.zookeeper.start`)
+    /// instead of a standalone JVM: killing node 1 takes ZooKeeper down with it.
+    #[serde(default)]
+    pub zk_embedded: bool,
     /// The nodes, in order.
     pub nodes: Vec<ClusterNode>,
 }
@@ -118,7 +122,10 @@ pub fn write_state(state: &ClusterState) -> Result<(), Error> {
 }
 
 /// `KEY=VALUE` lines: `NIFI_CLUSTER_URLS` (comma-separated), `NIFI_CLUSTER_RAW_PORTS`,
-/// `NIFI_CLUSTER_PIDS`, `NIFI_CLUSTER_VERSION`, `NIFI_CLUSTER_ZK`, and per node `NIFI_NODE<K>_URL`.
+/// `NIFI_CLUSTER_PIDS`, `NIFI_CLUSTER_VERSION`, `NIFI_CLUSTER_ZK`, `NIFI_CLUSTER_ZK_MODE`
+/// (`standalone`, or `embedded` in node 1), and per node `NIFI_NODE<K>_URL`; plus
+/// `NIFI_S2S_NIFI_DIR` when the kit's folder is not the default one (so that a test that sources
+/// the file finds this cluster's state).
 pub fn state_env(state: &ClusterState) -> String {
     let join = |f: &dyn Fn(&ClusterNode) -> String| {
         state.nodes.iter().map(f).collect::<Vec<_>>().join(",")
@@ -137,6 +144,16 @@ pub fn state_env(state: &ClusterState) -> String {
     );
     let _ = writeln!(s, "NIFI_CLUSTER_VERSION={}", state.version);
     let _ = writeln!(s, "NIFI_CLUSTER_ZK=127.0.0.1:{}", state.zk_port);
+    let mode = if state.zk_embedded {
+        "embedded"
+    } else {
+        "standalone"
+    };
+    let _ = writeln!(s, "NIFI_CLUSTER_ZK_MODE={mode}");
+    if let Some(dir) = std::env::var_os("NIFI_S2S_NIFI_DIR").filter(|d| !d.is_empty()) {
+        let dir = std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(&dir));
+        let _ = writeln!(s, "NIFI_S2S_NIFI_DIR={}", dir.display());
+    }
     for n in &state.nodes {
         let _ = writeln!(s, "NIFI_NODE{}_URL={}", n.number, n.url);
     }
@@ -156,6 +173,9 @@ pub struct ClusterOptions {
     pub timeout: Duration,
     /// Wipe the homes (flow, queues, ports) and start over.
     pub fresh: bool,
+    /// Run ZooKeeper embedded in node 1 instead of a standalone JVM (the setup where a node
+    /// loss takes ZooKeeper down; see [`ClusterState::zk_embedded`]).
+    pub embedded_zk: bool,
 }
 
 impl Default for ClusterOptions {
@@ -166,6 +186,7 @@ impl Default for ClusterOptions {
             heap: "512m".into(),
             timeout: Duration::from_secs(300),
             fresh: false,
+            embedded_zk: false,
         }
     }
 }
@@ -300,8 +321,15 @@ fn start_zookeeper(dir: &Path, port: u16) -> Result<u32, Error> {
 }
 
 /// Writes the cluster properties on top of what [`provision::configure`] wrote, and points the
-/// ZooKeeper state provider at the standalone ZooKeeper.
-fn configure_node(node: &ClusterNode, version: &str, n: usize, zk: u16) -> Result<(), Error> {
+/// ZooKeeper state provider at ZooKeeper; `embed_zk`: this node starts an embedded ZooKeeper
+/// (standalone mode, client port `zk` on 127.0.0.1).
+fn configure_node(
+    node: &ClusterNode,
+    version: &str,
+    n: usize,
+    zk: u16,
+    embed_zk: bool,
+) -> Result<(), Error> {
     provision::configure(&node.home, version, node.ports(), None, None)?;
     let path = node.home.join("conf/nifi.properties");
     let text = fs::read_to_string(&path)
@@ -327,11 +355,25 @@ fn configure_node(node: &ClusterNode, version: &str, n: usize, zk: u16) -> Resul
         ("nifi.zookeeper.connect.string", connect.clone()),
         (
             "nifi.state.management.embedded.zookeeper.start",
-            "false".into(),
+            embed_zk.to_string(),
         ),
     ];
     fs::write(&path, provision::set_properties(&text, &o))
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    if embed_zk {
+        // The template's single `server.1=…;2181` entry makes ZooKeeper 3.8 drop the client
+        // port and NiFi fail to start: no server entry (standalone mode), our own client port.
+        let zp = node.home.join("conf/zookeeper.properties");
+        let text = fs::read_to_string(&zp)
+            .map_err(|e| Error::io(format!("reading {}", zp.display()), e))?;
+        let mut out: String = text
+            .lines()
+            .filter(|l| !l.starts_with("server.") && !l.starts_with("clientPort"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let _ = write!(out, "clientPort={zk}\nclientPortAddress=127.0.0.1\n");
+        fs::write(&zp, out).map_err(|e| Error::io(format!("writing {}", zp.display()), e))?;
+    }
     let sm = node.home.join("conf/state-management.xml");
     let xml =
         fs::read_to_string(&sm).map_err(|e| Error::io(format!("reading {}", sm.display()), e))?;
@@ -375,6 +417,7 @@ pub async fn up(opts: &ClusterOptions) -> Result<ClusterReport, Error> {
     if let Some(st) = &prev
         && !opts.fresh
         && st.nodes.len() == opts.nodes
+        && st.zk_embedded == opts.embedded_zk
         && st.nodes.iter().all(ClusterNode::alive)
         && Cluster::new(st.clone())?.connected_count().await == opts.nodes
     {
@@ -389,7 +432,9 @@ pub async fn up(opts: &ClusterOptions) -> Result<ClusterReport, Error> {
     if let Some(st) = &prev {
         stop_all(st, Duration::from_secs(20))?;
     }
-    let reuse = prev.filter(|st| !opts.fresh && st.nodes.len() == opts.nodes);
+    let reuse = prev.filter(|st| {
+        !opts.fresh && st.nodes.len() == opts.nodes && st.zk_embedded == opts.embedded_zk
+    });
     let mut state = match reuse {
         Some(mut st) => {
             progress(format!(
@@ -437,7 +482,7 @@ pub async fn up(opts: &ClusterOptions) -> Result<ClusterReport, Error> {
                 for f in ["conf/flow.xml.gz", "conf/flow.json.gz"] {
                     let _ = fs::remove_file(node.home.join(f));
                 }
-                configure_node(&node, version, n, zk_port)?;
+                configure_node(&node, version, n, zk_port, opts.embedded_zk && i == 0)?;
                 nodes.push(node);
             }
             let zk_dir = dir.join("zookeeper");
@@ -448,11 +493,14 @@ pub async fn up(opts: &ClusterOptions) -> Result<ClusterReport, Error> {
                 zk_port,
                 zk_pid: None,
                 zk_dir,
+                zk_embedded: opts.embedded_zk,
                 nodes,
             }
         }
     };
-    state.zk_pid = Some(start_zookeeper(&state.zk_dir, state.zk_port)?);
+    if !state.zk_embedded {
+        state.zk_pid = Some(start_zookeeper(&state.zk_dir, state.zk_port)?);
+    }
     write_state(&state)?;
     let t = Instant::now();
     for i in 0..state.nodes.len() {
@@ -822,7 +870,7 @@ impl Cluster {
                 node.pid
             )));
         }
-        if !zookeeper_serving(self.state.zk_port) {
+        if !self.state.zk_embedded && !zookeeper_serving(self.state.zk_port) {
             self.state.zk_pid = Some(start_zookeeper(&self.state.zk_dir, self.state.zk_port)?);
         }
         provision::wait_ports_free(

@@ -51,6 +51,12 @@ pub(crate) enum NifiCmd {
         /// `cluster.env` (NIFI_CLUSTER_URLS, …). --web-port/--raw-port/--no-shared/--secure do not apply.
         #[arg(long, value_name = "N")]
         cluster: Option<usize>,
+        /// With --cluster: ZooKeeper embedded in node 1 instead of a standalone JVM (killing
+        /// node 1 takes ZooKeeper down; `cluster.env` says NIFI_CLUSTER_ZK_MODE=embedded). Give
+        /// it its own folder so it does not replace the standard cluster:
+        /// `NIFI_S2S_NIFI_DIR=target/nifi/zk-embedded cargo xtask nifi up --cluster 2 --embedded-zk`.
+        #[arg(long, requires = "cluster")]
+        embedded_zk: bool,
     },
     /// Stop NiFi by PID (TERM, then KILL after 30 s) and remove its state file. The home stays:
     /// the next `up` restarts it as it was (`up --fresh` wipes it).
@@ -175,12 +181,14 @@ async fn run_async(cmd: NifiCmd) -> Result<()> {
             secure,
             fresh,
             cluster: Some(n),
+            embedded_zk,
         } => {
             let opts = ClusterOptions {
                 version,
                 nodes: n,
                 timeout: Duration::from_secs(timeout),
                 fresh,
+                embedded_zk,
                 ..ClusterOptions::default()
             };
             if web_port.is_some() || raw_port.is_some() || no_shared || secure {
@@ -198,10 +206,13 @@ async fn run_async(cmd: NifiCmd) -> Result<()> {
                             .map_or_else(|| "?".into(), |k| format!("{} MiB", k / 1024))
                     })
                     .collect();
-                let zk = st
-                    .zk_pid
-                    .and_then(provision::rss_kib)
-                    .map_or_else(|| "?".into(), |k| format!("{} MiB", k / 1024));
+                let zk = if st.zk_embedded {
+                    "embedded in node 1".to_owned()
+                } else {
+                    st.zk_pid
+                        .and_then(provision::rss_kib)
+                        .map_or_else(|| "?".into(), |k| format!("{} MiB", k / 1024))
+                };
                 eprintln!(
                     "[nifi] cluster of {} CONNECTED {:.1} s after start; RSS per node {}; ZooKeeper {zk}",
                     st.nodes.len(),
@@ -236,6 +247,7 @@ async fn run_async(cmd: NifiCmd) -> Result<()> {
             secure,
             fresh,
             cluster: None,
+            embedded_zk: _,
         } => {
             let opts = UpOptions {
                 version,

@@ -14,7 +14,7 @@ use crate::builder::{ClientBuilder, Transport};
 use crate::connection::{AsyncStream, Connection, with_timeout};
 use crate::discovery::{self, Direction, PortInfo, SiteInfo};
 use crate::error::{Error, Kind};
-use crate::http::{HttpCtx, HttpReceive, HttpSend, OpenTx};
+use crate::http::{HttpCtx, HttpReceive, HttpSend, OnNode as _, OpenTx};
 use crate::metrics::Dir;
 use crate::peers::{self, Peer, PeerStatus, Penalties};
 use crate::transaction::{
@@ -65,6 +65,43 @@ pub(crate) struct PeerCache {
     failed_at: Option<Instant>,
     refreshing: bool,
     file_tried: bool,
+    /// FlowFiles this client moved per node (`host:port` after overrides) since the last
+    /// fetch: + sent, − received. NiFi's counts lag (a heartbeat, then the refresh interval),
+    /// so the weights use the listed count plus this.
+    moved: HashMap<String, i64>,
+    /// Nodes whose RECEIVE answered "no data", and when: counted as holding nothing until a
+    /// peer list fetched [`DRAIN_HOLD`] after that answer (or data from the node) says more.
+    drained: HashMap<String, Instant>,
+    /// A refresh due before the regular interval (set by a "no data" answer).
+    refresh_at: Option<Instant>,
+}
+
+/// How long a node's "no data" answer outweighs the FlowFile count of the peer list: NiFi
+/// reports a node's count from its last heartbeat (5 s by default), so a list fetched sooner
+/// after the drain may still show the old count. Also the delay of the refresh such an answer
+/// triggers (at most one per hold).
+pub(crate) const DRAIN_HOLD: Duration = Duration::from_secs(10);
+
+impl PeerCache {
+    /// A list was just fetched (at `now`): its counts supersede what this client moved, and
+    /// "no data" marks older than [`DRAIN_HOLD`] expire.
+    fn fresh_list(&mut self, now: Instant) {
+        self.fetched_at = Some(now);
+        self.failed_at = None;
+        self.refresh_at = None;
+        self.moved.clear();
+        self.drained.retain(|_, t| now < *t + DRAIN_HOLD);
+    }
+
+    /// The FlowFile count to weigh node `addr` by: the listed count plus what this client
+    /// moved since, 0 while a "no data" answer from it is newer than the list can know.
+    fn effective_count(&self, addr: &str, listed: u32) -> u32 {
+        if self.drained.contains_key(addr) {
+            return 0;
+        }
+        let moved = self.moved.get(addr).copied().unwrap_or(0);
+        (i64::from(listed) + moved).clamp(0, i64::from(u32::MAX)) as u32
+    }
 }
 
 /// Counts one open transaction on a node while alive (weights of parallel sends).
@@ -450,6 +487,7 @@ impl Client {
         }
         match self.known_peers().await {
             Some(list) if !list.is_empty() => {
+                let list = self.adjusted(&list);
                 let w = peers::weights(&list, direction);
                 Ok(list
                     .iter()
@@ -459,6 +497,87 @@ impl Client {
             }
             _ => Ok(vec![self.bootstrap().await?]),
         }
+    }
+
+    /// `list` with each node's count as this client last knew it (see
+    /// [`PeerCache::effective_count`]): what it sent or received since the fetch, and nodes that
+    /// answered a receive with "no data" at 0.
+    fn adjusted(&self, list: &[Peer]) -> Vec<Peer> {
+        let c = self
+            .inner
+            .peer_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        list.iter()
+            .map(|p| Peer {
+                flowfile_count: c.effective_count(&self.map_peer(p), p.flowfile_count),
+                ..p.clone()
+            })
+            .collect()
+    }
+
+    /// A transaction on node `addr` moved `n` FlowFiles (+ sent and committed, − received
+    /// and confirmed): the node's count for the weights until the next fetch. Data from a
+    /// node clears its "no data" mark.
+    pub(crate) fn note_moved(&self, addr: &str, n: i64) {
+        if self.cfg().single_node || n == 0 {
+            return;
+        }
+        let mut c = self
+            .inner
+            .peer_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *c.moved.entry(addr.to_owned()).or_default() += n;
+        if n < 0 {
+            c.drained.remove(addr);
+        }
+    }
+
+    /// Node `addr` answered a RECEIVE with "no data": weigh it as empty until a list fetched
+    /// [`DRAIN_HOLD`] later says otherwise, and have that list fetched then (one refresh per
+    /// hold, not one per empty answer). Only with several peers (one node is picked anyway).
+    fn note_drained(&self, addr: &str) {
+        if !self.has_other_peers() {
+            return;
+        }
+        let now = Instant::now();
+        let mut c = self
+            .inner
+            .peer_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        c.drained.insert(addr.to_owned(), now);
+        c.moved.remove(addr);
+        if c.refresh_at.is_none() {
+            c.refresh_at = Some(now + DRAIN_HOLD);
+        }
+        debug!(peer = %addr, "no data from this node: weighed as empty until a later peer list");
+    }
+
+    /// Whether a peer of the cached list other than those in `tried` is not penalized for
+    /// `port_id`.
+    fn untried_peer_left(&self, tried: &[String], port_id: &str) -> bool {
+        let list = {
+            let c = self
+                .inner
+                .peer_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            c.list.clone()
+        };
+        let Some(list) = list else {
+            return false;
+        };
+        let mut pen = self
+            .inner
+            .penalties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        list.iter()
+            .map(|p| self.map_peer(p))
+            .any(|a| !tried.contains(&a) && !pen.is_penalized(&a, port_id, now))
     }
 
     /// The cached peer list of the client's transport, never waiting on a refresh once a list
@@ -474,7 +593,8 @@ impl Client {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             let cfg = self.cfg();
-            let stale = c.fetched_at.is_none_or(|t| t.elapsed() >= cfg.peer_refresh);
+            let stale = c.fetched_at.is_none_or(|t| t.elapsed() >= cfg.peer_refresh)
+                || c.refresh_at.is_some_and(|t| Instant::now() >= t);
             let backoff_over = c
                 .failed_at
                 .is_none_or(|t| t.elapsed() >= cfg.peer_refresh_timeout);
@@ -553,8 +673,7 @@ impl Client {
                             crate::metrics::peer_weight(&me.map_peer(p), w);
                         }
                         c.list = Some(Arc::new(list));
-                        c.fetched_at = Some(Instant::now());
-                        c.failed_at = None;
+                        c.fresh_list(Instant::now());
                         crate::metrics::peer_list_refresh("ok");
                     }
                     Err(e) => {
@@ -711,8 +830,7 @@ impl Client {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner());
                     c.list = Some(Arc::new(list.clone()));
-                    c.fetched_at = Some(Instant::now());
-                    c.failed_at = None;
+                    c.fresh_list(Instant::now());
                 }
                 self.persist_peers().await;
                 Ok(list)
@@ -920,8 +1038,21 @@ impl Client {
         port: &str,
         allow_pooled: bool,
     ) -> Result<(Connection, PortInfo, bool, InflightGuard), Error> {
+        self.acquire_excluding(direction, port, allow_pooled, &[])
+            .await
+    }
+
+    /// [`acquire_tracked`](Self::acquire_tracked) among the peers not in `exclude`.
+    async fn acquire_excluding(
+        &self,
+        direction: Direction,
+        port: &str,
+        allow_pooled: bool,
+        exclude: &[String],
+    ) -> Result<(Connection, PortInfo, bool, InflightGuard), Error> {
         let info = self.resolve_port(direction, port).await?;
         let mut targets = self.targets(direction).await?;
+        targets.retain(|t| !exclude.contains(&t.addr));
         self.wait_out_penalties(&targets, &info.id).await;
         let mut last = None;
         while !targets.is_empty() {
@@ -1186,6 +1317,7 @@ impl Client {
             && let Some(list) = self.known_peers().await
         {
             // Weights over the whole list (as NiFi computes them), then the penalized left out.
+            let list = self.adjusted(&list);
             let w = peers::weights(&list, direction);
             let now = Instant::now();
             let mut cands: Vec<Target> = {
@@ -1531,6 +1663,9 @@ impl Client {
                 .instrument(span.clone())
                 .await?;
             let finished = h.no_data;
+            if finished {
+                self.note_drained(&h.node());
+            }
             return Ok(ReceiveTransaction::new(
                 self.clone(),
                 ReceiveTransport::Http(Box::new(h)),
@@ -1541,16 +1676,50 @@ impl Client {
             ));
         }
         let mut allow_pooled = true;
+        // Nodes that answered "no data" in this call, and the last such answer (returned when
+        // no other node is left to ask).
+        let mut tried: Vec<String> = Vec::new();
+        let mut empty: Option<(Connection, PortInfo)> = None;
         let (conn, info, finished) = loop {
-            let (mut conn, info, reused) =
-                self.acquire(Direction::Receive, port, allow_pooled).await?;
+            let acquired = self
+                .acquire_excluding(Direction::Receive, port, allow_pooled, &tried)
+                .await
+                .map(|(c, i, r, _)| (c, i, r));
+            let (mut conn, info, reused) = match (acquired, empty.take()) {
+                (Ok(a), held) => {
+                    if let Some((c, i)) = held {
+                        self.checkin(&i.id, c);
+                    }
+                    a
+                }
+                // Another node was tried after an empty answer and failed: the empty answer
+                // stands (the failure penalized that node).
+                (Err(e), Some((c, i))) => {
+                    debug!(error = %e, "no other node to receive from");
+                    break (c, i, true);
+                }
+                (Err(e), None) => return Err(e),
+            };
             // Read NiFi's first answer now: a pooled connection NiFi closed meanwhile fails
             // here, before anything was exchanged, and is replaced transparently.
             match ReceiveTransaction::begin(&mut conn)
                 .instrument(span.clone())
                 .await
             {
-                Ok(finished) => break (conn, info, finished),
+                Ok(true) => {
+                    // No data on this node: it counts as empty for the weights, and another
+                    // node not asked yet in this call is asked before the caller backs off.
+                    let node = conn.peer.clone();
+                    self.note_drained(&node);
+                    tried.push(node);
+                    if self.untried_peer_left(&tried, &info.id) {
+                        allow_pooled = true;
+                        empty = Some((conn, info));
+                        continue;
+                    }
+                    break (conn, info, true);
+                }
+                Ok(false) => break (conn, info, false),
                 Err(e) if reused && (e.is_closed() || matches!(e.kind(), Kind::Io)) => {
                     debug!(error = %e, "pooled connection failed on first read; reconnecting");
                     allow_pooled = false;

@@ -535,6 +535,10 @@ impl SendTransaction {
             self.opened.elapsed(),
             destination_full,
         );
+        self.client.note_moved(
+            &self.labels.peer,
+            i64::try_from(self.flowfiles).unwrap_or(i64::MAX),
+        );
         Ok(SendSummary {
             flowfiles: self.flowfiles,
             bytes: self.bytes,
@@ -1007,6 +1011,10 @@ impl ReceiveTransaction {
                 started.elapsed(),
                 self.opened.elapsed(),
                 false,
+            );
+            self.client.note_moved(
+                &self.labels.peer,
+                -i64::try_from(self.summary.flowfiles).unwrap_or(i64::MAX),
             );
         }
         Ok(self.summary)

@@ -560,3 +560,225 @@ async fn default_batch_count_splits_twenty_thousand_flowfiles_into_many_transact
     assert_eq!(got.lock().unwrap().len(), 20_000);
     let _ = PORT;
 }
+
+/// What a [`store_node`] holds and saw.
+#[derive(Default)]
+struct Store {
+    /// FlowFiles queued for receivers.
+    queue: Mutex<Vec<FlowFile>>,
+    /// RECEIVE requests answered "no data".
+    empty_answers: AtomicUsize,
+    /// FlowFiles sent to it.
+    sent: Mutex<Vec<FlowFile>>,
+}
+
+/// A RAW node with a queue: RECEIVE takes up to `per_tx` FlowFiles of `initial` per
+/// transaction ("no data" once empty), SEND adds to `sent`.
+async fn store_node(initial: Vec<FlowFile>, per_tx: usize) -> (u16, Arc<Store>) {
+    use s2s_proto::codec::checksum::TransactionChecksum;
+    use s2s_proto::codec::flowfile::{self, FlowFileDecoder};
+    use s2s_proto::codec::response_code::Response;
+    let store = Arc::new(Store {
+        queue: Mutex::new(initial),
+        ..Store::default()
+    });
+    let s = store.clone();
+    let (port, _) = fake_raw(move |mut p: FakePeer| {
+        let s = s.clone();
+        async move {
+            p.accept().await;
+            loop {
+                match p.read(RequestType::decode).await {
+                    Some(RequestType::ReceiveFlowFiles) => {
+                        let batch: Vec<FlowFile> = {
+                            let mut q = s.queue.lock().unwrap();
+                            let n = per_tx.min(q.len());
+                            q.drain(..n).collect()
+                        };
+                        if batch.is_empty() {
+                            s.empty_answers.fetch_add(1, Ordering::SeqCst);
+                            p.rc(ResponseCode::NO_MORE_DATA, None).await;
+                            continue;
+                        }
+                        let mut b = BytesMut::new();
+                        Response::new(ResponseCode::MORE_DATA)
+                            .encode(&mut b)
+                            .unwrap();
+                        for (i, ff) in batch.iter().enumerate() {
+                            if i > 0 {
+                                Response::new(ResponseCode::CONTINUE_TRANSACTION)
+                                    .encode(&mut b)
+                                    .unwrap();
+                            }
+                            flowfile::encode(ff, &mut b);
+                        }
+                        Response::new(ResponseCode::FINISH_TRANSACTION)
+                            .encode(&mut b)
+                            .unwrap();
+                        p.write(&b).await;
+                        if p.read_rc().await.is_none() {
+                            return;
+                        }
+                        p.rc(ResponseCode::CONFIRM_TRANSACTION, Some("")).await;
+                        if p.read_rc().await.is_none() {
+                            return;
+                        }
+                    }
+                    Some(RequestType::SendFlowFiles) => {
+                        let mut crc = TransactionChecksum::new();
+                        let mut ffs = Vec::new();
+                        loop {
+                            let mut d = FlowFileDecoder::default();
+                            let Some(ff) = p.read(|b| d.decode(b)).await else {
+                                return;
+                            };
+                            ff.add_to_checksum(&mut crc);
+                            ffs.push(ff);
+                            match p.read_rc().await.map(|r| r.code) {
+                                Some(ResponseCode::CONTINUE_TRANSACTION) => {}
+                                Some(ResponseCode::FINISH_TRANSACTION) => break,
+                                _ => return,
+                            }
+                        }
+                        p.rc(ResponseCode::CONFIRM_TRANSACTION, Some(&crc.to_decimal()))
+                            .await;
+                        if p.read_rc().await.is_none() {
+                            return;
+                        }
+                        s.sent.lock().unwrap().extend(ffs);
+                        p.rc(ResponseCode::TRANSACTION_FINISHED, None).await;
+                    }
+                    _ => return,
+                }
+            }
+        }
+    })
+    .await;
+    (port, store)
+}
+
+/// Discovery with an input port `in` and the output port `out` (id [`PORT`]).
+fn discovery_with_output(raw: u16) -> String {
+    format!(
+        r#"{{"controller":{{"remoteSiteListeningPort":{raw},"siteToSiteSecure":false,
+        "inputPorts":[{{"id":"0b8e4b53-0000-4000-8000-000000000001","name":"in","state":"RUNNING"}}],
+        "outputPorts":[{{"id":"{PORT}","name":"out","state":"RUNNING"}}]}}}}"#
+    )
+}
+
+/// Receives once from `out`; the number of FlowFiles (confirmed).
+async fn receive_once(client: &Client) -> usize {
+    let mut rx = client.receive("out").await.unwrap();
+    let mut n = 0;
+    while rx.next().await.unwrap().is_some() {
+        n += 1;
+    }
+    rx.confirm().await.unwrap();
+    n
+}
+
+#[tokio::test]
+async fn an_emptied_node_is_not_asked_again_until_a_later_peer_list() {
+    // NiFi's counts lag: the list says 1,000 on each node for the whole test (the default 60 s
+    // refresh), but node A holds 100 and node B 500.
+    let (a, store_a) = store_node((0..100).map(f).collect(), 50).await;
+    let (b, store_b) = store_node((100..600).map(f).collect(), 50).await;
+    let (boot, requests) = peer_list_node(vec![("nifi-a", 1, 1000), ("nifi-b", 2, 1000)], |_| {
+        Answer::List
+    })
+    .await;
+    let http = fake_discovery(discovery_with_output(boot)).await;
+    let client = Client::builder(format!("http://127.0.0.1:{http}/nifi"))
+        .peer_override("nifi-a:1", format!("127.0.0.1:{a}"))
+        .peer_override("nifi-b:2", format!("127.0.0.1:{b}"))
+        .build()
+        .unwrap();
+    let (mut received, mut calls, mut empty_calls) = (0, 0, 0);
+    within("draining both nodes", async {
+        while received < 600 {
+            calls += 1;
+            assert!(calls < 100, "{received} of 600 after {calls} receives");
+            let n = receive_once(&client).await;
+            if n == 0 {
+                empty_calls += 1;
+            }
+            received += n;
+        }
+    })
+    .await;
+    // A receive that found A empty went on to B within the same call; A was not asked again.
+    assert_eq!(
+        empty_calls, 0,
+        "receives that returned nothing while B held data"
+    );
+    assert!(
+        store_a.empty_answers.load(Ordering::SeqCst) <= 1,
+        "A answered 'no data' {} times",
+        store_a.empty_answers.load(Ordering::SeqCst)
+    );
+    // Polling the empty cluster asks each node once per receive, and triggers no peer-list
+    // request per empty answer.
+    for _ in 0..10 {
+        assert_eq!(receive_once(&client).await, 0);
+    }
+    let empties =
+        store_a.empty_answers.load(Ordering::SeqCst) + store_b.empty_answers.load(Ordering::SeqCst);
+    assert!(empties <= 2 + 2 * 10, "{empties} 'no data' answers");
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "peer-list requests");
+    // After the hold, one receive triggers one refresh (the counts NiFi reports by then).
+    tokio::time::sleep(crate::client::DRAIN_HOLD + Duration::from_millis(200)).await;
+    assert_eq!(receive_once(&client).await, 0);
+    within("the refresh after the empty answers", async {
+        while requests.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(receive_once(&client).await, 0);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(requests.load(Ordering::SeqCst), 2, "peer-list requests");
+}
+
+#[tokio::test]
+async fn sends_after_a_drain_weigh_the_drained_node_by_what_was_received() {
+    // The list says A holds 600 and B nothing (sends would all go to B); this client drains A.
+    let (a, store_a) = store_node((0..600).map(f).collect(), 100).await;
+    let (b, store_b) = store_node(Vec::new(), 100).await;
+    let (boot, requests) =
+        peer_list_node(vec![("nifi-a", 1, 600), ("nifi-b", 2, 0)], |_| Answer::List).await;
+    let http = fake_discovery(discovery_with_output(boot)).await;
+    let client = Client::builder(format!("http://127.0.0.1:{http}/nifi"))
+        .peer_override("nifi-a:1", format!("127.0.0.1:{a}"))
+        .peer_override("nifi-b:2", format!("127.0.0.1:{b}"))
+        .send_batch_count(20)
+        .build()
+        .unwrap();
+    let mut received = 0;
+    within("draining A", async {
+        while received < 600 {
+            received += receive_once(&client).await;
+        }
+    })
+    .await;
+    assert_eq!(store_a.queue.lock().unwrap().len(), 0);
+    // Still the first list (counts 600 / 0), but A is known to be empty now: equal weights.
+    let s = within(
+        "the batch",
+        client.send_batch("in", (1000..1400).map(f).collect()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.flowfiles, 400);
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "peer-list requests");
+    let (on_a, on_b) = (
+        store_a.sent.lock().unwrap().len(),
+        store_b.sent.lock().unwrap().len(),
+    );
+    assert_eq!(on_a + on_b, 400);
+    assert!(
+        on_a >= 80 && on_b >= 80,
+        "A got {on_a}, B {on_b} of 400 (the stale list alone gives A 0 %)"
+    );
+}
