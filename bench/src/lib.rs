@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod loadgen;
 pub mod proc;
 pub mod pump;
 pub mod sink;

@@ -17,6 +17,7 @@ use crate::report::{Better, Machine, RatioTarget, Report, Row};
 use crate::{P1SendArgs, run_p1_child, wait_until};
 
 mod p2file;
+mod p3;
 mod p6bridge;
 
 /// `s2s-bench run`.
@@ -101,7 +102,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "p2nifi" => p2_nifi(&mut ctx, &nifi).await,
             "p2file" => p2file::p2file_sink(&mut ctx).await,
             "p2filenifi" => p2file::p2file_nifi(&mut ctx, &nifi).await,
-            "p3" => p3(&mut ctx, &nifi, args.bridge_bin.as_ref().expect("checked")).await,
+            "p3" => p3::p3(&mut ctx, &nifi, args.bridge_bin.as_ref().expect("checked")).await,
             "p5" => p5(&mut ctx, args.bridge_bin.as_ref().expect("checked"), &out).await,
             "p6" => p6bridge::p6(&mut ctx, &nifi, args.bridge_bin.as_ref().expect("checked")).await,
             _ => unreachable!("fixed list"),
@@ -423,6 +424,18 @@ async fn start_bridge(
     ack: &str,
     spool: &std::path::Path,
 ) -> anyhow::Result<BridgeProc> {
+    start_bridge_with(bin, nifi_url, port_name, ack, spool, &[]).await
+}
+
+/// [`start_bridge`] with more command-line arguments.
+async fn start_bridge_with(
+    bin: &PathBuf,
+    nifi_url: &str,
+    port_name: &str,
+    ack: &str,
+    spool: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<BridgeProc> {
     let listen = free_port()?;
     std::fs::create_dir_all(spool)?;
     let child = Command::new(bin)
@@ -437,6 +450,7 @@ async fn start_bridge(
         ])
         .arg("--spool-dir")
         .arg(spool)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -475,127 +489,6 @@ fn json_records(first: u64, n: u64) -> Bytes {
         })
         .collect();
     Bytes::from(serde_json::to_vec(&items).expect("plain JSON"))
-}
-
-// ---- P3: bridge HTTP ingest → NiFi vs NiFi's ListenHTTP ----------------------------------------
-
-async fn p3(ctx: &mut Ctx, nifi: &Nifi, bin: &PathBuf) -> anyhow::Result<()> {
-    let count: u64 = if ctx.quick { 20_000 } else { 100_000 };
-    // One POST per record is slow by design: fewer records give the same rate.
-    let listen_count: u64 = if ctx.quick { 4_000 } else { 20_000 };
-    let per_post = 1000u64;
-    let posters = 4u64;
-    let port = nifi.input_port("bench-p3").await?;
-    nifi.set_back_pressure(&port, 10_000_000).await?;
-    let listen = crate::listenhttp::ListenHttp::start(
-        nifi,
-        &format!("bench-p3-listenhttp-{}", std::process::id()),
-    )
-    .await
-    .context("ListenHTTP baseline")?;
-    let spool = std::env::temp_dir().join(format!("s2s-bench-p3-{}", std::process::id()));
-    let bridge = start_bridge(bin, nifi.url(), port.name(), "nifi", &spool).await?;
-    let http = reqwest::Client::new();
-    let record: Bytes = Bytes::from(
-        (0..1024)
-            .map(|i| b'a' + (i % 26) as u8)
-            .collect::<Vec<u8>>(),
-    );
-    let (mut via_bridge, mut listen_rates) = (vec![], vec![]);
-    for rep in 0..ctx.reps {
-        for contender in order(rep) {
-            let t = Instant::now();
-            let mut tasks = Vec::new();
-            for p in 0..posters {
-                let http = http.clone();
-                let (url, record) = if contender {
-                    (format!("{}/v1/flowfiles", bridge.base), Bytes::new())
-                } else {
-                    (listen.url.clone(), record.clone())
-                };
-                tasks.push(tokio::spawn(async move {
-                    if contender {
-                        let mut first = p * per_post;
-                        while first < count {
-                            let n = per_post.min(count - first);
-                            let r = http
-                                .post(&url)
-                                .header("content-type", "application/json")
-                                .body(json_records(first, n))
-                                .send()
-                                .await?;
-                            if r.status() != reqwest::StatusCode::OK {
-                                bail!("bridge answered {}: {}", r.status(), r.text().await?);
-                            }
-                            first += posters * per_post;
-                        }
-                    } else {
-                        let mut i = p;
-                        while i < listen_count {
-                            let r = http
-                                .post(&url)
-                                .header("content-type", "text/plain")
-                                .body(record.clone())
-                                .send()
-                                .await?;
-                            if !r.status().is_success() {
-                                bail!("ListenHTTP answered {}: {}", r.status(), r.text().await?);
-                            }
-                            i += posters;
-                        }
-                    }
-                    anyhow::Ok(())
-                }));
-            }
-            for t in tasks {
-                t.await??;
-            }
-            let secs = t.elapsed().as_secs_f64();
-            let (n, queued) = if contender {
-                let q = port.queued_count().await?;
-                port.drain().await?;
-                (count, q)
-            } else {
-                // ListenHTTP answers 200 once the FlowFile is committed to its session.
-                let q = listen.queued().await?;
-                listen.drain().await?;
-                (listen_count, q)
-            };
-            if queued != n {
-                bail!("P3: {queued} FlowFiles queued after sending {n}");
-            }
-            let rate = n as f64 / secs;
-            eprintln!(
-                "[bench] p3 {}: {rate:.0} records/s",
-                if contender { "bridge" } else { "ListenHTTP" }
-            );
-            if contender {
-                &mut via_bridge
-            } else {
-                &mut listen_rates
-            }
-            .push(rate);
-        }
-    }
-    drop(bridge);
-    let _ = std::fs::remove_dir_all(&spool);
-    port.delete().await.ok();
-    listen.delete().await.ok();
-    ctx.rows.push(
-        Row::new(
-            "P3 HTTP ingest → NiFi (ListenHTTP replacement)",
-            "throughput",
-            "records/s",
-            Better::Higher,
-            ("bridge POST /v1/flowfiles (ack=nifi)", via_bridge),
-            ("NiFi ListenHTTP, one POST per record", listen_rates),
-            RatioTarget::AtLeast(10.0),
-        )
-        .note(format!(
-            "bridge: {count} × 1 KiB records, {per_post} per JSON POST, each POST answered after NiFi committed the S2S transaction; ListenHTTP (nifi-standard-nar, same NiFi): {listen_count} × 1 KiB records, one POST each (how ListenHTTP is fed record by record), answered after its session commit; {posters} concurrent keep-alive posters on both sides"
-        )),
-    );
-    Ok(())
 }
 
 // ---- P4: browser → bridge → NiFi, from wasm-client/e2e/bench.mjs -------------------------------
