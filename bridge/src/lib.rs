@@ -41,6 +41,7 @@ mod server;
 pub mod sink;
 pub mod spool;
 mod stage;
+mod state;
 mod tls;
 
 pub use config::{AckMode, Config};

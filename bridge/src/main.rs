@@ -397,6 +397,14 @@ async fn main() -> anyhow::Result<()> {
             .proxy
             .as_deref()
             .map(s2s_bridge::config::redact_url);
+/// Colours in the log (written to stdout) only on a terminal, and never with `NO_COLOR` set
+/// (<https://no-color.org>): a redirected log carries no escape codes.
+fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stdout().is_terminal()
+}
+
         print!("{}", toml::to_string_pretty(&printable)?);
         return Ok(());
     }
@@ -404,6 +412,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cfg.listen))?;
     tracing::info!(listen = %listener.local_addr()?, ack = ?cfg.ack, tls = cfg.tls.is_some(), "s2s-bridge listening");
     let bridge = if args.memory_sink {
+        .with_ansi(log_colours())
         Bridge::new(cfg, MemorySink::new())?
     } else {
         Bridge::new(cfg.clone(), S2sSink::new(&cfg.nifi)?)?

@@ -23,7 +23,7 @@
 //! | `bridge_spool_corrupt_entries_total` | counter | `kind` (`corrupt`: a bad entry skipped, every valid one around it kept; `torn_tail`: a bad end of a segment cut off) | bad spool entries found by recovery on open or by the drain's reads |
 //! | `bridge_spool_write_errors_total` | counter | — | spool write groups whose write or fsync failed (none of their batches was acknowledged) |
 //! | `bridge_s2s_transactions_total` | counter | `peer`, `outcome` (`committed`, `committed_full`, `retryable`, `fatal`) | S2S transactions by sink/peer and outcome |
-//! | `bridge_rejections_total` | counter | `reason` (`PROTOCOL.md` §5 reason names, or HTTP-level ones such as `UNAUTHORIZED`, `FOREIGN_ORIGIN`) | rejected batches, requests and connections |
+//! | `bridge_rejections_total` | counter | `reason` (`PROTOCOL.md` §5 reason names, or the HTTP/connection-level `UNAUTHORIZED`, `FORBIDDEN`, `FOREIGN_ORIGIN`, `CONNECTION_LIMIT`, `UNSUPPORTED_MEDIA_TYPE`, `TRUNCATED`, `UNKNOWN_HOLD`, `UNSUPPORTED_VERSION`, `AUTH_TIMEOUT`, `PROTOCOL_ERROR`, `UNSUPPORTED_DATA`; the table in bridge/README.md) | rejected batches, requests and connections; rejected JSON elements count one each |
 //! | `bridge_ws_connections` | gauge | — | open WebSocket connections |
 //!
 //! Histograms are rendered with buckets `0.001 · 2^i` s, `i` = 0‥15 (1 ms to ~33 s), for the

@@ -24,28 +24,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{self, Pipeline};
 use crate::sink::Sink;
 use crate::spool::Spool;
-
-/// Shared state of all handlers.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    pub(crate) cfg: Arc<Config>,
-    pub(crate) pipeline: Pipeline,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) auth: Arc<Auth>,
-    pub(crate) origins: Origins,
-    pub(crate) sink: Arc<dyn SinkDebug>,
-    pub(crate) closing: CancellationToken,
-    pub(crate) ws_slots: Arc<Semaphore>,
-    pub(crate) http_slots: Arc<Semaphore>,
-    /// The ListenHTTP endpoint's patterns, throttle and holds.
-    pub(crate) listen: Arc<ingest::listen::ListenState>,
-    /// Where large HTTP request content is staged.
-    pub(crate) stage_dir: std::path::PathBuf,
-}
-
-/// [`Sink`] plus `Debug`, so the state can derive it.
-pub(crate) trait SinkDebug: Sink + std::fmt::Debug {}
-impl<T: Sink + std::fmt::Debug> SinkDebug for T {}
+use crate::state::AppState;
 
 /// A configured bridge, ready to serve.
 #[derive(Debug)]
@@ -88,10 +67,10 @@ impl Bridge {
                 }
             }
         };
-        let listen = Arc::new(ingest::listen::ListenState::new(&cfg.listen_http)?);
+        let listen = Arc::new(ingest::listen_state::ListenState::new(&cfg.listen_http)?);
         // Stops when shutdown begins (`closing`): unconfirmed holds are then released.
         let closing = CancellationToken::new();
-        ingest::listen::spawn_hold_expiry(
+        ingest::listen_state::spawn_hold_expiry(
             listen.clone(),
             metrics.clone(),
             &tracker,
@@ -106,15 +85,21 @@ impl Bridge {
                 Err(e) => return Err(crate::Error::Spool(format!("{}: {e}", stage_dir.display()))),
             }
         }
+        let rejections = Arc::new(ingest::admission::RejectLog::default());
         {
             // Histogram samples are kept until a scrape drains them; bound them between scrapes.
+            // Rejection log windows that ended get their summary line.
             let metrics = metrics.clone();
+            let rejections = rejections.clone();
             let stop = stop.clone();
             tracker.spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(5));
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => metrics.run_upkeep(),
+                        _ = tick.tick() => {
+                            metrics.run_upkeep();
+                            rejections.flush(std::time::Instant::now());
+                        }
                         () = stop.cancelled() => return,
                     }
                 }
@@ -132,6 +117,7 @@ impl Bridge {
             sink,
             closing,
             listen,
+            rejections,
         };
         Ok(Self {
             state,
@@ -302,8 +288,19 @@ async fn cors(State(st): State<AppState>, req: Request, next: Next) -> Response 
         .and_then(|h| h.to_str().ok());
     let allowed = origin.to_str().is_ok_and(|o| st.origins.allows(o, host));
     if !allowed {
-        st.metrics.reject("FOREIGN_ORIGIN");
-        tracing::warn!(origin = ?origin, path = %req.uri().path(), "rejected: origin not allowed");
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+        ingest::admission::record_rejection(
+            &st,
+            peer,
+            req.uri().path(),
+            ingest::admission::reason::FOREIGN_ORIGIN,
+            1,
+            None,
+            &format!("origin {origin:?} not allowed"),
+        );
         if req.headers().contains_key(header::SEC_WEBSOCKET_KEY) {
             // A browser shows a refused handshake only as close code 1006: let the WebSocket
             // handler accept it and close with 4003 and the reason (PROTOCOL.md §7).

@@ -695,3 +695,530 @@ async fn aggregates_batches_from_many_clients_into_few_transactions() {
     );
     bridge.shutdown().await;
 }
+
+// ---- Issue 12 parts 4–5: one admission path, every rejection counted under its reason. ----
+
+/// `bridge_rejections_total{reason}` from `/metrics`.
+async fn rejections(addr: std::net::SocketAddr) -> std::collections::BTreeMap<String, u64> {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("bridge_rejections_total{reason=\""))
+        .filter_map(|l| {
+            let (reason, rest) = l.split_once("\"}")?;
+            Some((reason.to_owned(), rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Waits until `reason` was counted `n` times (rejections noticed by the server asynchronously,
+/// such as a body cut off by a client that went away).
+async fn wait_rejections(addr: std::net::SocketAddr, reason: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = rejections(addr).await.get(reason).copied().unwrap_or(0);
+        if got >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{reason}: {got} of {n} rejections"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn expected(pairs: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+/// Starts a chunked POST to `path` and leaves its body unfinished: the request holds its HTTP
+/// request slot until the stream is dropped (then the bridge counts it TRUNCATED).
+async fn hold_request_open(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: &str,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n1\r\n[\r\n"
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    s
+}
+
+/// Posts `body` until the answer is 503 (the held request has taken the only slot); returns it.
+async fn until_busy(http: &reqwest::Client, url: &str, body: &'static str) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = http
+            .post(url)
+            .bearer_auth("tok-1")
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        if r.status() == 503 {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "never 503: {}", r.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn ws_rejections_are_counted_under_their_reason_and_a_valid_batch_still_commits() {
+    let mut c = with_token(cfg());
+    c.allowed_origins = vec!["https://app.example".into()];
+    c.limits.max_connections = 3;
+    c.limits.max_message_bytes = 4096;
+    c.limits.max_attributes = 4;
+    c.limits.max_inflight = 1;
+    let sink = MemorySink::new();
+    let bridge = start(c, sink.clone());
+    let ws_url = bridge.ws_url("");
+    let good = || connect(&ws_url, None, Some("tok-1"));
+
+    // CONNECTION_LIMIT: a handshake over max_connections is answered 503.
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut ws = good().await.expect("connect");
+        hello(&mut ws).await;
+        open.push(ws);
+    }
+    match good().await {
+        Err(tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), 503);
+            assert!(r.headers().get("retry-after").is_some());
+        }
+        other => panic!("expected 503, got {:?}", other.map(|_| ())),
+    }
+    let mut ws = open.pop().expect("one");
+    drop(open);
+    // Wait until the two closed connections gave their slots back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reqwest::get(bridge.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+        .contains("bridge_ws_connections 1\n")
+    {
+        assert!(Instant::now() < deadline, "connections not released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // UNAUTHORIZED (4401), UNSUPPORTED_VERSION (4406), FOREIGN_ORIGIN (4003).
+    let mut bad = connect(&bridge.ws_url("?access_token=nope"), None, None)
+        .await
+        .expect("connect");
+    assert_eq!(close_code(&mut bad).await, 4401);
+    let (mut plain, _) = tokio_tungstenite::connect_async(bridge.ws_url("?access_token=tok-1"))
+        .await
+        .expect("connect");
+    assert_eq!(close_code(&mut plain).await, 4406);
+    let mut foreign = connect(
+        &bridge.ws_url(""),
+        Some("https://evil.example"),
+        Some("tok-1"),
+    )
+    .await
+    .expect("connect");
+    assert_eq!(close_code(&mut foreign).await, 4003);
+
+    // Batch-level: BAD_CRC, MALFORMED, LIMIT, TOO_MANY_INFLIGHT, BACKPRESSURE (acks).
+    let mut bad_crc = encode_batch(1, &[ff("a", "b")]).unwrap().to_vec();
+    bad_crc[14] ^= 0xff;
+    send(&mut ws, bad_crc).await;
+    assert_eq!(ack(&mut ws).await.reason, Reason::BadCrc.code());
+    let mut short = encode_batch(2, &[ff("a", "b")]).unwrap().to_vec();
+    short[13] = 2;
+    send(&mut ws, short).await;
+    assert_eq!(ack(&mut ws).await.reason, Reason::Malformed.code());
+    let many = (0..6).fold(ff("m", "x"), |f, i| f.with_attribute(format!("k{i}"), "v"));
+    send(&mut ws, encode_batch(3, &[many]).unwrap()).await;
+    assert_eq!(ack(&mut ws).await.reason, Reason::Limit.code());
+    sink.set_delay(Duration::from_millis(500));
+    send(&mut ws, encode_batch(4, &[ff("slow", "x")]).unwrap()).await;
+    send(&mut ws, encode_batch(5, &[ff("extra", "x")]).unwrap()).await;
+    let a = ack(&mut ws).await;
+    assert_eq!(
+        (a.batch_id, a.status, a.reason),
+        (5, AckStatus::Retry, Reason::TooManyInflight.code())
+    );
+    assert_eq!(ack(&mut ws).await.status, AckStatus::Committed);
+    sink.set_delay(Duration::ZERO);
+    sink.set_mode(MemoryMode::Full);
+    send(&mut ws, encode_batch(6, &[ff("full", "x")]).unwrap()).await;
+    assert_eq!(ack(&mut ws).await.reason, Reason::Backpressure.code());
+    sink.set_mode(MemoryMode::Accept);
+
+    // LIMIT (1009): a message over max_message_bytes closes that connection.
+    let mut big = good().await.expect("connect");
+    hello(&mut big).await;
+    send(
+        &mut big,
+        encode_batch(1, &[ff("big", &"x".repeat(10_000))]).unwrap(),
+    )
+    .await;
+    assert_eq!(close_code(&mut big).await, 1009);
+
+    // The first connection still works.
+    send(&mut ws, encode_batch(7, &[ff("ok", "fine")]).unwrap()).await;
+    assert_eq!(ack(&mut ws).await.status, AckStatus::Committed);
+    wait_rejections(bridge.addr, "LIMIT", 2).await;
+    assert_eq!(
+        rejections(bridge.addr).await,
+        expected(&[
+            ("BACKPRESSURE", 1),
+            ("BAD_CRC", 1),
+            ("CONNECTION_LIMIT", 1),
+            ("FOREIGN_ORIGIN", 1),
+            ("LIMIT", 2),
+            ("MALFORMED", 1),
+            ("TOO_MANY_INFLIGHT", 1),
+            ("UNAUTHORIZED", 1),
+            ("UNSUPPORTED_VERSION", 1),
+        ])
+    );
+    let ids: Vec<_> = sink
+        .delivered()
+        .iter()
+        .filter_map(|f| f.attribute("id").map(str::to_owned))
+        .collect();
+    assert_eq!(ids, ["slow", "ok"]);
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn json_rejections_are_counted_under_their_reason_and_a_valid_post_still_commits() {
+    let mut c = with_token(cfg());
+    c.allowed_origins = vec!["https://app.example".into()];
+    c.limits.max_body_bytes = s2s_bridge::ByteLimit::Bytes(1024);
+    c.limits.max_attributes = 4;
+    c.limits.max_http_requests = 1;
+    let sink = MemorySink::new();
+    let bridge = start(c, sink.clone());
+    let http = reqwest::Client::new();
+    let url = bridge.url("/v1/flowfiles");
+    let valid = r#"[{"attributes":{"id":"v"},"content":"x"}]"#;
+    let post = || http.post(&url).bearer_auth("tok-1");
+    let reason = |r: reqwest::Response| async move {
+        let body: serde_json::Value = r.json().await.expect("json");
+        body["reason"].as_str().unwrap_or_default().to_owned()
+    };
+
+    let r = http.post(&url).body(valid).send().await.expect("post");
+    assert_eq!(r.status(), 401);
+    assert_eq!(reason(r).await, "UNAUTHORIZED");
+    let r = post()
+        .header("content-encoding", "br")
+        .body(valid)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 415);
+    assert_eq!(reason(r).await, "UNSUPPORTED_MEDIA_TYPE");
+    let r = post()
+        .header("content-type", "application/flowfile-v3")
+        .body(valid)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 415);
+    let r = post().body(vec![b' '; 4096]).send().await.expect("post");
+    assert_eq!(r.status(), 413);
+    assert_eq!(reason(r).await, "LIMIT");
+    let r = post().body("{not json").send().await.expect("post");
+    assert_eq!(r.status(), 400);
+    assert_eq!(reason(r).await, "MALFORMED");
+    let r = http
+        .post(&url)
+        .header("origin", "https://evil.example")
+        .bearer_auth("tok-1")
+        .body(valid)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+
+    // One malformed element, one over max_attributes, one fine: each counted under its reason.
+    let r = post()
+        .body(
+            r#"[{"bogus":1},
+                {"attributes":{"a":"1","b":"2","c":"3","d":"4","e":"5"},"content":"x"},
+                {"attributes":{"id":"mixed"},"content":"x"}]"#,
+        )
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 207);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["results"][0]["reason"], "MALFORMED");
+    assert_eq!(body["results"][1]["reason"], "LIMIT");
+
+    // CONNECTION_LIMIT: max_http_requests = 1 is taken by a request whose body never ends.
+    let held = hold_request_open(bridge.addr, "/v1/flowfiles", "tok-1").await;
+    let r = until_busy(&http, &url, valid).await;
+    assert!(r.headers().get("retry-after").is_some());
+    assert_eq!(reason(r).await, "CONNECTION_LIMIT");
+    drop(held);
+    wait_rejections(bridge.addr, "TRUNCATED", 1).await;
+
+    // BACKPRESSURE (429) and UNAVAILABLE (503) from the pipeline.
+    sink.set_mode(MemoryMode::Full);
+    let r = post().body(valid).send().await.expect("post");
+    assert_eq!(r.status(), 429);
+    sink.set_mode(MemoryMode::Down);
+    let r = post().body(valid).send().await.expect("post");
+    assert_eq!(r.status(), 503);
+    sink.set_mode(MemoryMode::Accept);
+
+    let r = post().body(valid).send().await.expect("post");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        rejections(bridge.addr).await,
+        expected(&[
+            ("BACKPRESSURE", 1),
+            ("CONNECTION_LIMIT", 1),
+            ("FOREIGN_ORIGIN", 1),
+            ("LIMIT", 2),
+            ("MALFORMED", 2),
+            ("TRUNCATED", 1),
+            ("UNAUTHORIZED", 1),
+            ("UNAVAILABLE", 1),
+            ("UNSUPPORTED_MEDIA_TYPE", 2),
+        ])
+    );
+    assert!(
+        sink.delivered()
+            .iter()
+            .any(|f| f.attribute("id") == Some("mixed"))
+    );
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn listenhttp_rejections_are_counted_under_their_reason_and_a_valid_post_still_commits() {
+    let mut c = with_token(cfg());
+    c.allowed_origins = vec!["https://app.example".into()];
+    c.limits.max_body_bytes = s2s_bridge::ByteLimit::Bytes(1024);
+    c.limits.max_http_requests = 1;
+    let sink = MemorySink::new();
+    let bridge = start(c, sink.clone());
+    let http = reqwest::Client::new();
+    let url = bridge.url("/contentListener");
+    let post = || http.post(&url).bearer_auth("tok-1");
+
+    let r = http.post(&url).body("x").send().await.expect("post");
+    assert_eq!(r.status(), 401);
+    let r = post()
+        .header("origin", "https://evil.example")
+        .body("x")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    let r = post().body(vec![b'x'; 4096]).send().await.expect("post");
+    assert_eq!(r.status(), 413);
+    let r = post()
+        .header("content-type", "application/flowfile-v3")
+        .body(b"NiFiFF3\x00\x01".to_vec())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        r.status(),
+        500,
+        "ListenHTTP answers an unreadable package with 500"
+    );
+    let r = http
+        .delete(format!("{url}/holds/no-such-hold"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 404);
+
+    let held = hold_request_open(bridge.addr, "/contentListener", "tok-1").await;
+    let r = until_busy(&http, &url, "x").await;
+    assert!(r.headers().get("retry-after").is_some());
+    drop(held);
+    wait_rejections(bridge.addr, "TRUNCATED", 1).await;
+
+    sink.set_mode(MemoryMode::Full);
+    let r = post().body("x").send().await.expect("post");
+    assert_eq!(
+        r.status(),
+        503,
+        "ListenHTTP answers 503 when its destination is full"
+    );
+    sink.set_mode(MemoryMode::Down);
+    let r = post().body("x").send().await.expect("post");
+    assert_eq!(r.status(), 503);
+    sink.set_mode(MemoryMode::Refuse);
+    let r = post().body("x").send().await.expect("post");
+    assert_eq!(r.status(), 500);
+    sink.set_mode(MemoryMode::Accept);
+
+    let r = post().body("fine").send().await.expect("post");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        rejections(bridge.addr).await,
+        expected(&[
+            ("BACKPRESSURE", 1),
+            ("CONNECTION_LIMIT", 1),
+            ("DESTINATION_REJECTED", 1),
+            ("FOREIGN_ORIGIN", 1),
+            ("LIMIT", 1),
+            ("MALFORMED", 1),
+            ("TRUNCATED", 1),
+            ("UNAUTHORIZED", 1),
+            ("UNAVAILABLE", 1),
+            ("UNKNOWN_HOLD", 1),
+        ])
+    );
+    assert_eq!(sink.delivered().len(), 1);
+    assert_eq!(&sink.delivered()[0].content[..], b"fine");
+    bridge.shutdown().await;
+}
+
+/// The `s2s-bridge` binary with the in-memory sink, its stdout and stderr in files, the
+/// environment of a service (`RUST_LOG=info`, no `NO_COLOR`).
+struct Binary {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    out: std::path::PathBuf,
+    err: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Binary {
+    async fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr");
+        let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_s2s-bridge"))
+            .args(["--memory-sink", "--listen", &addr.to_string()])
+            .args(args)
+            .env_remove("NO_COLOR")
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
+            .stderr(std::fs::File::create(&err).expect("stderr file"))
+            .spawn()
+            .expect("spawn s2s-bridge");
+        wait_healthy(addr).await;
+        Self {
+            child,
+            addr,
+            out,
+            err,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the process; its stdout and stderr.
+    fn stop(mut self) -> (String, String) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).expect("log file");
+        (read(&self.out), read(&self.err))
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_bad_requests_logs_a_bounded_number_of_lines_and_counts_every_one() {
+    let bin = Binary::start(&["--token", "secret"]).await;
+    let http = reqwest::Client::new();
+    for i in 0..200 {
+        let path = if i % 2 == 0 {
+            "/contentListener"
+        } else {
+            "/v1/flowfiles"
+        };
+        let r = http
+            .post(format!("http://{}{path}", bin.addr))
+            .bearer_auth("wrong")
+            .body("[]")
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(rejections(bin.addr).await.get("UNAUTHORIZED"), Some(&200));
+    let (out, err) = bin.stop();
+    let log = format!("{out}{err}");
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("UNAUTHORIZED")).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "200 identical rejections within 30 s: one line (the summary follows at the window's end)\n{log}"
+    );
+    assert!(lines[0].contains("peer"), "{}", lines[0]);
+    assert!(log.lines().count() <= 5, "{log}");
+}
+
+#[tokio::test]
+async fn logs_carry_no_ansi_escapes_when_redirected() {
+    let bin = Binary::start(&["--token", "secret"]).await;
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/contentListener", bin.addr))
+        .body("x")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 401);
+    let (out, err) = bin.stop();
+    let log = format!("{out}{err}");
+    assert!(log.contains("s2s-bridge listening"), "{log}");
+    assert!(log.contains("UNAUTHORIZED"), "{log}");
+    assert!(
+        !log.contains("\x1b["),
+        "ANSI escape codes in a redirected log:\n{log:?}"
+    );
+}
+
+#[test]
+fn help_names_every_endpoint_and_a_flag_for_every_limit() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_s2s-bridge"))
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).expect("utf-8");
+    for endpoint in [
+        "/v1/ws",
+        "/v1/flowfiles",
+        "/contentListener",
+        "/contentListener/holds/{id}",
+        "/contentListener/healthcheck",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(help.contains(endpoint), "--help lacks {endpoint}");
+    }
+    let limits = toml::Value::try_from(s2s_bridge::Limits::default()).expect("serializes");
+    let mut keys: Vec<String> = limits.as_table().expect("table").keys().cloned().collect();
+    keys.extend(["spool_max_bytes", "max_bytes_per_sec", "hold_timeout_ms"].map(String::from));
+    for key in keys {
+        let flag = format!("--{}", key.replace('_', "-"));
+        assert!(help.contains(&flag), "no flag {flag} for the limit {key}");
+    }
+}

@@ -8,18 +8,17 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{Decode, Fail, Upload};
-use crate::auth::{FixedAttributes, presented_token};
-use crate::limits::{Limits, apply_fixed_attributes};
-use crate::record::{FlowFile, Outcome, Reason, Record};
-use crate::server::AppState;
+use super::admission::{Admission, Stamp, retry_after_header};
+use super::{Decode, Fail};
+use crate::record::{FlowFile, Outcome, Reason};
 use crate::stage::Stager;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,14 +46,6 @@ struct RecordResult {
 struct Answer {
     status: &'static str,
     results: Vec<RecordResult>,
-}
-
-fn error(status: StatusCode, reason: &'static str, message: String) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "status": "rejected", "reason": reason, "message": message })),
-    )
-        .into_response()
 }
 
 /// Splits a JSON array arriving in pieces into its elements, without parsing them: tracks strings,
@@ -177,8 +168,7 @@ impl ArraySplitter {
 /// A JSON batch: each element is parsed, checked and staged as soon as it is complete.
 struct Batch {
     split: ArraySplitter,
-    fixed: FixedAttributes,
-    limits: Limits,
+    stamp: Stamp,
     /// Per element: `None` if staged (its result comes from the pipeline), else its rejection.
     results: Vec<Option<RecordResult>>,
     /// Element index of every staged record, in order.
@@ -187,7 +177,8 @@ struct Batch {
 
 impl Decode for Batch {
     async fn feed(&mut self, piece: Bytes, stager: &mut Stager) -> Result<(), Fail> {
-        let max = self.limits.max_content_bytes.saturating_mul(2) + (1 << 20);
+        let limits = self.stamp.limits();
+        let max = limits.max_content_bytes.saturating_mul(2) + (1 << 20);
         let mut complete = Vec::new();
         self.split.feed(&piece, max, |text| {
             complete.push(text.to_vec());
@@ -195,18 +186,19 @@ impl Decode for Batch {
         })?;
         for text in complete {
             let index = self.results.len();
-            if index >= self.limits.max_records {
+            if index >= limits.max_records {
                 return Err(Fail::Limit(format!(
                     "more than max_records = {} records",
-                    self.limits.max_records
+                    limits.max_records
                 )));
             }
             let checked = serde_json::from_slice(&text)
                 .map_err(|e| (Reason::Malformed, format!("invalid record: {e}")))
                 .and_then(|v| to_flowfile(v).map_err(|m| (Reason::Malformed, m)))
                 .and_then(|mut ff| {
-                    apply_fixed_attributes(&mut ff.attributes, &self.fixed);
-                    self.limits.check(&ff).map_err(|m| (Reason::Limit, m))?;
+                    self.stamp
+                        .flowfile(&mut ff)
+                        .map_err(|m| (Reason::Limit, m))?;
                     Ok(ff)
                 });
             match checked {
@@ -226,6 +218,34 @@ impl Decode for Batch {
     }
 }
 
+/// Content codings this endpoint reads (anything else is 415).
+fn coding(headers: &HeaderMap) -> Result<bool, String> {
+    let Some(v) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(false);
+    };
+    let v = v.to_str().unwrap_or("?").trim();
+    if v.eq_ignore_ascii_case("gzip") {
+        Ok(true)
+    } else if v.is_empty() || v.eq_ignore_ascii_case("identity") {
+        Ok(false)
+    } else {
+        Err(format!(
+            "Content-Encoding {v:?} is not supported (gzip or none)"
+        ))
+    }
+}
+
+/// A flowfile package sent here instead of to the ListenHTTP path (415).
+fn packaged(headers: &HeaderMap, base: &str) -> Option<String> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    ct.trim()
+        .to_ascii_lowercase()
+        .starts_with("application/flowfile")
+        .then(|| {
+            format!("Content-Type {ct:?}: this endpoint takes a JSON array; flowfile packages go to {base}")
+        })
+}
+
 pub(crate) async fn post_flowfiles(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -233,53 +253,36 @@ pub(crate) async fn post_flowfiles(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let up = Upload {
-        st: &st,
-        peer,
-        path: "/v1/flowfiles",
+    let adm = Admission::new(st, peer, "/v1/flowfiles", "json");
+    let st = &adm.st;
+    let admitted = match adm.admit_http(&headers, query.as_deref()) {
+        Ok(a) => a,
+        Err(d) => return d.json(),
     };
-    let Some(fixed) = st
-        .auth
-        .check(presented_token(&headers, query.as_deref()).as_deref())
-    else {
-        up.reject("UNAUTHORIZED", None, "missing or invalid bearer token");
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "missing or invalid bearer token".into(),
-        );
+    let gzipped = match coding(&headers) {
+        Ok(g) => g,
+        Err(m) => return adm.unsupported(m).json(),
     };
-    let Ok(_slot) = st.http_slots.clone().try_acquire_owned() else {
-        up.reject("CONNECTION_LIMIT", None, "too many concurrent requests");
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            "too many concurrent requests".into(),
-        );
-        let (k, v) = super::retry_after_header(std::time::Duration::from_secs(1));
-        r.headers_mut().insert(k, v);
-        return r;
-    };
-    let gzipped = headers
-        .get("content-encoding")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    if let Some(m) = packaged(&headers, &st.cfg.listen_http.base_path) {
+        return adm.unsupported(m).json();
+    }
     let mut batch = Batch {
         split: ArraySplitter::default(),
-        fixed,
-        limits: st.cfg.limits.clone(),
+        stamp: admitted.stamp.clone(),
         results: Vec::new(),
         staged: Vec::new(),
     };
-    let records = match up.receive(&headers, body, gzipped, &mut batch).await {
+    let records = match adm.receive(&headers, body, gzipped, &mut batch).await {
         Ok(r) => r,
         Err(refusal) => {
-            let (status, reason) = match refusal.fail {
-                Fail::Limit(_) => (StatusCode::PAYLOAD_TOO_LARGE, "LIMIT"),
-                Fail::Malformed(_) | Fail::Cut(_) => (StatusCode::BAD_REQUEST, "MALFORMED"),
-                Fail::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            let status = match refusal.fail {
+                Fail::Limit(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                Fail::Malformed(_) | Fail::Cut(_) => StatusCode::BAD_REQUEST,
+                Fail::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             let body = Json(serde_json::json!({
-                "status": "rejected", "reason": reason, "message": refusal.fail.message()
+                "status": "rejected", "reason": refusal.fail.reason(),
+                "message": refusal.fail.message()
             }));
             return refusal.respond(status, body);
         }
@@ -289,12 +292,21 @@ pub(crate) async fn post_flowfiles(
         staged: indices,
         ..
     } = batch;
+    // Rejected elements, counted each under its own reason (MALFORMED, LIMIT).
     let rejected_count = results.iter().filter(|r| r.is_some()).count();
-    if rejected_count > 0 {
-        up.reject(
-            "MALFORMED",
+    let mut by_reason: Vec<(&'static str, u64)> = Vec::new();
+    for reason in results.iter().flatten().filter_map(|r| r.reason) {
+        match by_reason.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => by_reason.push((reason, 1)),
+        }
+    }
+    for (reason, n) in by_reason {
+        adm.reject_n(
+            reason,
+            n,
             None,
-            &format!("{rejected_count} of {} records rejected", results.len()),
+            &format!("{n} of {} records rejected", results.len()),
         );
     }
     if records.is_empty() {
@@ -318,9 +330,9 @@ pub(crate) async fn post_flowfiles(
         )
             .into_response();
     }
-    st.metrics.received("json", &records);
-    let total: u64 = records.iter().map(Record::len).sum();
-    let outcome = st.pipeline.accept(records).await;
+    adm.received(&records);
+    let outcome = adm.forward(records, "").await;
+    drop(admitted);
     for i in indices {
         results[i] = Some(match &outcome {
             Outcome::Committed => RecordResult {
@@ -361,19 +373,14 @@ pub(crate) async fn post_flowfiles(
             )
                 .into_response()
         }
-        Outcome::Retry {
-            after,
-            reason,
-            ref message,
-        } => {
-            up.reject(reason.name(), Some(total), message);
+        Outcome::Retry { after, reason, .. } => {
             let status = match reason {
                 Reason::Backpressure | Reason::TooManyInflight => StatusCode::TOO_MANY_REQUESTS,
                 _ => StatusCode::SERVICE_UNAVAILABLE,
             };
             (
                 status,
-                [super::retry_after_header(after)],
+                [retry_after_header(after)],
                 Json(Answer {
                     status: "retry",
                     results,
@@ -381,20 +388,14 @@ pub(crate) async fn post_flowfiles(
             )
                 .into_response()
         }
-        Outcome::Rejected {
-            reason,
-            ref message,
-        } => {
-            up.reject(reason.name(), Some(total), message);
-            (
-                StatusCode::BAD_GATEWAY,
-                Json(Answer {
-                    status: "rejected",
-                    results,
-                }),
-            )
-                .into_response()
-        }
+        Outcome::Rejected { .. } => (
+            StatusCode::BAD_GATEWAY,
+            Json(Answer {
+                status: "rejected",
+                results,
+            }),
+        )
+            .into_response(),
     }
 }
 

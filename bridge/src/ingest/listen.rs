@@ -19,10 +19,8 @@
 //! * With client certificates (TLS listener with `tls.client_ca`), the subject and issuer DN must
 //!   fully match `authorized_dn_pattern` / `authorized_issuer_dn_pattern`, else `403`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
@@ -30,16 +28,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::conn::{ClientDn, RequestConn};
+use super::admission::{Admission, Stamp, reason, retry_after_header};
+use super::conn::RequestConn;
 use super::ffv1::TarUnpacker;
-use super::{Decode, Fail, Upload};
-use crate::auth::{FixedAttributes, presented_token};
-use crate::config::ListenHttpConfig;
+use super::listen_state::Hold;
+use super::{Decode, Fail};
 use crate::ffv3::{Item, UnpackError, Unpacker};
-use crate::limits::{Limits, apply_fixed_attributes};
 use crate::record::{Outcome, Reason, Record};
-use crate::server::AppState;
 use crate::stage::Stager;
+use crate::state::AppState;
 
 const FLOWFILE_V3: &str = "application/flowfile-v3";
 const FLOWFILE_V2: &str = "application/flowfile-v2";
@@ -49,105 +46,6 @@ const ACCEPT: &str = "application/flowfile-v3,application/flowfile-v2,applicatio
 const PROTOCOL_VERSION: &str = "x-nifi-transfer-protocol-version";
 const HOLD_HEADER: &str = "x-prefer-acknowledge-uri";
 const INTENT_HEADER: &str = "x-location-uri-intent";
-
-/// The ListenHTTP endpoint's state: compiled patterns, the throttle and the holds.
-#[derive(Debug)]
-pub(crate) struct ListenState {
-    header_regex: Option<regex::Regex>,
-    subject_dn: regex::Regex,
-    issuer_dn: regex::Regex,
-    throttle: Option<super::Throttle>,
-    hold_timeout: Duration,
-    holds: Mutex<HashMap<String, Hold>>,
-    /// `{base}` without its leading `/`, as ListenHTTP's Base Path.
-    base: String,
-}
-
-#[derive(Debug)]
-struct Hold {
-    records: Vec<Record>,
-    created: Instant,
-    peer: SocketAddr,
-}
-
-fn whole(re: &str) -> Result<regex::Regex, crate::Error> {
-    regex::Regex::new(&format!("^(?:{re})$")).map_err(|e| crate::Error::Config(e.to_string()))
-}
-
-impl ListenState {
-    pub(crate) fn new(cfg: &ListenHttpConfig) -> Result<Self, crate::Error> {
-        Ok(Self {
-            header_regex: cfg.header_regex.as_deref().map(whole).transpose()?,
-            subject_dn: whole(&cfg.authorized_dn_pattern)?,
-            issuer_dn: whole(&cfg.authorized_issuer_dn_pattern)?,
-            throttle: cfg.max_bytes_per_sec.map(super::Throttle::new),
-            hold_timeout: Duration::from_millis(cfg.hold_timeout_ms),
-            holds: Mutex::default(),
-            base: cfg.base_path.trim_matches('/').to_owned(),
-        })
-    }
-
-    fn holds(&self) -> std::sync::MutexGuard<'_, HashMap<String, Hold>> {
-        self.holds.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Releases holds older than `hold_timeout` (their staged content is removed with them);
-    /// returns how many.
-    pub(crate) fn expire_holds(&self) -> usize {
-        let now = Instant::now();
-        let expired: Vec<(String, Hold)> = {
-            let mut holds = self.holds();
-            let ids: Vec<String> = holds
-                .iter()
-                .filter(|(_, h)| now.duration_since(h.created) >= self.hold_timeout)
-                .map(|(id, _)| id.clone())
-                .collect();
-            ids.into_iter()
-                .filter_map(|id| holds.remove(&id).map(|h| (id, h)))
-                .collect()
-        };
-        for (id, h) in &expired {
-            tracing::warn!(
-                hold = %id,
-                peer = %h.peer,
-                flowfiles = h.records.len(),
-                "hold not confirmed within hold_timeout_ms: released, never delivered"
-            );
-        }
-        expired.len()
-    }
-
-    /// Checks a client certificate against the DN patterns: `Err(why)` means 403.
-    fn check_dn(&self, client: Option<&ClientDn>, issuer_too: bool) -> Result<(), String> {
-        let Some(c) = client else { return Ok(()) };
-        if !self.subject_dn.is_match(&c.subject) {
-            return Err(format!("subject DN {:?} not authorized", c.subject));
-        }
-        if issuer_too && !self.issuer_dn.is_match(&c.issuer) {
-            return Err(format!("issuer DN {:?} not authorized", c.issuer));
-        }
-        Ok(())
-    }
-}
-
-/// Runs [`ListenState::expire_holds`] every second until `stop`.
-pub(crate) fn spawn_hold_expiry(
-    st: std::sync::Arc<ListenState>,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
-    tracker: &tokio_util::task::TaskTracker,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    tracker.spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1).min(st.hold_timeout));
-        let expired = metrics.counter("bridge_listenhttp_holds_total", &[("event", "expired")]);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => { expired.increment(st.expire_holds() as u64); }
-                () = stop.cancelled() => return,
-            }
-        }
-    });
-}
 
 /// `HEAD {base}`: what ListenHTTP advertises.
 pub(crate) async fn head() -> Response {
@@ -170,7 +68,8 @@ struct Enrich {
     filename: Option<String>,
     legacy: bool,
     added: Vec<(String, String)>,
-    fixed: FixedAttributes,
+    /// The token's fixed attributes and the limits (admission steps 3 and 4).
+    stamp: Stamp,
 }
 
 impl Enrich {
@@ -180,7 +79,7 @@ impl Enrich {
         uri: &Uri,
         headers: &HeaderMap,
         conn: &RequestConn,
-        fixed: FixedAttributes,
+        stamp: Stamp,
     ) -> Self {
         let filename = headers
             .get("filename")
@@ -232,16 +131,17 @@ impl Enrich {
             filename,
             legacy,
             added,
-            fixed,
+            stamp,
         }
     }
 
-    /// `packaged`: the attributes came from a package (legacy mapping applies).
+    /// `packaged`: the attributes came from a package (legacy mapping applies). Then the token's
+    /// fixed attributes and the limits.
     fn apply(
         &self,
         mut attributes: Vec<(String, String)>,
         packaged: bool,
-    ) -> Vec<(String, String)> {
+    ) -> Result<Vec<(String, String)>, Fail> {
         let set = |attributes: &mut Vec<(String, String)>, k: &str, v: String| {
             attributes.retain(|(ek, _)| ek != k);
             attributes.push((k.to_owned(), v));
@@ -260,27 +160,25 @@ impl Enrich {
         for (k, v) in &self.added {
             set(&mut attributes, k, v.clone());
         }
-        apply_fixed_attributes(&mut attributes, &self.fixed);
         // The package's (or a header's) uuid is never the new FlowFile's: NiFi assigns one.
         attributes.retain(|(k, _)| k != "uuid");
-        attributes
+        self.stamp
+            .attributes(&mut attributes)
+            .map_err(Fail::Limit)?;
+        Ok(attributes)
     }
 }
 
 /// A plain body: one FlowFile whose content is the body.
 struct Plain {
     enrich: Enrich,
-    limits: Limits,
     begun: bool,
 }
 
 impl Decode for Plain {
     async fn feed(&mut self, piece: Bytes, stager: &mut Stager) -> Result<(), Fail> {
         if !self.begun {
-            let attributes = self.enrich.apply(Vec::new(), false);
-            self.limits
-                .check_attributes(&attributes)
-                .map_err(Fail::Limit)?;
+            let attributes = self.enrich.apply(Vec::new(), false)?;
             stager.begin(attributes, None).await?;
             self.begun = true;
         }
@@ -325,7 +223,6 @@ impl Format {
 /// A packaged body: one FlowFile per package, unpacked as it arrives.
 struct Packages {
     enrich: Enrich,
-    limits: Limits,
     unpacker: Format,
 }
 
@@ -344,16 +241,13 @@ impl Decode for Packages {
             match item {
                 None => return Ok(()),
                 Some(Item::Begin { attributes, len }) => {
-                    if stager.len() >= self.limits.max_records {
+                    let max = self.enrich.stamp.limits().max_records;
+                    if stager.len() >= max {
                         return Err(Fail::Limit(format!(
-                            "more than max_records = {} packages",
-                            self.limits.max_records
+                            "more than max_records = {max} packages"
                         )));
                     }
-                    let attributes = self.enrich.apply(attributes, true);
-                    self.limits
-                        .check_attributes(&attributes)
-                        .map_err(Fail::Limit)?;
+                    let attributes = self.enrich.apply(attributes, true)?;
                     stager.begin(attributes, Some(len)).await?;
                 }
                 Some(Item::Data(d)) => stager.write(&d).await?,
@@ -382,66 +276,47 @@ pub(crate) async fn post(
     body: Body,
 ) -> Response {
     let conn = conn.map(|c| c.0).unwrap_or_default();
-    let up = Upload {
-        st: &st,
-        peer,
-        path: "listenhttp",
-    };
+    let adm = Admission::new(st, peer, "listenhttp", "listenhttp");
+    let st = &adm.st;
     if let Err(why) = st.listen.check_dn(conn.client.as_ref(), true) {
-        up.reject("FORBIDDEN", None, &why);
-        return super::text(StatusCode::FORBIDDEN, why);
+        return adm
+            .denied(StatusCode::FORBIDDEN, reason::FORBIDDEN, why)
+            .text();
     }
-    let Some(fixed) = st
-        .auth
-        .check(presented_token(&headers, query.as_deref()).as_deref())
-    else {
-        up.reject("UNAUTHORIZED", None, "missing or invalid bearer token");
-        return super::text(StatusCode::UNAUTHORIZED, "missing or invalid bearer token");
+    let admitted = match adm.admit_http(&headers, query.as_deref()) {
+        Ok(a) => a,
+        Err(d) => return d.text(),
     };
-    let Ok(_slot) = st.http_slots.clone().try_acquire_owned() else {
-        up.reject("CONNECTION_LIMIT", None, "too many concurrent requests");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [super::retry_after_header(Duration::from_secs(1))],
-            "too many concurrent requests\n",
-        )
-            .into_response();
-    };
-    let limits = st.cfg.limits.clone();
+    let limits = &st.cfg.limits;
     let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     // As ListenHTTP: Boolean.parseBoolean for flowfile-gzipped, exact "gzip" for Content-Encoding.
     let gzipped = header_str("flowfile-gzipped").is_some_and(|v| v.eq_ignore_ascii_case("true"))
         || header_str("content-encoding") == Some("gzip");
     let hold = header_str(HOLD_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let content_type = header_str("content-type").unwrap_or("").to_owned();
-    let enrich = Enrich::new(&st, peer, &uri, &headers, &conn, fixed);
+    let enrich = Enrich::new(st, peer, &uri, &headers, &conn, admitted.stamp.clone());
     let throttle = st.listen.throttle.as_ref();
     let format = if content_type == FLOWFILE_V3 {
-        Some(Format::Stream(Unpacker::new(&limits)))
+        Some(Format::Stream(Unpacker::new(limits)))
     } else if content_type == FLOWFILE_V2 {
-        Some(Format::Stream(Unpacker::v2(&limits)))
+        Some(Format::Stream(Unpacker::v2(limits)))
     } else if content_type.starts_with(FLOWFILE_ANY) {
-        Some(Format::Tar(TarUnpacker::new(&limits)))
+        Some(Format::Tar(TarUnpacker::new(limits)))
     } else {
         None
     };
     let received = match format {
         Some(unpacker) => {
-            let mut dec = Packages {
-                enrich,
-                unpacker,
-                limits,
-            };
-            up.receive_with(&headers, body, gzipped, &mut dec, throttle)
+            let mut dec = Packages { enrich, unpacker };
+            adm.receive_with(&headers, body, gzipped, &mut dec, throttle)
                 .await
         }
         None => {
             let mut dec = Plain {
                 enrich,
-                limits,
                 begun: false,
             };
-            up.receive_with(&headers, body, gzipped, &mut dec, throttle)
+            adm.receive_with(&headers, body, gzipped, &mut dec, throttle)
                 .await
         }
     };
@@ -457,12 +332,12 @@ pub(crate) async fn post(
             return refusal.respond(status, format!("{}\n", refusal.fail.message()));
         }
     };
-    st.metrics.received("listenhttp", &records);
+    adm.received(&records);
     if hold {
         let id = hold_id();
         let location = format!("/{}/holds/{id}", st.listen.base);
         tracing::info!(%peer, hold = %id, flowfiles = records.len(), "placed a hold");
-        hold_event(&st, "placed");
+        hold_event(st, "placed");
         st.listen.holds().insert(
             id,
             Hold {
@@ -479,7 +354,9 @@ pub(crate) async fn post(
         h.insert(INTENT_HEADER, HeaderValue::from_static("flowfile-hold"));
         return r;
     }
-    forward(&st, &up, records, st.cfg.listen_http.return_code).await
+    let r = forward(&adm, records, st.cfg.listen_http.return_code).await;
+    drop(admitted);
+    r
 }
 
 /// Counts a hold event in `bridge_listenhttp_holds_total{event}` (placed, confirmed, expired).
@@ -506,28 +383,19 @@ fn hold_id() -> String {
 }
 
 /// Hands `records` to the pipeline and answers `ok` (or why not).
-async fn forward(st: &AppState, up: &Upload<'_>, records: Vec<Record>, ok: u16) -> Response {
-    let total: u64 = records.iter().map(Record::len).sum();
-    match st.pipeline.accept(records).await {
+async fn forward(adm: &Admission, records: Vec<Record>, ok: u16) -> Response {
+    match adm.forward(records, "").await {
         Outcome::Committed => StatusCode::from_u16(ok)
             .unwrap_or(StatusCode::OK)
             .into_response(),
         // ListenHTTP answers 503 when its downstream has no space; we add Retry-After.
-        Outcome::Retry {
-            after,
-            reason,
-            message,
-        } => {
-            up.reject(reason.name(), Some(total), &message);
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [super::retry_after_header(after)],
-                format!("{message}\n"),
-            )
-                .into_response()
-        }
+        Outcome::Retry { after, message, .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [retry_after_header(after)],
+            format!("{message}\n"),
+        )
+            .into_response(),
         Outcome::Rejected { reason, message } => {
-            up.reject(reason.name(), Some(total), &message);
             let status = if reason == Reason::Limit {
                 StatusCode::PAYLOAD_TOO_LARGE
             } else {
@@ -546,30 +414,30 @@ pub(crate) async fn delete_hold(
     Path(id): Path<String>,
 ) -> Response {
     let conn = conn.map(|c| c.0).unwrap_or_default();
-    let up = Upload {
-        st: &st,
-        peer,
-        path: "listenhttp-hold",
-    };
+    let adm = Admission::new(st, peer, "listenhttp-hold", "listenhttp");
+    let st = &adm.st;
     if let Err(why) = st.listen.check_dn(conn.client.as_ref(), false) {
-        up.reject("FORBIDDEN", None, &why);
-        return super::text(StatusCode::FORBIDDEN, why);
+        return adm
+            .denied(StatusCode::FORBIDDEN, reason::FORBIDDEN, why)
+            .text();
     }
+    let unknown = |detail: String| {
+        adm.reject(reason::UNKNOWN_HOLD, None, &detail);
+        super::text(StatusCode::NOT_FOUND, format!("no hold with id {id}"))
+    };
     let Some(hold) = st.listen.holds().remove(&id) else {
-        up.reject("UNKNOWN_HOLD", None, &format!("no hold with id {id}"));
-        return super::text(StatusCode::NOT_FOUND, format!("no hold with id {id}"));
+        return unknown(format!("no hold with id {id}"));
     };
     if hold.created.elapsed() >= st.listen.hold_timeout {
         // Expired but not swept yet: released, as if the sweep had run.
-        up.reject("UNKNOWN_HOLD", None, &format!("hold {id} expired"));
-        return super::text(StatusCode::NOT_FOUND, format!("no hold with id {id}"));
+        return unknown(format!("hold {id} expired"));
     }
     // A failure releases the hold: the sender re-sends everything, nothing is delivered twice.
     let n = hold.records.len();
-    let r = forward(&st, &up, hold.records, 200).await;
+    let r = forward(&adm, hold.records, 200).await;
     if r.status() == StatusCode::OK {
         tracing::info!(%peer, hold = %id, flowfiles = n, "hold confirmed: forwarded");
-        hold_event(&st, "confirmed");
+        hold_event(st, "confirmed");
     }
     r
 }

@@ -1,19 +1,25 @@
 //! Ingest adapters: WebSocket (`/v1/ws`), JSON (`/v1/flowfiles`), ListenHTTP-compatible.
 //!
-//! The two HTTP paths share one streaming receive ([`Upload::receive`]): the body is read piece by
-//! piece ([`body::BodyReader`]: `max_body_bytes`, gunzip), handed to a path-specific [`Decode`]r
-//! that turns it into records through a [`Stager`] (small content in memory, large content in a
-//! staging file), and only a body that ended cleanly yields records. Every rejection on every path
-//! goes through [`rejected`]: one log line (peer, reason, size) and one `bridge_rejections` count.
+//! Every handler admits its clients through [`admission`] (auth → connection slot → fixed
+//! attributes → limits → metrics → pipeline, and every rejection logged and counted there). The
+//! handlers share that and this module's streaming receive, never each other: `ws`, `json` and
+//! `listen` use `crate::state::AppState`, [`admission`] and the leaf modules (`body`, `conn`,
+//! `ffv1`, [`listen_state`]) only.
+//!
+//! The two HTTP paths share one streaming receive ([`Admission::receive`]): the body is read piece
+//! by piece ([`body::BodyReader`]: `max_body_bytes`, gunzip), handed to a path-specific
+//! [`Decode`]r that turns it into records through a [`Stager`] (small content in memory, large
+//! content in a staging file), and only a body that ended cleanly yields records.
 
+pub(crate) mod admission;
 mod body;
 pub(crate) mod conn;
 mod ffv1;
 pub(crate) mod json;
 pub(crate) mod listen;
+pub(crate) mod listen_state;
 pub(crate) mod ws;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -22,74 +28,25 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use crate::record::Record;
-use crate::server::AppState;
 use crate::stage::Stager;
+pub(crate) use admission::Admission;
 use body::{BodyError, BodyReader};
 pub(crate) use conn::{ClientDn, ConnAcceptor};
-
-/// A byte-rate limit shared by all requests of an endpoint (ListenHTTP's "Max Data to Receive
-/// per Second"): each piece of a body waits until the rate allows it.
-#[derive(Debug)]
-pub(crate) struct Throttle {
-    per_sec: u64,
-    next: std::sync::Mutex<tokio::time::Instant>,
-}
-
-impl Throttle {
-    pub(crate) fn new(per_sec: u64) -> Self {
-        Self {
-            per_sec: per_sec.max(1),
-            next: std::sync::Mutex::new(tokio::time::Instant::now()),
-        }
-    }
-
-    /// Waits until `n` more bytes fit the rate (until the end of their time slot).
-    pub(crate) async fn take(&self, n: usize) {
-        let at = {
-            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            let now = tokio::time::Instant::now();
-            let start = (*next).max(now);
-            *next = start + Duration::from_secs_f64(n as f64 / self.per_sec as f64);
-            // Handed on once its share of time has passed: no faster than the rate.
-            *next
-        };
-        tokio::time::sleep_until(at).await;
-    }
-}
+use listen_state::Throttle;
 
 /// After a refusal, the rest of a body is read and dropped up to this many bytes (so the client
 /// reads the answer, not a broken pipe); a longer body gets the answer and a closed connection.
 const DISCARD_MAX: u64 = 1 << 30;
 /// ... and for at most this long.
 const DISCARD_TIME: Duration = Duration::from_secs(60);
-
-/// `Retry-After` in whole seconds, rounded up (at least 1).
-pub(crate) fn retry_after_header(after: Duration) -> (header::HeaderName, HeaderValue) {
-    let secs = after.as_millis().div_ceil(1000).max(1);
-    (
-        header::RETRY_AFTER,
-        HeaderValue::from(u64::try_from(secs).unwrap_or(u64::MAX)),
-    )
-}
+/// After a refusal for size (`max_body_bytes`), at most this many more bytes are read and dropped.
+const LIMIT_DISCARD_MAX: u64 = 16 << 20;
 
 /// A plain-text error answer.
 pub(crate) fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     let mut m = msg.into();
     m.push('\n');
     (status, m).into_response()
-}
-
-/// Logs and counts one rejection: the single place every ingest path reports one.
-pub(crate) fn rejected(
-    st: &AppState,
-    peer: SocketAddr,
-    path: &'static str,
-    reason: &'static str,
-    size: Option<u64>,
-    detail: &str,
-) {
-    st.metrics.reject(reason);
-    tracing::warn!(%peer, path, reason, size, detail, "rejected");
 }
 
 /// Why an upload failed.
@@ -157,20 +114,7 @@ pub(crate) trait Decode {
     async fn finish(&mut self, stager: &mut Stager) -> Result<(), Fail>;
 }
 
-/// One HTTP upload: who sent it, where.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Upload<'a> {
-    pub(crate) st: &'a AppState,
-    pub(crate) peer: SocketAddr,
-    pub(crate) path: &'static str,
-}
-
-impl Upload<'_> {
-    /// [`rejected`] for this upload.
-    pub(crate) fn reject(&self, reason: &'static str, size: Option<u64>, detail: &str) {
-        rejected(self.st, self.peer, self.path, reason, size, detail);
-    }
-
+impl Admission {
     /// Streams `body` through `dec` into staged records. On failure the rejection is logged and
     /// counted, the staged content is removed, and the rest of the body was read and dropped
     /// (unless it is too long: then [`Refusal::close`]).
@@ -184,7 +128,7 @@ impl Upload<'_> {
         self.receive_with(headers, body, gzip, dec, None).await
     }
 
-    /// [`Upload::receive`], each (decompressed) piece first waiting for `throttle`.
+    /// [`Admission::receive`], each (decompressed) piece first waiting for `throttle`.
     pub(crate) async fn receive_with(
         &self,
         headers: &HeaderMap,
@@ -257,10 +201,21 @@ impl Upload<'_> {
         let expects = headers
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        let close = if expects && reader.received() == 0 {
+        // An oversized body is not read on: past LIMIT_DISCARD_MAX more bytes the answer goes
+        // out with the connection closed (a declared length says so before reading anything).
+        let max = if matches!(fail, Fail::Limit(_)) {
+            LIMIT_DISCARD_MAX
+        } else {
+            DISCARD_MAX
+        };
+        let left = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .map(|n| n.saturating_sub(reader.received()));
+        let close = if (expects && reader.received() == 0) || left.is_some_and(|n| n > max) {
             true
         } else {
-            !reader.discard(DISCARD_MAX, DISCARD_TIME).await
+            !reader.discard(max, DISCARD_TIME).await
         };
         Refusal { fail, close }
     }

@@ -6,18 +6,18 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
-use crate::auth::{FixedAttributes, presented_token};
+use super::admission::{Admission, Admitted, Stamp, reason};
+use crate::auth::presented_token;
 use crate::codec::{self, DecodeError};
 use crate::config::AckMode;
-use crate::limits::apply_fixed_attributes;
 use crate::protocol::{self, Auth, BatchHeader, Hello, SUBPROTOCOL_V1, TYPE_BATCH, close};
 use crate::record::{Outcome, Reason, Record};
-use crate::server::AppState;
+use crate::state::AppState;
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -56,50 +56,38 @@ pub(crate) async fn upgrade(
                 let _ = socket.send(Message::Close(Some(frame))).await;
             });
     }
-    let Ok(slot) = st.ws_slots.clone().try_acquire_owned() else {
-        super::rejected(
-            &st,
-            peer,
-            "/v1/ws",
-            "CONNECTION_LIMIT",
-            None,
-            "connection limit reached",
-        );
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [super::retry_after_header(Duration::from_secs(1))],
-            "connection limit reached\n",
-        )
-            .into_response();
+    let adm = Admission::new(st, peer, "/v1/ws", "ws");
+    let slot = match adm.ws_slot() {
+        Ok(s) => s,
+        Err(d) => return d.text(),
     };
-    if st.closing.is_cancelled() {
-        return super::text(StatusCode::SERVICE_UNAVAILABLE, "bridge is shutting down");
-    }
     let token = presented_token(&headers, query.as_deref());
+    let max = adm.st.cfg.limits.max_message_bytes;
     let ws = ws
         .protocols([SUBPROTOCOL_V1])
-        .max_message_size(st.cfg.limits.max_message_bytes)
-        .max_frame_size(st.cfg.limits.max_message_bytes);
+        .max_message_size(max)
+        .max_frame_size(max);
     let negotiated = ws.selected_protocol().is_some();
     ws.on_upgrade(move |socket| async move {
-        st.metrics.ws_connections.increment(1.0);
+        let metrics = adm.st.metrics.clone();
+        metrics.ws_connections.increment(1.0);
         Conn {
-            st: st.clone(),
+            st: adm.st.clone(),
+            adm,
             socket,
             peer,
-            _slot: slot,
         }
-        .run(negotiated, token)
+        .run(negotiated, token, slot)
         .await;
-        st.metrics.ws_connections.decrement(1.0);
+        metrics.ws_connections.decrement(1.0);
     })
 }
 
 struct Conn {
     st: AppState,
+    adm: Admission,
     socket: WebSocket,
     peer: SocketAddr,
-    _slot: OwnedSemaphorePermit,
 }
 
 impl Conn {
@@ -114,10 +102,10 @@ impl Conn {
     }
 
     fn reject_log(&self, what: &'static str, detail: &str) {
-        super::rejected(&self.st, self.peer, "/v1/ws", what, None, detail);
+        self.adm.reject(what, None, detail);
     }
 
-    async fn run(mut self, negotiated: bool, token: Option<String>) {
+    async fn run(mut self, negotiated: bool, token: Option<String>, slot: OwnedSemaphorePermit) {
         if !negotiated {
             self.reject_log("UNSUPPORTED_VERSION", "no supported subprotocol offered");
             self.close(
@@ -130,6 +118,7 @@ impl Conn {
         let Some(fixed) = self.authenticate(token).await else {
             return;
         };
+        let admitted = Admitted::new(Stamp::new(fixed, &self.st.cfg.limits), slot);
         let limits = &self.st.cfg.limits;
         let hello = Hello {
             version: 1,
@@ -143,15 +132,17 @@ impl Conn {
         if self.socket.send(Message::Text(hello.into())).await.is_err() {
             return;
         }
-        self.serve(fixed).await;
+        self.serve(admitted).await;
     }
 
-    async fn authenticate(&mut self, token: Option<String>) -> Option<FixedAttributes> {
+    async fn authenticate(
+        &mut self,
+        token: Option<String>,
+    ) -> Option<crate::auth::FixedAttributes> {
         if let Some(t) = token {
-            return match self.st.auth.check(Some(&t)) {
-                Some(a) => Some(a),
-                None => {
-                    self.reject_log("UNAUTHORIZED", "bad token in header or query");
+            return match self.adm.authenticate(Some(&t)) {
+                Ok(a) => Some(a),
+                Err(_) => {
                     self.close(close::UNAUTHORIZED, "unauthorized").await;
                     None
                 }
@@ -180,10 +171,14 @@ impl Conn {
             }
             Ok(_) => None,
         };
-        match msg.and_then(|m| self.st.auth.check(Some(&m.token))) {
-            Some(a) => Some(a),
-            None => {
-                self.reject_log("UNAUTHORIZED", "missing or bad auth message");
+        let Some(m) = msg else {
+            self.reject_log(reason::UNAUTHORIZED, "missing or bad auth message");
+            self.close(close::UNAUTHORIZED, "unauthorized").await;
+            return None;
+        };
+        match self.adm.authenticate(Some(&m.token)) {
+            Ok(a) => Some(a),
+            Err(_) => {
                 self.close(close::UNAUTHORIZED, "unauthorized").await;
                 None
             }
@@ -195,7 +190,7 @@ impl Conn {
         self.socket.send(Message::Binary(ack)).await.is_ok()
     }
 
-    async fn serve(mut self, fixed: FixedAttributes) {
+    async fn serve(mut self, admitted: Admitted) {
         let max_inflight = self.st.cfg.limits.max_inflight;
         let (ack_tx, mut ack_rx) = mpsc::channel::<(u64, Outcome)>(max_inflight.max(1));
         let mut inflight: HashSet<u64> = HashSet::new();
@@ -230,7 +225,7 @@ impl Conn {
                         None | Some(Ok(Message::Close(_))) => return,
                         Some(Err(e)) => {
                             if is_too_big(&e) {
-                                self.reject_log("LIMIT", "message over max_message_bytes");
+                                self.reject_log(reason::LIMIT, "message over max_message_bytes");
                                 let limit = self.st.cfg.limits.max_message_bytes;
                                 self.close(close::MESSAGE_TOO_BIG, &format!("message larger than {limit} bytes")).await;
                             } else {
@@ -239,7 +234,7 @@ impl Conn {
                             return;
                         }
                         Some(Ok(Message::Binary(b))) => {
-                            if !self.batch(b, &fixed, &mut inflight, &ack_tx).await {
+                            if !self.batch(b, &admitted.stamp, &mut inflight, &ack_tx).await {
                                 return;
                             }
                         }
@@ -263,7 +258,7 @@ impl Conn {
     async fn batch(
         &mut self,
         msg: Bytes,
-        fixed: &FixedAttributes,
+        stamp: &Stamp,
         inflight: &mut HashSet<u64>,
         acks: &mpsc::Sender<(u64, Outcome)>,
     ) -> bool {
@@ -315,14 +310,8 @@ impl Conn {
         };
         if let Some(outcome) = early {
             let size = Some(payload.len() as u64);
-            super::rejected(
-                &self.st,
-                self.peer,
-                "/v1/ws",
-                outcome.reason().name(),
-                size,
-                &format!("batch {}", h.id),
-            );
+            self.adm
+                .reject(outcome.reason().name(), size, &format!("batch {}", h.id));
             return self.send_ack(h.id, &outcome).await;
         }
         let mut records = match codec::decode_all(payload, h.count as usize, &limits) {
@@ -336,30 +325,17 @@ impl Conn {
                 return self.send_ack(h.id, &refuse(reason, e.to_string())).await;
             }
         };
-        for r in &mut records {
-            apply_fixed_attributes(&mut r.attributes, fixed);
-        }
-        if let Err(e) = limits.check_batch(&records) {
-            self.reject_log("LIMIT", &format!("batch {}: {e}", h.id));
+        if let Err(e) = stamp.batch(&mut records) {
+            self.reject_log(reason::LIMIT, &format!("batch {}: {e}", h.id));
             return self.send_ack(h.id, &refuse(Reason::Limit, e)).await;
         }
         let records: Vec<Record> = records.into_iter().map(Record::from).collect();
-        self.st.metrics.received("ws", &records);
+        self.adm.received(&records);
         inflight.insert(h.id);
-        let pipeline = self.st.pipeline.clone();
         let acks = acks.clone();
-        let (st, peer) = (self.st.clone(), self.peer);
-        let size: u64 = records.iter().map(Record::len).sum();
+        let adm = self.adm.clone();
         tokio::spawn(async move {
-            let outcome = pipeline.accept(records).await;
-            if let Outcome::Retry {
-                reason, message, ..
-            }
-            | Outcome::Rejected { reason, message } = &outcome
-            {
-                let detail = format!("batch {}: {message}", h.id);
-                super::rejected(&st, peer, "/v1/ws", reason.name(), Some(size), &detail);
-            }
+            let outcome = adm.forward(records, &format!("batch {}", h.id)).await;
             // The connection may be gone; the client then resends on a new one.
             let _ = acks.send((h.id, outcome)).await;
         });
