@@ -752,7 +752,20 @@ async fn sigkill_zookeeper_node_never_stalls_sending() {
         sender.commits()
     );
     // Long enough for several refreshes to hang on the survivor (~12 s each, 5 s interval).
-    tokio::time::sleep(Duration::from_secs(40)).await;
+    // Meanwhile, what a peer-list fetch does now (bounded by the refresh timeout per node).
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let t = Instant::now();
+    let fetch = client.refresh_peers().await;
+    eprintln!(
+        "a peer-list fetch {:.1} s after the kill took {:.2} s: {}",
+        killed_at.elapsed().as_secs_f64() - t.elapsed().as_secs_f64(),
+        t.elapsed().as_secs_f64(),
+        match &fetch {
+            Ok(l) => format!("{} peers (cached or persisted)", l.len()),
+            Err(e) => format!("failed: {e}"),
+        }
+    );
+    tokio::time::sleep(Duration::from_secs(40).saturating_sub(killed_at.elapsed())).await;
     let refreshes = client.peer_status();
     let (sent, after) = sender.finish(killed_at).await;
     eprintln!(
