@@ -8,6 +8,10 @@
 //! use the hold protocol) to the bridge and to a real `ListenHTTP` in the same NiFi: equal
 //! FlowFiles on both sides.
 //!
+//! `nifi_posthttp_default_batch_after_backlog_side_by_side_with_listenhttp`: 3,000 FlowFiles
+//! queued in front of two stopped `PostHTTP`s (default Max Batch Size), one → the bridge, one →
+//! `ListenHTTP`; started, they send big multi-FlowFile batches: exactly the backlog on both sides.
+//!
 //! `PostHTTP` and `GenerateFlowFile` live in `nifi-standard-nar`, which the test kit's minimal
 //! NiFi does not carry: the test puts it into the NiFi's `extensions/` (`provision::standard_nar`).
 
@@ -604,4 +608,203 @@ async fn nifi_senders_side_by_side_with_listenhttp() {
     };
     assert!(holds("placed") > 0, "PostHTTP used no hold: {metrics}");
     assert_eq!(holds("placed"), holds("confirmed"), "{metrics}");
+}
+
+/// `PostHTTP` with its default batch size (Max Batch Size 100 MB) after a backlog: a few
+/// thousand FlowFiles are queued in front of two stopped PostHTTPs (one → the bridge, one → a
+/// real `ListenHTTP` in the same NiFi), then both start and send big multi-FlowFile batches. Both
+/// sides hold exactly the backlog (nothing in failure, no ERROR bulletins, no duplicates after a
+/// settle time), the listed FlowFiles are equal (every attribute but [`DIFFER`], every content
+/// byte), and every hold the bridge placed was confirmed, with many FlowFiles per POST.
+#[tokio::test]
+async fn nifi_posthttp_default_batch_after_backlog_side_by_side_with_listenhttp() {
+    const N: u64 = 3000;
+    let nifi = nifi_or_skip!();
+    ensure_standard_processors(&nifi).await;
+    let port = nifi.input_port("bridge-backlog").await.expect("port");
+    nifi.set_back_pressure(&port, 1_000_000)
+        .await
+        .expect("back pressure");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bridge = BridgeProc::spawn(
+        [
+            "--nifi-url",
+            nifi.url(),
+            "--port-name",
+            port.name(),
+            "--stage-dir",
+            dir.path().to_str().expect("utf-8 path"),
+        ],
+        None,
+    );
+    bridge.wait_healthy().await;
+    let listen_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let listen_url = format!("http://127.0.0.1:{listen_port}/contentListener");
+    let rest = Rest {
+        api: format!("{}-api", nifi.url()),
+        http: reqwest::Client::new(),
+        root: nifi.root_id().to_owned(),
+    };
+    let name = format!("bridge-backlog-{}", std::process::id());
+    let listen = rest
+        .processor(
+            "ListenHTTP",
+            &format!("{name}-listen"),
+            json!({"properties": {"Listening Port": listen_port.to_string()}}),
+        )
+        .await;
+    let gen_ = rest
+        .processor(
+            "GenerateFlowFile",
+            &format!("{name}-gen"),
+            json!({"schedulingPeriod": "1 hour", "properties": {
+                "File Size": "1 KB", "Batch Size": N.to_string(),
+                "Data Format": "Binary", "Unique FlowFiles": "false",
+                "tenantId": "t-7"}}),
+        )
+        .await;
+    let funnel = rest
+        .create("funnels", json!({"position": {"x": 400.0, "y": 1400.0}}))
+        .await;
+    let mut posts = Vec::new();
+    let mut inputs = Vec::new();
+    let mut failures = Vec::new();
+    for (side, url) in [
+        ("bridge", bridge.url("/contentListener")),
+        ("listen", listen_url.clone()),
+    ] {
+        // Default properties but the URL: Max Batch Size 100 MB, Send as FlowFile.
+        let post = rest
+            .processor(
+                "PostHTTP",
+                &format!("{name}-post-{side}"),
+                json!({"autoTerminatedRelationships": ["success"], "properties": {
+                    "URL": url, "Send as FlowFile": "true"}}),
+            )
+            .await;
+        inputs.push(
+            rest.connect((&gen_, "PROCESSOR"), (&post, "PROCESSOR"), "success")
+                .await,
+        );
+        failures.push(
+            rest.connect((&post, "PROCESSOR"), (&funnel, "FUNNEL"), "failure")
+                .await,
+        );
+        posts.push(post);
+    }
+    let listened = rest
+        .connect((&listen, "PROCESSOR"), (&funnel, "FUNNEL"), "success")
+        .await;
+    rest.run_status(&listen, "RUNNING").await;
+
+    // The backlog: one GenerateFlowFile run of N, cloned in front of both stopped PostHTTPs.
+    rest.run_status(&gen_, "RUNNING").await;
+    for c in &inputs {
+        rest.wait_queued(c, N, "GenerateFlowFile backlog").await;
+    }
+    rest.run_status(&gen_, "STOPPED").await;
+    // ListenHTTP's server needs a moment to listen.
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + WAIT;
+    while http.head(&listen_url).send().await.is_err() {
+        assert!(Instant::now() < deadline, "ListenHTTP did not listen");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for p in &posts {
+        rest.run_status(p, "RUNNING").await;
+    }
+    let arrived = async {
+        for c in &inputs {
+            rest.wait_queued(c, 0, "PostHTTP backlog").await;
+        }
+        port.wait_for_queued(N, WAIT).await.expect("bridge side");
+        rest.wait_queued(&listened, N, "ListenHTTP side").await;
+    };
+    arrived.await;
+    // Late duplicates would show up here.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for p in &posts {
+        rest.run_status(p, "STOPPED").await;
+    }
+    rest.run_status(&listen, "STOPPED").await;
+    let bridge_count = port.queued_count().await.expect("count");
+    let listen_count = rest.queued(&listened).await;
+    let mut failed = 0;
+    for c in &failures {
+        failed += rest.queued(c).await;
+    }
+    let mut ids: Vec<&str> = posts.iter().map(String::as_str).collect();
+    ids.extend([listen.as_str(), gen_.as_str()]);
+    let bulletins = rest.error_bulletins(&ids).await;
+    let by_name = |v: Vec<(BTreeMap<String, String>, Vec<u8>)>| {
+        v.into_iter()
+            .map(|(mut a, c)| {
+                for k in DIFFER {
+                    a.remove(k);
+                }
+                (a.get("filename").cloned().unwrap_or_default(), (a, c))
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let bridge_side = by_name(rest.list(port.connection_id()).await);
+    let listen_side = by_name(rest.list(&listened).await);
+    let metrics = bridge.metrics().await;
+
+    for c in inputs.iter().chain(&failures).chain([&listened]) {
+        rest.empty(c).await;
+        rest.delete(&format!("/connections/{c}")).await;
+    }
+    for p in posts.iter().chain([&gen_, &listen]) {
+        rest.delete(&format!("/processors/{p}")).await;
+    }
+    rest.delete(&format!("/funnels/{funnel}")).await;
+    port.delete().await.expect("delete port");
+
+    assert_eq!(failed, 0, "FlowFiles in PostHTTP's failure");
+    assert!(bulletins.is_empty(), "ERROR bulletins: {bulletins:?}");
+    // Exactly the backlog on each side: nothing lost, no duplicate.
+    assert_eq!((bridge_count, listen_count), (N, N), "(bridge, ListenHTTP)");
+    // The listings (first 100 of each queue) name the same FlowFiles by their sender's filename
+    // (the backlog's clones share it); those carry equal attributes and content.
+    let common: Vec<&String> = bridge_side
+        .keys()
+        .filter(|k| listen_side.contains_key(*k))
+        .collect();
+    assert!(
+        common.len() >= 50,
+        "only {} of the listed FlowFiles on both sides",
+        common.len()
+    );
+    let common_len = common.len();
+    for k in common {
+        let (b, l) = (&bridge_side[k], &listen_side[k]);
+        assert_eq!(b.0, l.0, "attributes of {k} (bridge vs ListenHTTP)");
+        assert!(b.1 == l.1, "content of {k} differs");
+        assert_eq!(b.0.get("tenantId").map(String::as_str), Some("t-7"));
+    }
+    // PostHTTP asked for a hold per POST and confirmed every one; the batches were big.
+    let holds = |event: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("bridge_listenhttp_holds_total")
+                    && l.contains(&format!("event=\"{event}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let placed = holds("placed");
+    eprintln!(
+        "backlog of {N}: {placed} PostHTTP POSTs (holds) to the bridge, {} FlowFiles compared in full",
+        common_len
+    );
+    assert!(placed > 0, "PostHTTP used no hold: {metrics}");
+    assert_eq!(placed, holds("confirmed"), "{metrics}");
+    assert!(
+        placed * 10 <= N,
+        "{placed} POSTs for {N} FlowFiles: PostHTTP did not batch"
+    );
 }
