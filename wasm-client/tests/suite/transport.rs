@@ -176,32 +176,48 @@ async fn a_rejected_batch_is_bisected_and_only_the_bad_record_set_aside() {
 #[wasm_bindgen_test]
 async fn bad_crc_resends_the_batch_instead_of_setting_it_aside() {
     let name = unique("badcrc");
-    let first = Rc::new(Cell::new(true));
-    let f = first.clone();
+    // BAD_CRC for the first batch of each round; everything else is committed.
+    let crc = Rc::new(Cell::new(true));
+    let c = crc.clone();
     let bridge = FakeBridge::new(&name, move |_| {
-        if f.replace(false) {
+        if c.replace(false) {
             Answer::BadCrc
         } else {
             Answer::Commit
         }
     });
     let client = open_with(&name, config(&bridge, 8)).await;
-    let all = titles(5);
-    write(&client, &all).await;
 
+    // A batch of five: sent again whole (re-encoded), not bisected.
+    let five = titles(5);
+    write(&client, &five).await;
     let set_aside = client.flush(20_000.0).await.expect("flush");
     assert_eq!(set_aside, Vec::<u64>::new(), "nothing set aside");
-    assert!(rejected(&client).await.is_empty());
-    assert_eq!(delivered_titles(&bridge), once_each(&all));
+    assert_eq!(delivered_titles(&bridge), once_each(&five));
     let seen = bridge.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[0].1, Answer::BadCrc);
     assert_eq!(seen[0].0.records.len(), 5);
-    let resent: Vec<u64> = seen[1..].iter().flat_map(|(b, _)| b.seqs()).collect();
     assert_eq!(
-        resent,
+        seen[1].0.seqs(),
         seen[0].0.seqs(),
         "the BAD_CRC batch is sent again, whole"
     );
+
+    // A single record: BAD_CRC is not a rejection of the record, so it is not set aside.
+    crc.set(true);
+    let one = vec!["single".to_owned()];
+    write(&client, &one).await;
+    let set_aside = client.flush(20_000.0).await.expect("flush");
+    assert_eq!(
+        set_aside,
+        Vec::<u64>::new(),
+        "a BAD_CRC record is not set aside"
+    );
+    assert!(rejected(&client).await.is_empty());
+    let mut all = five.clone();
+    all.extend(one);
+    assert_eq!(delivered_titles(&bridge), once_each(&all));
     assert_eq!(client.depth().await.unwrap(), 0);
     assert_eq!(bridge.errors(), Vec::<String>::new());
     client.close();
