@@ -80,7 +80,11 @@ pub(crate) struct PeerCache {
 /// reports a node's count from its last heartbeat (5 s by default), so a list fetched sooner
 /// after the drain may still show the old count. Also the delay of the refresh such an answer
 /// triggers (at most one per hold).
+#[cfg(not(test))]
 pub(crate) const DRAIN_HOLD: Duration = Duration::from_secs(10);
+/// Shorter in the unit tests, which wait it out.
+#[cfg(test)]
+pub(crate) const DRAIN_HOLD: Duration = Duration::from_secs(2);
 
 impl PeerCache {
     /// A list was just fetched (at `now`): its counts supersede what this client moved, and
