@@ -11,7 +11,8 @@
 // * latency: paced writes (a transaction of LAT_BATCH records every LAT_TICK_MS) while uploading;
 //   per record, from the moment its transaction's commit resolved to the moment the `delivered`
 //   event for its seq arrived (sent by the uploader after the bridge's ack, which the bridge sends
-//   after NiFi committed the S2S transaction, i.e. when the FlowFile is in NiFi's queue).
+//   after NiFi committed the S2S transaction, i.e. when the FlowFile is in NiFi's queue);
+// * instrument: writes/s of an unmodified plain-IndexedDB app, uninstrumented vs instrument()ed.
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -157,6 +158,54 @@ try {
     out.latency.push(row);
     log(`latency, window ${window}: ${lat.n} records at ${Math.round(lat.offered)}/s: p50 ${row.p50.toFixed(1)} ms, p99 ${row.p99.toFixed(1)} ms`);
   }
+  // The cost of instrument(): the same unmodified plain-IndexedDB app (N puts in transactions of
+  // 500) uninstrumented and under instrument() (capture only: no bridge, so no upload competes),
+  // each in a fresh document of this tab's origin so no patched prototype survives; the order
+  // alternates rep by rep. The instrumented run must leave exactly N rows in the outbox.
+  out.instrument = [];
+  const appWrites = async (instrumented, db) => {
+    await page.goto(`${BASE}/healthz`);
+    return page.evaluate(async ({ n, db, instrumented, base }) => {
+      const inst = instrumented
+        ? await (await import(`${base}/pkg/index.js`)).instrument({ databases: { [db]: { stores: ['items'] } } })
+        : null;
+      const idb = await new Promise((resolve, reject) => {
+        const req = indexedDB.open(db, 1);
+        req.onupgradeneeded = () => req.result.createObjectStore('items', { keyPath: 'id' });
+        req.onsuccess = () => resolve(req.result);
+        req.onerror = () => reject(req.error);
+      });
+      const record = (j) => ({ id: j, name: `item ${j}`, qty: j % 17, tags: ['bench', 'wasm'], note: 'x'.repeat(64) });
+      const t0 = performance.now();
+      for (let i = 0; i < n; i += 500) {
+        await new Promise((resolve, reject) => {
+          const tx = idb.transaction('items', 'readwrite');
+          const store = tx.objectStore('items');
+          for (let j = i; j < Math.min(n, i + 500); j++) store.put(record(j));
+          tx.oncomplete = resolve;
+          tx.onabort = () => reject(tx.error);
+        });
+      }
+      const secs = (performance.now() - t0) / 1000;
+      const captured = inst ? await (await inst.client(db)).depth() : null;
+      idb.close();
+      if (inst) inst.uninstall();
+      return { secs, captured };
+    }, { n: N, db, instrumented, base: BASE });
+  };
+  for (let rep = 0; rep < REPS; rep++) {
+    run++;
+    const order = rep % 2 === 0 ? [false, true] : [true, false];
+    const r = {};
+    for (const instrumented of order) {
+      const x = await appWrites(instrumented, `p4-app-${run}-${instrumented ? 'inst' : 'plain'}`);
+      if (instrumented && x.captured !== N) throw new Error(`instrument(): ${x.captured} of ${N} writes in the outbox`);
+      r[instrumented ? 'instrumentedPerSec' : 'plainPerSec'] = N / x.secs;
+    }
+    out.instrument.push({ rep, ...r });
+    log(`instrument(): plain app ${Math.round(r.plainPerSec)} writes/s, instrumented ${Math.round(r.instrumentedPerSec)} writes/s (${((1 - r.instrumentedPerSec / r.plainPerSec) * 100).toFixed(1)} % slower)`);
+  }
+
   out.total = out.runs.length * N + out.latency.reduce((a, r) => a + r.records, 0);
   out.ok = true;
 } finally {
