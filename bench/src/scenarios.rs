@@ -618,7 +618,6 @@ fn p4(ctx: &mut Ctx, path: &std::path::Path) -> anyhow::Result<()> {
         );
     }
 
-
     let lat = |w: u32| out.latency.iter().find(|l| l.window == w);
     if let (Some(c), Some(b)) = (lat(best), lat(1)) {
         let mut row = Row::new(
