@@ -5,8 +5,9 @@
 //!   what clients send arrives in NiFi's queue exactly (every attribute, every byte), once;
 //! * the secured 1.18.0 (`cargo xtask nifi up --secure --version 1.18.0`): HTTPS with mutual TLS
 //!   from PEM files (and RAW over TLS with the same files), the real `s2s-bridge` binary with a
-//!   PKCS#12 identity and truststore whose passwords come from the environment, and a
-//!   username/password login (bearer token) over HTTPS;
+//!   PKCS#12 identity and truststore whose passwords come from the environment, a
+//!   username/password login (bearer token) over HTTPS, and HTTPS through an authenticating
+//!   CONNECT proxy;
 //! * a throughput comparison HTTP vs RAW through the bridge in the same run (printed, not
 //!   asserted; `#[ignore]`d, run it with `--ignored --nocapture`).
 //!
@@ -14,6 +15,10 @@
 //! ones skip unless `NIFI_SECURE_REQUIRED=1` (set by `cargo xtask test`).
 
 mod common;
+/// The s2s client tests' CONNECT proxy with basic auth (counts tunnels and refusals).
+#[path = "../../s2s/client/tests/common/proxy.rs"]
+#[allow(dead_code)]
+mod proxy;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -281,6 +286,31 @@ async fn secured_nifi_over_https_with_mutual_tls_pkcs12_and_login() {
         bridge.shutdown().await;
         port.delete().await.expect("delete");
     }
+
+    // 1b. HTTPS through an authenticating CONNECT proxy (all an edge site may have).
+    // base64("s2s:proxy-pw")
+    let p = proxy::start("czJzOnByb3h5LXB3").await;
+    let port = nifi.input_port("bridge-proxy").await.expect("port");
+    let mut cfg = bridge_cfg(nifi.url(), &port, "http");
+    cfg.nifi.ca = Some(t.ca.clone());
+    cfg.nifi.cert = Some(t.client_cert.clone());
+    cfg.nifi.key = Some(t.client_key.clone());
+    cfg.nifi.proxy = Some(format!("http://s2s:proxy-pw@{}", p.addr));
+    assert!(
+        !format!("{cfg:?}").contains("proxy-pw"),
+        "proxy password in Debug"
+    );
+    let bridge = start(cfg.clone(), S2sSink::new(&cfg.nifi).expect("sink"));
+    let sent = batches("tls-proxy");
+    send_all(bridge.addr, &sent).await;
+    assert_arrived_exactly(&port, &sent).await;
+    assert!(
+        p.tunnels.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "no CONNECT tunnel through the proxy"
+    );
+    assert_eq!(p.refused.load(std::sync::atomic::Ordering::SeqCst), 0);
+    bridge.shutdown().await;
+    port.delete().await.expect("delete");
 
     // 2. The binary: PKCS#12 identity + PKCS#12 truststore over HTTPS, passwords from the
     //    environment (never on the command line, never in the log), ack = spool.
