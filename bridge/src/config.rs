@@ -351,6 +351,16 @@ impl Config {
                 return bad("every token needs `value` or `env`".into());
             }
         }
+        let l = &self.limits;
+        if l.max_tcp_connections == 0
+            || l.header_read_timeout_ms == 0
+            || l.body_timeout_ms == 0
+            || l.ws_idle_timeout_ms == 0
+        {
+            return bad(
+                "limits.max_tcp_connections and the limits.*_timeout_ms must be > 0".into(),
+            );
+        }
         if self.limits.max_records == 0 || self.limits.max_message_bytes < 18 {
             return bad("limits.max_records must be > 0 and max_message_bytes >= 18".into());
         }
@@ -404,6 +414,10 @@ max_content_bytes = 8388608      # per FlowFile over WebSocket / in a JSON recor
 max_inflight = 16                # unacked batches per WebSocket
 max_connections = 1024           # WebSocket connections
 max_http_requests = 256          # concurrent HTTP ingest requests
+max_tcp_connections = 4096       # open TCP connections of any kind; more are closed at accept (keep below ulimit -n)
+header_read_timeout_ms = 30000   # first byte + whole request head (HTTP, WebSocket handshake); idle keep-alive
+body_timeout_ms = 30000          # most time between two reads of a request body; then 400 + close
+ws_idle_timeout_ms = 120000      # WebSocket with nothing received and nothing in flight is closed
 
 [forward]
 max_records = 1000               # per S2S transaction

@@ -30,6 +30,20 @@ pub struct Limits {
     pub max_connections: usize,
     /// Most concurrent HTTP ingest requests; more are refused with 503. Default 256.
     pub max_http_requests: usize,
+    /// Most open TCP connections of any kind (HTTP keep-alive, WebSocket, idle, TLS handshakes);
+    /// more are closed as soon as they are accepted. Keep it below the process's file limit
+    /// (`ulimit -n`). Default 4096.
+    pub max_tcp_connections: usize,
+    /// Most time a client may take to send its first byte and then a whole request head (HTTP
+    /// requests and the WebSocket handshake), and most time a keep-alive connection may sit idle
+    /// between requests; then the connection is closed. Default 30 000.
+    pub header_read_timeout_ms: u64,
+    /// Most time between two reads of an HTTP request body; a body stalled longer is cut (400,
+    /// connection closed). Default 30 000.
+    pub body_timeout_ms: u64,
+    /// A WebSocket that sends nothing for this long with no batch in flight is closed (1000,
+    /// "idle"). Default 120 000.
+    pub ws_idle_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -44,6 +58,10 @@ impl Default for Limits {
             max_inflight: 16,
             max_connections: 1024,
             max_http_requests: 256,
+            max_tcp_connections: 4096,
+            header_read_timeout_ms: 30_000,
+            body_timeout_ms: 30_000,
+            ws_idle_timeout_ms: 120_000,
         }
     }
 }

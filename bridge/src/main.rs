@@ -200,6 +200,18 @@ struct Args {
     /// Most concurrent HTTP ingest requests [default: 256].
     #[arg(long, env = "S2S_BRIDGE_MAX_HTTP_REQUESTS")]
     max_http_requests: Option<usize>,
+    /// Most open TCP connections of any kind; more are closed at accept [default: 4096].
+    #[arg(long, env = "S2S_BRIDGE_MAX_TCP_CONNECTIONS")]
+    max_tcp_connections: Option<usize>,
+    /// Most time for a request head (and idle keep-alive), in ms [default: 30000].
+    #[arg(long, env = "S2S_BRIDGE_HEADER_READ_TIMEOUT_MS")]
+    header_read_timeout_ms: Option<u64>,
+    /// Most time between two reads of a request body, in ms [default: 30000].
+    #[arg(long, env = "S2S_BRIDGE_BODY_TIMEOUT_MS")]
+    body_timeout_ms: Option<u64>,
+    /// An idle WebSocket (nothing in flight) is closed after this many ms [default: 120000].
+    #[arg(long, env = "S2S_BRIDGE_WS_IDLE_TIMEOUT_MS")]
+    ws_idle_timeout_ms: Option<u64>,
     /// Use an in-memory sink instead of NiFi (for trying the bridge without NiFi; data is dropped on exit).
     #[arg(long, env = "S2S_BRIDGE_MEMORY_SINK")]
     memory_sink: bool,
@@ -324,6 +336,16 @@ fn load(args: &Args) -> anyhow::Result<Config> {
         (args.max_inflight, &mut l.max_inflight),
         (args.max_connections, &mut l.max_connections),
         (args.max_http_requests, &mut l.max_http_requests),
+        (args.max_tcp_connections, &mut l.max_tcp_connections),
+    ] {
+        if let Some(v) = flag {
+            *field = v;
+        }
+    }
+    for (flag, field) in [
+        (args.header_read_timeout_ms, &mut l.header_read_timeout_ms),
+        (args.body_timeout_ms, &mut l.body_timeout_ms),
+        (args.ws_idle_timeout_ms, &mut l.ws_idle_timeout_ms),
     ] {
         if let Some(v) = flag {
             *field = v;
@@ -375,6 +397,14 @@ async fn shutdown_signal() {
     }
 }
 
+/// Colours in the log (written to stdout) only on a terminal, and never with `NO_COLOR` set
+/// (<https://no-color.org>): a redirected log carries no escape codes.
+fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stdout().is_terminal()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -382,6 +412,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,s2s=error".into()),
         )
+        .with_ansi(log_colours())
         .init();
     let args = Args::parse();
     let cfg = load(&args)?;
@@ -397,14 +428,6 @@ async fn main() -> anyhow::Result<()> {
             .proxy
             .as_deref()
             .map(s2s_bridge::config::redact_url);
-/// Colours in the log (written to stdout) only on a terminal, and never with `NO_COLOR` set
-/// (<https://no-color.org>): a redirected log carries no escape codes.
-fn log_colours() -> bool {
-    use std::io::IsTerminal;
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    !no_color && std::io::stdout().is_terminal()
-}
-
         print!("{}", toml::to_string_pretty(&printable)?);
         return Ok(());
     }
@@ -412,7 +435,6 @@ fn log_colours() -> bool {
         .with_context(|| format!("binding {}", cfg.listen))?;
     tracing::info!(listen = %listener.local_addr()?, ack = ?cfg.ack, tls = cfg.tls.is_some(), "s2s-bridge listening");
     let bridge = if args.memory_sink {
-        .with_ansi(log_colours())
         Bridge::new(cfg, MemorySink::new())?
     } else {
         Bridge::new(cfg.clone(), S2sSink::new(&cfg.nifi)?)?

@@ -88,10 +88,11 @@ impl Bridge {
         let rejections = Arc::new(ingest::admission::RejectLog::default());
         {
             // Histogram samples are kept until a scrape drains them; bound them between scrapes.
-            // Rejection log windows that ended get their summary line.
+            // Rejection log windows that ended get their summary line. Ends when shutdown
+            // begins: the drain waits for the tracker, and this task has nothing to drain.
             let metrics = metrics.clone();
             let rejections = rejections.clone();
-            let stop = stop.clone();
+            let stop = closing.clone();
             tracker.spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(5));
                 loop {
@@ -168,7 +169,12 @@ impl Bridge {
                 handle.graceful_shutdown(Some(drain));
             });
         }
-        // ConnAcceptor: header names as sent and client certificates for the handlers.
+        // ConnAcceptor: header names as sent and client certificates for the handlers, the TCP
+        // connection limit and the first-byte deadline.
+        let guard = ingest::ConnGuard {
+            slots: Arc::new(Semaphore::new(cfg.limits.max_tcp_connections)),
+            first_byte: Duration::from_millis(cfg.limits.header_read_timeout_ms),
+        };
         let result = match &cfg.tls {
             Some(tls) => {
                 let rustls = match &tls.client_ca {
@@ -180,23 +186,24 @@ impl Bridge {
                     )?,
                     None => crate::tls::server_config(&tls.cert, &tls.key)?,
                 };
-                axum_server::from_tcp_rustls(
+                let mut server = axum_server::from_tcp_rustls(
                     listener,
                     axum_server::tls_rustls::RustlsConfig::from_config(rustls),
                 )
-                .map(ingest::ConnAcceptor::new)
-                .handle(handle)
-                .serve(app)
-                .await
+                .map(|a| ingest::ConnAcceptor::new(a, guard))
+                .handle(handle);
+                http_timeouts(server.http_builder(), &cfg.limits);
+                server.serve(app).await
             }
             None => {
-                axum_server::from_tcp(listener)
+                let mut server = axum_server::from_tcp(listener)
                     .acceptor(ingest::ConnAcceptor::new(
                         axum_server::accept::DefaultAcceptor,
+                        guard,
                     ))
-                    .handle(handle)
-                    .serve(app)
-                    .await
+                    .handle(handle);
+                http_timeouts(server.http_builder(), &cfg.limits);
+                server.serve(app).await
             }
         };
         // Every router clone is gone once the server returned: the forwarder sees its queue close.
@@ -208,6 +215,19 @@ impl Bridge {
         let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
         result.map_err(crate::Error::Io)
     }
+}
+
+/// hyper's HTTP/1 header-read timeout (`limits.header_read_timeout_ms`): a request head —
+/// also a WebSocket handshake — not complete in time, or a keep-alive connection idle that
+/// long, is closed. Without a timer hyper enforces none.
+fn http_timeouts(
+    b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    limits: &crate::limits::Limits,
+) {
+    b.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms));
+    b.http2().timer(hyper_util::rt::TokioTimer::new());
 }
 
 fn router(state: AppState) -> Router {

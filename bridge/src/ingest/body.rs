@@ -36,6 +36,8 @@ pub(crate) struct BodyReader {
     gunzip: Option<flate2::write::MultiGzDecoder<Vec<u8>>>,
     pending: Bytes,
     ended: bool,
+    /// Most time between two reads of the body (`limits.body_timeout_ms`); `None`: no limit.
+    idle: Option<Duration>,
 }
 
 impl std::fmt::Debug for BodyReader {
@@ -57,7 +59,14 @@ impl BodyReader {
             gunzip: gzip.then(|| flate2::write::MultiGzDecoder::new(Vec::new())),
             pending: Bytes::new(),
             ended: false,
+            idle: None,
         }
+    }
+
+    /// Cuts the body ([`BodyError::Cut`]) when no bytes arrive for `idle` (a slow-body client).
+    pub(crate) fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle = Some(idle);
+        self
     }
 
     /// Bytes received so far (before gunzip).
@@ -94,7 +103,19 @@ impl BodyReader {
             if self.ended {
                 return Ok(None);
             }
-            match self.stream.next().await {
+            let next = match self.idle {
+                Some(idle) => match tokio::time::timeout(idle, self.stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        return Err(BodyError::Cut(format!(
+                            "no body bytes for {} ms (body_timeout_ms)",
+                            idle.as_millis()
+                        )));
+                    }
+                },
+                None => self.stream.next().await,
+            };
+            match next {
                 None => {
                     self.ended = true;
                     if let Some(gz) = &mut self.gunzip {

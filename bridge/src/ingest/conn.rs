@@ -98,35 +98,65 @@ impl<S> PeerCert for tokio_rustls::server::TlsStream<S> {
     }
 }
 
-/// axum-server acceptor adding the observer and [`RequestConn`] (see the module docs).
+/// What every accepted connection must pass before hyper sees it: the connection limit and the
+/// first-byte deadline (hyper's header-read timer only starts once the first byte has arrived).
+#[derive(Debug, Clone)]
+pub(crate) struct ConnGuard {
+    /// One permit per open TCP connection (`limits.max_tcp_connections`).
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    /// A connection that sends nothing for this long is closed (`limits.header_read_timeout_ms`).
+    pub(crate) first_byte: std::time::Duration,
+}
+
+/// axum-server acceptor adding the observer and [`RequestConn`] (see the module docs), and
+/// enforcing [`ConnGuard`].
 #[derive(Debug, Clone)]
 pub(crate) struct ConnAcceptor<A> {
     inner: A,
+    guard: ConnGuard,
 }
 
 impl<A> ConnAcceptor<A> {
-    pub(crate) fn new(inner: A) -> Self {
-        Self { inner }
+    pub(crate) fn new(inner: A, guard: ConnGuard) -> Self {
+        Self { inner, guard }
     }
 }
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send>>;
 
-impl<A, I, S> axum_server::accept::Accept<I, S> for ConnAcceptor<A>
+impl<A, S> axum_server::accept::Accept<tokio::net::TcpStream, S> for ConnAcceptor<A>
 where
-    A: axum_server::accept::Accept<I, S>,
+    A: axum_server::accept::Accept<tokio::net::TcpStream, S> + Clone + Send + Sync + 'static,
     A::Future: Send + 'static,
     A::Stream: PeerCert + Send + 'static,
     A::Service: Send + 'static,
+    S: Send + 'static,
 {
     type Stream = Observed<A::Stream>;
     type Service = WithConn<A::Service>;
     type Future = BoxFut<(Self::Stream, Self::Service)>;
 
-    fn accept(&self, stream: I, service: S) -> Self::Future {
-        let fut = self.inner.accept(stream, service);
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        // Over the limit: dropping the stream closes it at once, before any byte is read.
+        let slot = self.guard.slots.clone().try_acquire_owned();
+        let first_byte = self.guard.first_byte;
+        let inner = self.inner.clone();
         Box::pin(async move {
-            let (stream, service) = fut.await?;
+            let slot = slot.map_err(|_| {
+                tracing::debug!("connection refused: max_tcp_connections reached");
+                io::Error::other("max_tcp_connections reached")
+            })?;
+            // A client that connects and sends nothing would otherwise wait in hyper's protocol
+            // detection forever (peek also returns on EOF and errors; it consumes nothing).
+            tokio::time::timeout(first_byte, stream.peek(&mut [0u8; 1]))
+                .await
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no request within the header read timeout",
+                    )
+                })??;
+            let (stream, service) = inner.accept(stream, service).await?;
             let meta = Arc::new(Meta {
                 heads: Mutex::default(),
                 client: stream.client_dn(),
@@ -136,6 +166,7 @@ where
                     inner: stream,
                     meta: meta.clone(),
                     state: State::Head(Vec::new()),
+                    _slot: Some(slot),
                 },
                 WithConn {
                     inner: service,
@@ -200,6 +231,8 @@ pub(crate) struct Observed<S> {
     inner: S,
     meta: Arc<Meta>,
     state: State,
+    /// Held while the connection is open (`limits.max_tcp_connections`).
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl<S> Observed<S> {
@@ -394,6 +427,7 @@ mod tests {
             inner: (),
             meta: Arc::new(Meta::default()),
             state: State::Head(Vec::new()),
+            _slot: None,
         }
     }
 

@@ -31,7 +31,7 @@ use crate::record::Record;
 use crate::stage::Stager;
 pub(crate) use admission::Admission;
 use body::{BodyError, BodyReader};
-pub(crate) use conn::{ClientDn, ConnAcceptor};
+pub(crate) use conn::{ClientDn, ConnAcceptor, ConnGuard};
 use listen_state::Throttle;
 
 /// After a refusal, the rest of a body is read and dropped up to this many bytes (so the client
@@ -141,7 +141,8 @@ impl Admission {
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        let mut reader = BodyReader::new(body, limit, gzip);
+        let mut reader = BodyReader::new(body, limit, gzip)
+            .idle_timeout(Duration::from_millis(self.st.cfg.limits.body_timeout_ms));
         if let Some(n) = declared
             && limit.exceeded_by(n)
         {

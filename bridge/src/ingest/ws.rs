@@ -20,7 +20,6 @@ use crate::record::{Outcome, Reason, Record};
 use crate::state::AppState;
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Set by the origin check on a WebSocket handshake from an origin not allowed: the upgrade is
 /// accepted only to close at once with [`FORBIDDEN_ORIGIN`] and a reason the page can read.
@@ -196,7 +195,8 @@ impl Conn {
         let mut inflight: HashSet<u64> = HashSet::new();
         let mut draining = false;
         let closing = self.st.closing.clone();
-        let idle = tokio::time::sleep(IDLE_TIMEOUT);
+        let idle_timeout = Duration::from_millis(self.st.cfg.limits.ws_idle_timeout_ms);
+        let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
         loop {
             if draining && inflight.is_empty() {
@@ -217,10 +217,10 @@ impl Conn {
                         self.close(1000, "idle").await;
                         return;
                     }
-                    idle.as_mut().reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                 }
                 msg = self.socket.recv(), if !draining => {
-                    idle.as_mut().reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                     match msg {
                         None | Some(Ok(Message::Close(_))) => return,
                         Some(Err(e)) => {

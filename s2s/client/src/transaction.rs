@@ -558,11 +558,14 @@ impl SendTransaction {
                 let client = self.client.clone();
                 let port_id = self.port_id.clone();
                 // A fresh handshake says whether the port is still running (see first_reply).
+                // The probe's connection is closed, not pooled: pooled, every slow commit would
+                // leave one more idle connection to NiFi (bridge/tests/hostile.rs saw 4 with 2
+                // transactions at a time).
                 let probe = async move {
                     let (fresh, _, _) = client
                         .acquire(crate::discovery::Direction::Send, &port_id, false)
                         .await?;
-                    client.checkin(&port_id, fresh);
+                    tokio::spawn(fresh.shutdown());
                     Ok(())
                 };
                 let destination_full = async {
