@@ -4,6 +4,9 @@ downloads it as a flow definition (what the UI's "Download flow definition" retu
 
     python3 tests/flows/build-idb-mirror.py NIFI_URL OUT.json
 
+OUT is idb-mirror.json when NIFI_URL is a 1.x (built on 1.18.0) and idb-mirror-2.x.json when it
+is a 2.x (built on 2.3.0: EncodeContent instead of the removed Base64EncodeContent).
+
 NiFi needs nifi-standard-nar and a DBCPConnectionPool (nifi-dbcp-service-nar); the group it
 creates ("idb-mirror-build") is deleted afterwards. How the flow works: tests/flows/README.md.
 """
@@ -142,8 +145,13 @@ route = proc("Route by idb.op", "RouteOnAttribute", 0, 150, {
 escape = proc("Escape quotes", "ReplaceText", 0, 350,
               replace_text("Regex Replace", "''", "'"), auto=(),
               comments="The JSON record becomes the body of a SQL string literal: ' doubled")
-b64 = proc("Binary as base64", "Base64EncodeContent", 400, 350, {"Mode": "Encode"},
-           comments="Binary records are mirrored as {\"$base64\": \"...\"}, as the client encodes nested bytes")
+if version.startswith("1."):
+    b64 = proc("Binary as base64", "Base64EncodeContent", 400, 350, {"Mode": "Encode"},
+               comments="Binary records are mirrored as {\"$base64\": \"...\"}, as the client encodes nested bytes")
+else:  # 2.x has no Base64EncodeContent: EncodeContent, base64 on one line
+    b64 = proc("Binary as base64", "EncodeContent", 400, 350,
+               {"Mode": "Encode", "Encoding": "base64", "Line Output Mode": "SINGLE_LINE"},
+               comments="Binary records are mirrored as {\"$base64\": \"...\"}, as the client encodes nested bytes")
 strip = proc("Strip line breaks", "ReplaceText", 400, 450,
              replace_text("Regex Replace", "", "[\\r\\n]+"),
              comments="Base64EncodeContent ends lines with CRLF; JSON strings cannot hold them")

@@ -625,8 +625,14 @@ fn pom(layout: &Layout, stage: &Path, markers: &Path) -> String {
 
 /// Runs `mvn` with the project's local repository, streaming the interesting lines as progress.
 pub fn run_maven(dir: &Path, args: &[&str]) -> Result<(), Error> {
+    run_maven_env(dir, args, &[])
+}
+
+/// [`run_maven`] with extra environment variables (e.g. `JAVA_HOME`).
+fn run_maven_env(dir: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Result<(), Error> {
     let repo = maven_repo();
     let mut cmd = Command::new("mvn");
+    cmd.envs(env.iter().copied());
     cmd.arg("-B")
         .arg("-Dstyle.color=never")
         .arg(format!("-Dmaven.repo.local={}", repo.display()))
@@ -2142,21 +2148,12 @@ pub fn install_nar(home: &Path, group: &str, artifact: &str, version: &str) -> R
     if ext.join(&file).exists() || home.join("lib").join(&file).exists() {
         return Ok(());
     }
-    let mut cached = maven_repo();
-    for part in group.split('.') {
-        cached.push(part);
+    if group == GROUP && artifact == STANDARD_NAR && !version.starts_with("1.") {
+        // From 2.0 on its NAR parent is nifi-standard-shared-nar (itself a child of
+        // nifi-standard-services-api-nar, which the caller installs first).
+        install_nar(home, GROUP, "nifi-standard-shared-nar", version)?;
     }
-    let cached = cached.join(artifact).join(version).join(&file);
-    if !cached.exists() {
-        run_maven(
-            &std::env::temp_dir(),
-            &[
-                "dependency:get",
-                &format!("-Dartifact={group}:{artifact}:{version}:nar"),
-                "-Dtransitive=false",
-            ],
-        )?;
-    }
+    let cached = fetch_nar(group, artifact, version)?;
     // Copy then rename: the autoloader must never see a half-written NAR (and two tests installing
     // the same NAR at once each write their own part file).
     let part = ext.join(format!(
@@ -2168,6 +2165,98 @@ pub fn install_nar(home: &Path, group: &str, artifact: &str, version: &str) -> R
     fs::rename(&part, ext.join(&file))
         .map_err(|e| Error::io(format!("renaming {}", part.display()), e))?;
     progress(format!("{file} → {}", ext.display()));
+    Ok(())
+}
+
+/// The NAR `group:artifact:version` in [`maven_repo`], resolved with `mvn` when missing;
+/// `nifi-standard-nar` 2.x, which the Maven repository reachable here does not serve, is built
+/// from its published parts instead (see `tests/standard-nar/pom.xml`). `cargo xtask test` calls
+/// this while its NiFi lanes start, so the tests find it cached.
+pub fn fetch_nar(group: &str, artifact: &str, version: &str) -> Result<PathBuf, Error> {
+    let file = format!("{artifact}-{version}.nar");
+    let mut cached = maven_repo();
+    cached.extend(group.split('.'));
+    let cached = cached.join(artifact).join(version).join(&file);
+    if cached.exists() {
+        return Ok(cached);
+    }
+    let got = run_maven(
+        &std::env::temp_dir(),
+        &[
+            "dependency:get",
+            &format!("-Dartifact={group}:{artifact}:{version}:nar"),
+            "-Dtransitive=false",
+        ],
+    );
+    match got {
+        Err(e) if group == GROUP && artifact == STANDARD_NAR && !version.starts_with("1.") => {
+            progress(format!(
+                "{file} is not on the Maven repository ({}); building it from \
+                 nifi-standard-processors {version} and NiFi's bundle POM",
+                e.to_string().lines().next().unwrap_or_default()
+            ));
+            build_standard_nar(version)?;
+        }
+        other => other?,
+    }
+    Ok(cached)
+}
+
+const STANDARD_NAR: &str = "nifi-standard-nar";
+
+/// The POM that rebuilds `nifi-standard-nar` 2.x from its published parts (`@NIFI_VERSION@`
+/// replaced): NiFi's own `nifi-standard-bundle` as parent, `nifi-standard-shared-nar` as NAR
+/// parent, `nifi-standard-processors` bundled.
+const STANDARD_NAR_POM: &str = include_str!("../standard-nar/pom.xml");
+
+/// Builds `org.apache.nifi:nifi-standard-nar:<version>` (2.x) with the NAR Maven plugin (Java 21+)
+/// and installs it into [`maven_repo`], where [`install_nar`] then finds it (once per cache: a few
+/// minutes the first time, mostly downloads).
+fn build_standard_nar(version: &str) -> Result<(), Error> {
+    let _lock = cache_lock()?;
+    let mut cached = maven_repo();
+    cached.extend(GROUP.split('.'));
+    let cached = cached
+        .join(STANDARD_NAR)
+        .join(version)
+        .join(format!("{STANDARD_NAR}-{version}.nar"));
+    if cached.exists() {
+        return Ok(()); // built by another test while this one waited for the lock
+    }
+    let dir = cache_dir()
+        .join("build")
+        .join(format!("{STANDARD_NAR}-{version}"));
+    fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    fs::write(
+        dir.join("pom.xml"),
+        STANDARD_NAR_POM.replace("@NIFI_VERSION@", version),
+    )
+    .map_err(|e| Error::io("writing the nifi-standard-nar POM", e))?;
+    // The NAR plugin of 2.x runs on Java 21+: the JDK that runs this NiFi version.
+    let java = java_for(version)?;
+    let java_home = java
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| Error::Provision(format!("no Java home above {}", java.display())))?;
+    run_maven_env(
+        &dir,
+        &[
+            "install",
+            "-DskipTests",
+            "-Drat.skip",
+            "-Dcheckstyle.skip",
+            "-Denforcer.skip",
+            "-Dmaven.javadoc.skip",
+            "-Dmaven.source.skip",
+        ],
+        &[("JAVA_HOME", java_home.as_os_str())],
+    )?;
+    if !cached.exists() {
+        return Err(Error::Provision(format!(
+            "building {STANDARD_NAR} {version} left no {}",
+            cached.display()
+        )));
+    }
     Ok(())
 }
 

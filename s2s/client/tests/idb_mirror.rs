@@ -9,6 +9,10 @@
 //!
 //! Gated on PostgreSQL being installed (`apt-get install postgresql`; `cargo xtask test` installs
 //! it); with `S2S_E2E=1` a missing one fails. Seed: `IDB_MIRROR_SEED` (printed).
+//!
+//! Twice: on the shared NiFi 1.18.0 (`idb-mirror.json`, 600 changes) and on the 2.3.0 lane
+//! (`idb-mirror-2.x.json`, 200 changes, NiFi's real `DBCPConnectionPool`); the 2.x cell runs when
+//! that lane is up and is required when `cargo xtask test` started it (`NIFI_2X_REQUIRED=1`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use nifi_testkit::flow::{DeployedFlow, FlowDefinition};
-use nifi_testkit::postgres::{self, Postgres};
+use nifi_testkit::postgres::{self, DbcpSource, Postgres};
+use nifi_testkit::provision::{read_state, version_state_file};
 use nifi_testkit::{Nifi, nifi_or_skip};
 use s2s::{Client, FlowFile};
 use serde_json::{Value, json};
@@ -213,6 +218,16 @@ fn pg_or_skip() -> Option<Postgres> {
     Some(pg)
 }
 
+/// The flow definition for this NiFi's line: 2.x has its own export (bundle versions,
+/// `EncodeContent` where 1.x has `Base64EncodeContent`).
+fn flow_file(nifi: &Nifi) -> &'static str {
+    if nifi.version().starts_with("1.") {
+        "idb-mirror.json"
+    } else {
+        "idb-mirror-2.x.json"
+    }
+}
+
 /// Deploys the mirror flow against `pg` (standard NAR, DBCP, JDBC driver installed first).
 async fn deploy(nifi: &Nifi, pg: &Postgres) -> DeployedFlow {
     nifi.install_nars(&[
@@ -222,9 +237,13 @@ async fn deploy(nifi: &Nifi, pg: &Postgres) -> DeployedFlow {
     .await
     .unwrap();
     let source = postgres::install_dbcp(nifi).await.unwrap();
-    eprintln!("DBCPConnectionPool: {source:?}");
+    eprintln!("NiFi {}: DBCPConnectionPool: {source:?}", nifi.version());
+    if !nifi.version().starts_with("1.") {
+        // nifi-dbcp-service-nar 2.x is on the Maven repository: no stand-in on 2.x.
+        assert_ne!(source, DbcpSource::StandIn, "2.x must run NiFi's real pool");
+    }
     let driver = postgres::jdbc_driver().unwrap();
-    let def = FlowDefinition::from_file(flows_dir().join("idb-mirror.json"))
+    let def = FlowDefinition::from_file(flows_dir().join(flow_file(nifi)))
         .unwrap()
         .with_parameter("postgres.jdbc.url", &pg.jdbc_url())
         .unwrap()
@@ -308,21 +327,54 @@ fn assert_same(got: &State, want: &State) {
 async fn mirror_equals_browser_state_despite_shuffling_and_duplicates() {
     let nifi = nifi_or_skip!();
     let Some(pg) = pg_or_skip() else { return };
+    run_mirror(nifi, pg, 600).await;
+}
+
+/// The same proof on NiFi 2.3.0 (the `cargo xtask test` lane, or one started with
+/// `cargo xtask nifi up --version 2.3.0 --no-shared`): the 2.x flow definition with NiFi's real
+/// `DBCPConnectionPool` (nifi-dbcp-service-nar 2.3.0 from Maven).
+#[tokio::test]
+async fn mirror_on_nifi_2x() {
+    let Some(nifi) = nifi_2x().await else { return };
+    let Some(pg) = pg_or_skip() else { return };
+    run_mirror(nifi, pg, 200).await;
+}
+
+/// Required when `cargo xtask test` started the 2.x lane (`NIFI_2X_REQUIRED=1`); else skipped
+/// when no 2.3.0 side instance is recorded.
+async fn nifi_2x() -> Option<Nifi> {
+    let required = std::env::var("NIFI_2X_REQUIRED").is_ok_and(|v| v == "1");
+    let path = version_state_file("2.3.0");
+    let why = match read_state(&path) {
+        Ok(Some(inst)) => match Nifi::connect(&inst.url, inst.raw_port).await {
+            Ok(n) => return Some(n),
+            Err(e) => format!("NiFi 2.3.0 at {} does not answer: {e}", inst.url),
+        },
+        other => format!(
+            "no NiFi 2.3.0 side instance ({}: {other:?})",
+            path.display()
+        ),
+    };
+    assert!(!required, "{why}");
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+async fn run_mirror(nifi: Nifi, pg: Postgres, n: usize) {
     let flow = deploy(&nifi, &pg).await;
-    let body = tokio::spawn(feed_and_compare(nifi.clone(), flow.clone(), pg)).await;
+    let body = tokio::spawn(feed_and_compare(nifi.clone(), flow.clone(), pg, n)).await;
     flow.delete().await.unwrap();
     if let Err(e) = body {
         std::panic::resume_unwind(e.into_panic());
     }
 }
 
-async fn feed_and_compare(nifi: Nifi, flow: DeployedFlow, pg: Postgres) {
+async fn feed_and_compare(nifi: Nifi, flow: DeployedFlow, pg: Postgres, n: usize) {
     flow.start().await.unwrap();
     let seed = std::env::var("IDB_MIRROR_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| fastrand::u64(..));
-    let n = 600;
     let h = history(seed, n);
     // Delivery as it can happen: any order (retries of older batches land after newer ones), and
     // a quarter of the FlowFiles twice (an ack lost after NiFi committed).
@@ -366,7 +418,8 @@ async fn feed_and_compare(nifi: Nifi, flow: DeployedFlow, pg: Postgres) {
         .query_scalar("SELECT count(*) FROM idb_mirror WHERE deleted")
         .unwrap();
     eprintln!(
-        "idb mirror (seed {seed}): {} changes in {} transactions ({:?}), sent shuffled with {} duplicates = {} FlowFiles, applied in {:.1}s; mirror = browser state: {rows} live rows in {} stores, {} tombstones",
+        "idb mirror on NiFi {} (seed {seed}): {} changes in {} transactions ({:?}), sent shuffled with {} duplicates = {} FlowFiles, applied in {:.1}s; mirror = browser state: {rows} live rows in {} stores, {} tombstones",
+        nifi.version(),
         h.changes.len(),
         h.transactions,
         h.counts,
