@@ -1,5 +1,7 @@
 // End-to-end run of the s2s-wasm client in headless Debian Chromium (playwright-core):
-// page → bridge (s2s-bridge, started and stopped here) → real NiFi.
+// page → bridge (s2s-bridge, started and stopped here) → real NiFi. The demo page is driven
+// through its controls (typing a title + Enter, the checkbox, ✕, Clear all, Add 100, Flush), as a
+// user would; the test only reads the page (its DOM and its IndexedDB) to know what NiFi must hold.
 //
 // Started by `cargo xtask wasm test`, which provisions the NiFi input ports beforehand and, after
 // this script exits 0, checks every FlowFile in NiFi's queues against $OUT_DIR/expected.json.
@@ -24,6 +26,7 @@ const STATIC_DIR = env('STATIC_DIR');
 const NIFI_URL = env('NIFI_URL');
 const PORT_MAIN = env('NIFI_PORT_MAIN');
 const PORT_BENCH = env('NIFI_PORT_BENCH');
+const PORT_BULK = env('NIFI_PORT_BULK');
 const OUT_DIR = env('OUT_DIR');
 const BENCH = Number(process.env.BENCH_RECORDS ?? 5000);
 const BRIDGE_EXTRA = JSON.parse(process.env.BRIDGE_ARGS ?? '[]');
@@ -98,22 +101,71 @@ async function openDemo(context, query = '', origin = BASE) {
   return page;
 }
 
-// Writes `todos` (objects without id) one transaction each; returns them with their keys.
-async function addTodos(page, todos) {
-  return page.evaluate(async (todos) => {
-    const { client, render } = window.demo;
-    const out = [];
-    for (const t of todos) out.push({ ...t, id: await client.add('todos', t) });
-    await render();
-    return out;
-  }, todos);
+// The page's `todos` records, read straight from its IndexedDB (the browser's truth).
+async function readTodos(page, db) {
+  return page.evaluate((db) => new Promise((resolve, reject) => {
+    const req = indexedDB.open(db);
+    req.onerror = () => reject(req.error);
+    req.onsuccess = () => {
+      const d = req.result;
+      const get = d.transaction('todos').objectStore('todos').getAll();
+      get.onsuccess = () => { d.close(); resolve(get.result); };
+      get.onerror = () => { d.close(); reject(get.error); };
+    };
+  }), db);
 }
+
+const listHas = (page, title) => page.waitForFunction(
+  (t) => [...document.querySelectorAll('#list li span')].some((s) => s.textContent === t), title, { timeout: 30000 });
+
+// Types each title into the form and presses Enter (one `add` each); returns the stored records.
+async function typeTodos(page, db, titles) {
+  for (const title of titles) {
+    await page.fill('#title', title);
+    await page.press('#title', 'Enter');
+    await listHas(page, title);
+  }
+  const want = new Set(titles);
+  const got = (await readTodos(page, db)).filter((t) => want.has(t.title));
+  assert.equal(got.length, titles.length, 'every typed title is one record');
+  return got;
+}
+
+// Ticks a to-do's checkbox (one `put`); returns the stored record.
+async function toggleTodo(page, db, id) {
+  await page.click(`#list li[data-id="${id}"] input[type=checkbox]`);
+  await page.waitForSelector(`#list li.done[data-id="${id}"]`, { timeout: 30000 });
+  return (await readTodos(page, db)).find((t) => t.id === id);
+}
+
+// Clicks a to-do's ✕ (one `delete`).
+async function deleteTodo(page, id) {
+  await page.click(`#list li[data-id="${id}"] button`);
+  await page.waitForSelector(`#list li[data-id="${id}"]`, { state: 'detached', timeout: 30000 });
+}
+
+// Clicks Flush until the page reports everything delivered (the button's flush waits 15 s, a
+// restarted bridge may need more); then the page's outbox depth reads 0.
+async function clickFlush(page, attempts = 6) {
+  for (let i = 1; ; i++) {
+    await page.click('#flush');
+    await page.waitForSelector('#flush[data-result]', { timeout: 60000 });
+    const result = await page.getAttribute('#flush', 'data-result');
+    if (result === 'delivered') break;
+    if (i >= attempts) throw new Error(`Flush did not deliver: ${result}`);
+    step(`flush attempt ${i}: ${result}; again`);
+  }
+  await page.waitForFunction(() => document.getElementById('depth').textContent === '0', null, { timeout: 30000 });
+}
+
+const depthShows = (page, n) => page.waitForFunction((n) => document.getElementById('depth').textContent === String(n), n, { timeout: 30000 });
 
 const expected = []; // {database, store, key, op, app, json?|base64?, mime}
 const todoRecord = (t, op = 'add') => ({
-  database: 'todo-demo', store: 'todos', key: String(t.id), op, json: op === 'delete' ? null : t, mime: 'application/json',
+  database: 'todo-demo', store: 'todos', key: op === 'clear' ? '' : String(t.id), op,
+  json: op === 'delete' || op === 'clear' ? null : t, mime: 'application/json',
 });
-const makeTodos = (prefix, n) => Array.from({ length: n }, (_, i) => ({ title: `${prefix} ${i + 1}`, done: false, created: started + i }));
+const titles = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix} ${i + 1}`);
 
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
@@ -125,16 +177,17 @@ const report = { ok: false };
 try {
   const context = await browser.newContext({ viewport: { width: 1200, height: 860 } });
 
-  // ---- A: online writes through the demo's client, plus binary records in a second database.
-  step('A: online writes');
+  // ---- A: online writes through the demo's controls, plus binary records in a second database.
+  step('A: typing, ticking and deleting to-dos');
   const page1 = await openDemo(context);
   const clientId = await page1.evaluate(() => window.demo.client.clientId);
-  const a = await addTodos(page1, makeTodos('online', 10));
+  assert.match(await page1.textContent('#mirror'), /not configured/, 'no mirror endpoint: the page says so');
+  const a = await typeTodos(page1, 'todo-demo', titles('online', 6));
   a.forEach((t) => expected.push(todoRecord(t)));
-  const updated = { ...a[0], done: true };
-  await page1.evaluate((t) => window.demo.client.put('todos', t), updated);
+  const updated = await toggleTodo(page1, 'todo-demo', a[0].id);
+  assert.equal(updated.done, true, 'the checkbox stored done: true');
   expected.push(todoRecord(updated, 'put'));
-  await page1.evaluate((id) => window.demo.client.delete('todos', id), a[1].id);
+  await deleteTodo(page1, a[1].id);
   expected.push(todoRecord({ id: a[1].id }, 'delete'));
   const bytes = Array.from({ length: 300 }, (_, i) => (i * 7) % 256);
   const files = await page1.evaluate(async ({ bytes, bridgeUrl }) => {
@@ -151,8 +204,7 @@ try {
   const b64 = Buffer.from(bytes).toString('base64');
   expected.push({ database: 'e2e-files', store: 'files', key: 'raw-1', op: 'put', base64: b64, mime: 'application/octet-stream' });
   expected.push({ database: 'e2e-files', store: 'files', key: 'blob-1', op: 'put', base64: b64, mime: 'image/png' });
-  await page1.evaluate(() => window.demo.client.flush({ timeoutMs: 60000 }));
-  assert.equal(await page1.evaluate(() => window.demo.client.depth()), 0, 'outbox empty after flush');
+  await clickFlush(page1);
   assert.ok(await page1.evaluate(() => window.demo.client.isUploader), 'the only tab is the uploader');
 
   // ---- B: bridge down → writes keep working offline → reload → bridge up → everything arrives.
@@ -163,20 +215,19 @@ try {
   const pageB = await openDemo(context, `?db=${offline}&bridge=ws://127.0.0.1:${PORT}/v1/ws`, APP_ORIGIN);
   const offlineClientId = await pageB.evaluate(() => window.demo.client.clientId);
   await stopBridge(bridge);
-  const b = await addTodos(pageB, makeTodos('offline', 15));
+  const b = await typeTodos(pageB, offline, titles('offline', 15));
   b.forEach((t) => expected.push({ ...todoRecord(t), database: offline }));
-  assert.equal(await pageB.evaluate(() => window.demo.client.depth()), 15, 'offline writes wait in the outbox');
+  await depthShows(pageB, 15); // offline writes wait in the outbox
   await pageB.waitForFunction(() => window.__events.some((e) => e.type === 'error' && !e.fatal), null, { timeout: 30000 });
   step('B: uploader reported the outage; reloading the page');
   await pageB.reload();
   await pageB.waitForSelector('body[data-ready="true"]', { timeout: 30000 });
   await pageB.evaluate(() => { window.__events = []; window.demo.client.onStatus((e) => window.__events.push(e)); });
-  assert.equal(await pageB.evaluate(() => window.demo.client.depth()), 15, 'the outbox survives a reload');
+  await depthShows(pageB, 15); // the outbox survives a reload
   assert.equal(await pageB.evaluate(() => window.demo.client.clientId), offlineClientId, 'client id survives a reload');
   step('B: outbox intact after reload; restarting the bridge');
   bridge = await startBridge(PORT_MAIN);
-  await pageB.evaluate(() => window.demo.client.flush({ timeoutMs: 90000 }));
-  assert.equal(await pageB.evaluate(() => window.demo.client.depth()), 0);
+  await clickFlush(pageB);
   await pageB.close();
   step('B: offline writes delivered');
 
@@ -185,26 +236,42 @@ try {
   const page2 = await openDemo(context);
   const roles = [await page1.evaluate(() => window.demo.client.isUploader), await page2.evaluate(() => window.demo.client.isUploader)];
   assert.deepEqual(roles, [true, false], 'one uploader per origin (the first tab keeps the lock)');
-  const [c1, c2] = await Promise.all([addTodos(page1, makeTodos('tab1', 20)), addTodos(page2, makeTodos('tab2', 20))]);
+  const [c1, c2] = await Promise.all([typeTodos(page1, 'todo-demo', titles('tab1', 20)), typeTodos(page2, 'todo-demo', titles('tab2', 20))]);
   [...c1, ...c2].forEach((t) => expected.push(todoRecord(t)));
-  await page2.evaluate(() => window.demo.client.flush({ timeoutMs: 60000 }));
+  await clickFlush(page2);
   const inflight2 = await page2.evaluate(() => window.__events.filter((e) => e.type === 'inflight' && e.source === 'local').length);
   assert.equal(inflight2, 0, 'the second tab never uploaded while the first held the lock');
   const remote2 = await page2.evaluate(() => window.__events.filter((e) => e.type === 'delivered' && e.source === 'remote').length);
   assert.ok(remote2 > 0, 'the second tab saw the uploader\'s delivery events');
   await page1.close();
   await page2.waitForFunction(() => window.demo.client.isUploader, null, { timeout: 30000 });
-  const c3 = await addTodos(page2, makeTodos('after-failover', 5));
+  const c3 = await typeTodos(page2, 'todo-demo', titles('after failover', 5));
   c3.forEach((t) => expected.push(todoRecord(t)));
-  await page2.evaluate(() => window.demo.client.flush({ timeoutMs: 60000 }));
+  await clickFlush(page2);
   assert.ok(await page2.evaluate(() => window.__events.some((e) => e.type === 'inflight' && e.source === 'local')), 'the second tab uploads after the first closed');
-  await page2.evaluate(() => window.demo.render());
   await sleep(300);
   const shot = path.join(OUT_DIR, 'demo.png');
-  await page2.screenshot({ path: shot, fullPage: true });
+  await page2.screenshot({ path: shot });
   step(`C: screenshot ${shot}`);
-  await page2.close();
+  step('C: Clear all');
+  await page2.click('#clear');
+  await page2.waitForFunction(() => document.querySelectorAll('#list li').length === 0, null, { timeout: 30000 });
+  assert.equal((await readTodos(page2, 'todo-demo')).length, 0, 'Clear all emptied the store');
+  expected.push(todoRecord({}, 'clear'));
+  await clickFlush(page2);
   report.main = { port: PORT_MAIN, clientIds: { 'todo-demo': clientId, 'e2e-files': files.clientId, [offline]: offlineClientId }, records: expected };
+
+  // ---- Add 100: one transaction of 100 adds, into its own port (NiFi lists at most 100 FlowFiles).
+  step('Add 100');
+  await stopBridge(bridge);
+  bridge = await startBridge(PORT_BULK);
+  await page2.click('#bulk');
+  await page2.waitForFunction(() => document.querySelectorAll('#list li').length === 100, null, { timeout: 60000 });
+  await clickFlush(page2);
+  const bulk = await readTodos(page2, 'todo-demo');
+  assert.equal(bulk.length, 100, 'Add 100 stored 100 records');
+  report.bulk = { port: PORT_BULK, clientIds: { 'todo-demo': clientId }, records: bulk.map((t) => todoRecord(t)) };
+  await page2.close();
 
   // ---- D: throughput from one tab to NiFi (its own port, count-checked by the xtask).
   step(`D: throughput, ${BENCH} records`);

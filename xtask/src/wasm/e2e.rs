@@ -58,10 +58,11 @@ pub(crate) fn run_e2e(www: &Path, bench_records: u32) -> Result<()> {
         return Ok(());
     };
     let bridge = bridge_binary()?;
-    let (main, bench) = rt.block_on(async {
+    let (main, bulk, bench) = rt.block_on(async {
         let main = nifi.input_port("wasm-e2e").await?;
+        let bulk = nifi.input_port("wasm-e2e-bulk").await?;
         let bench = nifi.input_port("wasm-bench").await?;
-        anyhow::Ok((main, bench))
+        anyhow::Ok((main, bulk, bench))
     })?;
     let out = workspace_root().join("target/wasm-e2e");
     std::fs::create_dir_all(&out)?;
@@ -76,13 +77,15 @@ pub(crate) fn run_e2e(www: &Path, bench_records: u32) -> Result<()> {
         .env("NIFI_URL", nifi.url())
         .env("NIFI_PORT_MAIN", main.name())
         .env("NIFI_PORT_BENCH", bench.name())
+        .env("NIFI_PORT_BULK", bulk.name())
         .env("OUT_DIR", &out)
         .env("BENCH_RECORDS", bench_records.to_string()));
     if let Err(e) = script {
         bail!(
-            "{e:#}\n(bridge log: {}; NiFi ports {} and {} kept for inspection)",
+            "{e:#}\n(bridge log: {}; NiFi ports {}, {} and {} kept for inspection)",
             out.join("bridge.log").display(),
             main.name(),
+            bulk.name(),
             bench.name()
         );
     }
@@ -96,6 +99,8 @@ pub(crate) fn run_e2e(www: &Path, bench_records: u32) -> Result<()> {
     );
     rt.block_on(async {
         verify_main(&main, &report["main"]).await?;
+        // The demo's "Add 100" button: one transaction, 100 FlowFiles in their own port.
+        verify_main(&bulk, &report["bulk"]).await?;
         let n = report["bench"]["n"].as_u64().context("bench.n")?;
         let got = bench.wait_for_queued(n, Duration::from_secs(120)).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -110,6 +115,7 @@ pub(crate) fn run_e2e(www: &Path, bench_records: u32) -> Result<()> {
             b["deliverSecs"].as_f64().unwrap_or(0.0),
         );
         main.delete().await?;
+        bulk.delete().await?;
         bench.delete().await?;
         anyhow::Ok(())
     })?;
@@ -127,7 +133,7 @@ fn attr<'a>(ff: &'a QueuedFlowFile, k: &str) -> Result<&'a str> {
         .with_context(|| format!("FlowFile lacks attribute {k}: {:?}", ff.attributes))
 }
 
-/// Every FlowFile in the main port is one expected record, exactly once, with the documented
+/// Every FlowFile in `port` is one expected record, exactly once, with the documented
 /// attributes and content; seq increases in commit order.
 async fn verify_main(port: &Port, main: &Value) -> Result<()> {
     let records = main["records"].as_array().context("main.records")?;
@@ -157,7 +163,8 @@ async fn verify_main(port: &Port, main: &Value) -> Result<()> {
         let id = (
             attr(ff, "idb.database")?.to_owned(),
             attr(ff, "idb.store")?.to_owned(),
-            attr(ff, "idb.key")?.to_owned(),
+            // `clear` has no key.
+            ff.attributes.get("idb.key").cloned().unwrap_or_default(),
             attr(ff, "idb.op")?.to_owned(),
         );
         let seq: u64 = attr(ff, "idb.seq")?
@@ -244,7 +251,10 @@ async fn verify_main(port: &Port, main: &Value) -> Result<()> {
             "{db}: seq order disagrees with commit order: {v:?}"
         );
     }
-    eprintln!("wasm e2e: all {n} FlowFiles found in NiFi with the expected attributes and content");
+    eprintln!(
+        "wasm e2e: all {n} FlowFiles found in NiFi port {} with the expected attributes and content",
+        port.name()
+    );
     Ok(())
 }
 
