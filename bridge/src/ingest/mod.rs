@@ -14,7 +14,7 @@
 pub(crate) mod admission;
 mod body;
 pub(crate) mod conn;
-mod ffv1;
+pub(crate) mod ffv1;
 pub(crate) mod json;
 pub(crate) mod listen;
 pub(crate) mod listen_state;
