@@ -12,6 +12,9 @@
 //! queued in front of two stopped `PostHTTP`s (default Max Batch Size), one → the bridge, one →
 //! `ListenHTTP`; started, they send big multi-FlowFile batches: exactly the backlog on both sides.
 //!
+//! `nifi_2_3_invokehttp_side_by_side_with_listenhttp`: the same with `InvokeHTTP` on the NiFi 2.3.0
+//! lane (no `PostHTTP` in 2.x) against a 2.3.0 `ListenHTTP`.
+//!
 //! `PostHTTP` and `GenerateFlowFile` live in `nifi-standard-nar`, which the test kit's minimal
 //! NiFi does not carry: the test puts it into the NiFi's `extensions/` (`provision::standard_nar`).
 
@@ -807,4 +810,230 @@ async fn nifi_posthttp_default_batch_after_backlog_side_by_side_with_listenhttp(
         placed * 10 <= N,
         "{placed} POSTs for {N} FlowFiles: PostHTTP did not batch"
     );
+}
+
+/// The NiFi 2.x lane (`cargo xtask nifi up --version 2.3.0 --no-shared`, state in
+/// `target/nifi/2.3.0/nifi.env`) and its kit instance; skips without it, fails when
+/// `NIFI_2X_REQUIRED=1` (set by `cargo xtask test`, which starts the lane) or in CI without a
+/// `NIFI_URL` of the user's.
+async fn nifi_2x() -> Option<(Nifi, provision::Instance)> {
+    let required = std::env::var("NIFI_2X_REQUIRED").is_ok_and(|v| v == "1")
+        || (nifi_testkit::nifi_required() && std::env::var_os("NIFI_URL").is_none());
+    let path = provision::version_state_file("2.3.0");
+    let inst = match provision::read_state(&path) {
+        Ok(Some(i)) => i,
+        other => {
+            let why = format!("no NiFi 2.3.0 lane ({}: {other:?})", path.display());
+            assert!(!required, "{why}");
+            eprintln!("SKIPPED: {why}");
+            return None;
+        }
+    };
+    match Nifi::connect(&inst.url, inst.raw_port).await {
+        Ok(n) => Some((n, inst)),
+        Err(e) => {
+            let why = format!("NiFi 2.3.0 at {} does not answer: {e}", inst.url);
+            assert!(!required, "{why}");
+            eprintln!("SKIPPED: {why}");
+            None
+        }
+    }
+}
+
+/// `InvokeHTTP` on NiFi 2.3.0 (no `PostHTTP` in 2.x): the same FlowFiles, with camelCase
+/// attributes sent as headers ("Request Header Attributes Pattern"), to the bridge and to a real
+/// 2.3.0 `ListenHTTP` with the same header regex: equal FlowFiles (every attribute but [`DIFFER`]
+/// and the own-uuid filename, every content byte), nothing in Retry/No Retry/Failure, no ERROR
+/// bulletins, exactly N on each side after a settle time.
+#[tokio::test]
+async fn nifi_2_3_invokehttp_side_by_side_with_listenhttp() {
+    const N: u64 = 20;
+    const REGEX: &str = "tenantId|camelCaseName";
+    let Some((nifi, inst)) = nifi_2x().await else {
+        return;
+    };
+    // nifi-standard-nar 2.3.0 (the kit builds it from its published parts when Maven Central
+    // does not serve it) with its NAR parents, into the lane's extensions/.
+    let has = || async {
+        nifi.api_get("/flow/processor-types?type=org.apache.nifi.processors.standard.InvokeHTTP")
+            .await
+            .expect("processor types")["processorTypes"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    };
+    if !has().await {
+        provision::standard_nar(&inst).expect("nifi-standard-nar 2.3.0 into extensions/");
+        let deadline = Instant::now() + WAIT;
+        while !has().await {
+            assert!(
+                Instant::now() < deadline,
+                "NiFi 2.3.0 did not load nifi-standard-nar"
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    let port = nifi.input_port("bridge-sbs2").await.expect("port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bridge = BridgeProc::spawn(
+        [
+            "--nifi-url",
+            nifi.url(),
+            "--port-name",
+            port.name(),
+            "--stage-dir",
+            dir.path().to_str().expect("utf-8 path"),
+            "--header-regex",
+            REGEX,
+        ],
+        None,
+    );
+    bridge.wait_healthy().await;
+    let listen_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let listen_url = format!("http://127.0.0.1:{listen_port}/contentListener");
+    let rest = Rest {
+        api: format!("{}-api", nifi.url()),
+        http: reqwest::Client::new(),
+        root: nifi.root_id().to_owned(),
+    };
+    let name = format!("bridge-sbs2-{}", std::process::id());
+    let listen = rest
+        .processor(
+            "ListenHTTP",
+            &format!("{name}-listen"),
+            json!({"properties": {"Listening Port": listen_port.to_string(),
+                "HTTP Headers to receive as Attributes (Regex)": REGEX}}),
+        )
+        .await;
+    let gen_ = rest
+        .processor(
+            "GenerateFlowFile",
+            &format!("{name}-gen"),
+            json!({"schedulingPeriod": "1 hour", "properties": {
+                "File Size": "3 KB", "Batch Size": N.to_string(),
+                "Data Format": "Binary", "Unique FlowFiles": "true",
+                "tenantId": "t-42", "camelCaseName": "Mixed Case value", "lowercase": "not sent"}}),
+        )
+        .await;
+    let funnel = rest
+        .create("funnels", json!({"position": {"x": 400.0, "y": 1400.0}}))
+        .await;
+    let mut invokes = Vec::new();
+    let mut inputs = Vec::new();
+    let mut failures = Vec::new();
+    for (side, url) in [
+        ("bridge", bridge.url("/contentListener")),
+        ("listen", listen_url.clone()),
+    ] {
+        let invoke = rest
+            .processor(
+                "InvokeHTTP",
+                &format!("{name}-invoke-{side}"),
+                json!({"autoTerminatedRelationships": ["Original", "Response"], "properties": {
+                    "HTTP Method": "POST", "HTTP URL": url,
+                    "Request Header Attributes Pattern": "tenantId|camelCaseName|filename"}}),
+            )
+            .await;
+        inputs.push(
+            rest.connect((&gen_, "PROCESSOR"), (&invoke, "PROCESSOR"), "success")
+                .await,
+        );
+        for rel in ["Retry", "No Retry", "Failure"] {
+            failures.push(
+                rest.connect((&invoke, "PROCESSOR"), (&funnel, "FUNNEL"), rel)
+                    .await,
+            );
+        }
+        invokes.push(invoke);
+    }
+    let listened = rest
+        .connect((&listen, "PROCESSOR"), (&funnel, "FUNNEL"), "success")
+        .await;
+    rest.run_status(&listen, "RUNNING").await;
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + WAIT;
+    while http.head(&listen_url).send().await.is_err() {
+        assert!(Instant::now() < deadline, "ListenHTTP did not listen");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for p in &invokes {
+        rest.run_status(p, "RUNNING").await;
+    }
+    rest.run_status(&gen_, "RUNNING").await;
+    let arrived = async {
+        port.wait_for_queued(N, WAIT).await.expect("bridge side");
+        rest.wait_queued(&listened, N, "ListenHTTP side").await;
+        for c in &inputs {
+            rest.wait_queued(c, 0, "senders drained").await;
+        }
+    };
+    arrived.await;
+    // Late duplicates would show up here.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for p in &invokes {
+        rest.run_status(p, "STOPPED").await;
+    }
+    rest.run_status(&gen_, "STOPPED").await;
+    rest.run_status(&listen, "STOPPED").await;
+    let mut failed = 0;
+    for c in &failures {
+        failed += rest.queued(c).await;
+    }
+    let mut ids: Vec<&str> = invokes.iter().map(String::as_str).collect();
+    ids.extend([listen.as_str(), gen_.as_str()]);
+    let bulletins = rest.error_bulletins(&ids).await;
+    let strip = |v: Vec<(BTreeMap<String, String>, Vec<u8>)>| {
+        let mut v: Vec<_> = v
+            .into_iter()
+            .map(|(mut a, c)| {
+                if a.get("filename") == a.get("uuid") {
+                    a.insert("filename".into(), "<own uuid>".into());
+                }
+                for k in DIFFER {
+                    a.remove(k);
+                }
+                (a, c)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let bridge_side = strip(rest.list(port.connection_id()).await);
+    let listen_side = strip(rest.list(&listened).await);
+
+    for c in inputs.iter().chain(&failures).chain([&listened]) {
+        rest.empty(c).await;
+        rest.delete(&format!("/connections/{c}")).await;
+    }
+    for p in invokes.iter().chain([&gen_, &listen]) {
+        rest.delete(&format!("/processors/{p}")).await;
+    }
+    rest.delete(&format!("/funnels/{funnel}")).await;
+    port.delete().await.expect("delete port");
+
+    assert_eq!(failed, 0, "FlowFiles in Retry/No Retry/Failure");
+    assert!(bulletins.is_empty(), "ERROR bulletins: {bulletins:?}");
+    assert_eq!(
+        (bridge_side.len() as u64, listen_side.len() as u64),
+        (N, N),
+        "(bridge, ListenHTTP)"
+    );
+    assert!(
+        listen_side.iter().all(|(a, _)| {
+            a.get("camelCaseName").map(String::as_str) == Some("Mixed Case value")
+                && a.get("tenantId").map(String::as_str) == Some("t-42")
+                && !a.contains_key("lowercase")
+        }),
+        "ListenHTTP side: {:?}",
+        listen_side.first()
+    );
+    for (i, (b, l)) in bridge_side.iter().zip(&listen_side).enumerate() {
+        assert_eq!(
+            b.0, l.0,
+            "attributes of FlowFile {i} (bridge vs ListenHTTP)"
+        );
+        assert!(b.1 == l.1, "content of FlowFile {i} differs");
+    }
 }
