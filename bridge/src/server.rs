@@ -85,7 +85,7 @@ impl Bridge {
                 Err(e) => return Err(crate::Error::Spool(format!("{}: {e}", stage_dir.display()))),
             }
         }
-        let rejections = Arc::new(ingest::admission::RejectLog::default());
+        let rejections = Arc::new(ingest::reject_log::RejectLog::default());
         {
             // Histogram samples are kept until a scrape drains them; bound them between scrapes.
             // Rejection log windows that ended get their summary line. Ends when shutdown

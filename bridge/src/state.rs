@@ -8,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Auth, Origins};
 use crate::config::Config;
-use crate::ingest::admission::RejectLog;
 use crate::ingest::listen_state::ListenState;
+use crate::ingest::reject_log::RejectLog;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::sink::Sink;

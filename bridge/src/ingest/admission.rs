@@ -14,14 +14,13 @@
 //! after the upgrade); the HTTP paths authenticate first.
 //!
 //! Every rejection on every path goes through [`Admission::reject`]: it is counted in
-//! `bridge_rejections_total{reason}` (every one) and logged with peer, path, reason and size —
-//! rate-limited by [`RejectLog`]: the first rejection of a reason is logged in full, further ones
-//! of that reason within [`LOG_WINDOW`] only as one summary line at the window's end ("N more
-//! REASON rejections in the last 30 s"), so a flood of bad requests cannot flood the log.
+//! `bridge_rejections_total{reason}` (every one) and logged with peer, path, reason and size,
+//! rate-limited by [`RejectLog`](super::reject_log::RejectLog): the first rejection of a reason
+//! is logged in full, further ones of that reason within 30 s only as one summary line at the
+//! window's end ("N more REASON rejections in the last 30 s"), so a flood of bad requests cannot
+//! flood the log.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -54,91 +53,6 @@ pub(crate) mod reason {
     pub(crate) const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
     /// 404: `DELETE` of a hold that does not exist (or expired).
     pub(crate) const UNKNOWN_HOLD: &str = "UNKNOWN_HOLD";
-}
-
-/// How long one reason's rejections are summarised instead of logged one by one.
-pub(crate) const LOG_WINDOW: Duration = Duration::from_secs(30);
-
-/// The rate limit of rejection log lines (see the module docs). Bounded: one entry per reason.
-#[derive(Debug, Default)]
-pub(crate) struct RejectLog {
-    windows: Mutex<HashMap<&'static str, Window>>,
-}
-
-#[derive(Debug)]
-struct Window {
-    start: Instant,
-    suppressed: u64,
-}
-
-impl RejectLog {
-    fn windows(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Window>> {
-        self.windows.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Notes one rejection of `reason` at `now`: `true` if it is to be logged in full. A window
-    /// that ended is summarised first ([`summary`]).
-    pub(crate) fn note(&self, reason: &'static str, now: Instant) -> bool {
-        let ended = {
-            let mut w = self.windows();
-            match w.get_mut(reason) {
-                Some(win) if now.saturating_duration_since(win.start) < LOG_WINDOW => {
-                    win.suppressed += 1;
-                    return false;
-                }
-                Some(win) => {
-                    let n = win.suppressed;
-                    *win = Window {
-                        start: now,
-                        suppressed: 0,
-                    };
-                    n
-                }
-                None => {
-                    w.insert(
-                        reason,
-                        Window {
-                            start: now,
-                            suppressed: 0,
-                        },
-                    );
-                    0
-                }
-            }
-        };
-        if ended > 0 {
-            summary(reason, ended);
-        }
-        true
-    }
-
-    /// Ends the windows older than [`LOG_WINDOW`] at `now`, logging a summary for each that
-    /// held suppressed rejections; returns those `(reason, count)`. Called every few seconds.
-    pub(crate) fn flush(&self, now: Instant) -> Vec<(&'static str, u64)> {
-        let mut ended = Vec::new();
-        self.windows().retain(|reason, win| {
-            if now.saturating_duration_since(win.start) < LOG_WINDOW {
-                return true;
-            }
-            if win.suppressed > 0 {
-                ended.push((*reason, win.suppressed));
-            }
-            false
-        });
-        for (reason, n) in &ended {
-            summary(reason, *n);
-        }
-        ended
-    }
-}
-
-fn summary(reason: &str, n: u64) {
-    tracing::warn!(
-        reason,
-        count = n,
-        "{n} more {reason} rejections in the last {} s",
-        LOG_WINDOW.as_secs()
-    );
 }
 
 /// A refusal before any record was read (auth, slot, shutdown, media type), already logged and
@@ -415,37 +329,5 @@ pub(crate) fn record_rejection(
         .increment(n);
     if st.rejections.note(reason, Instant::now()) {
         tracing::warn!(%peer, path, reason, size, detail, "rejected");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_rejection_of_a_reason_is_logged_then_summarised_per_window() {
-        let log = RejectLog::default();
-        let t0 = Instant::now();
-        let logged = (0..200)
-            .filter(|i| log.note("UNAUTHORIZED", t0 + Duration::from_millis(*i)))
-            .count();
-        assert_eq!(logged, 1, "200 identical rejections: one full line");
-        assert!(log.note("LIMIT", t0), "another reason has its own window");
-        assert!(log.flush(t0 + Duration::from_secs(29)).is_empty());
-        let mut ended = log.flush(t0 + LOG_WINDOW);
-        ended.sort();
-        assert_eq!(
-            ended,
-            [("UNAUTHORIZED", 199)],
-            "LIMIT had nothing suppressed"
-        );
-        assert!(
-            log.note("UNAUTHORIZED", t0 + LOG_WINDOW),
-            "a new window logs again"
-        );
-        assert!(!log.note("UNAUTHORIZED", t0 + LOG_WINDOW + Duration::from_secs(1)));
-        // A window that ended without a flush is summarised by the next rejection.
-        assert!(log.note("UNAUTHORIZED", t0 + LOG_WINDOW * 3));
-        assert!(log.flush(t0 + LOG_WINDOW * 3).is_empty());
     }
 }

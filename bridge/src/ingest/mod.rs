@@ -18,6 +18,7 @@ pub(crate) mod ffv1;
 pub(crate) mod json;
 pub(crate) mod listen;
 pub(crate) mod listen_state;
+pub(crate) mod reject_log;
 pub(crate) mod ws;
 
 use std::time::Duration;
