@@ -361,8 +361,14 @@ impl Config {
                 "limits.max_tcp_connections and the limits.*_timeout_ms must be > 0".into(),
             );
         }
-        if self.limits.max_records == 0 || self.limits.max_message_bytes < 18 {
-            return bad("limits.max_records must be > 0 and max_message_bytes >= 18".into());
+        if self.limits.max_records == 0
+            || self.limits.max_packages == 0
+            || self.limits.max_message_bytes < 18
+        {
+            return bad(
+                "limits.max_records and max_packages must be > 0 and max_message_bytes >= 18"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -407,7 +413,8 @@ password_env = "NIFI_PASSWORD"   # env var holding the username's password
 [limits]
 max_message_bytes = 8388608      # WebSocket message (in memory)
 max_body_bytes = 268435456       # HTTP body (ListenHTTP, JSON; after gunzip; streamed, staged on disk) or "unlimited"
-max_records = 10000              # per batch / request
+max_records = 10000              # per WebSocket batch / JSON request
+max_packages = 1000000           # FlowFiles per ListenHTTP request (PostHTTP batches; bounded by max_body_bytes)
 max_attributes = 256             # per FlowFile
 max_attribute_bytes = 65536      # key + value
 max_content_bytes = 8388608      # per FlowFile over WebSocket / in a JSON record

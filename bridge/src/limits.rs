@@ -15,8 +15,14 @@ pub struct Limits {
     /// Bodies are streamed and large content is staged to disk, so this bounds disk use, not
     /// memory. Default 256 MiB: PostHTTP's default batch (100 MB) plus its last FlowFile.
     pub max_body_bytes: ByteLimit,
-    /// Most FlowFiles in one batch or request. Default 10 000.
+    /// Most FlowFiles in one WebSocket batch or JSON request. Default 10 000.
     pub max_records: usize,
+    /// Most FlowFiles (flowfile-v3/v2/v1 packages) in one ListenHTTP request. ListenHTTP itself
+    /// has no such cap, and PostHTTP's default batch (100 MB of content) of small FlowFiles holds
+    /// 100 000 and more, so the default is high: the body is bounded by `max_body_bytes`, and
+    /// what stays in memory per package until the request is forwarded is its attributes (content
+    /// above 64 KiB per FlowFile or 1 MiB per request is staged on disk). Default 1 000 000.
+    pub max_packages: usize,
     /// Most attributes per FlowFile, counting the token's fixed attributes. Default 256.
     pub max_attributes: usize,
     /// Largest key + value of one attribute, in UTF-8 bytes. Default 65 536.
@@ -52,6 +58,7 @@ impl Default for Limits {
             max_message_bytes: 8 << 20,
             max_body_bytes: ByteLimit::Bytes(256 << 20),
             max_records: 10_000,
+            max_packages: 1_000_000,
             max_attributes: 256,
             max_attribute_bytes: 64 << 10,
             max_content_bytes: 8 << 20,

@@ -179,9 +179,12 @@ struct Args {
     /// ListenHTTP path: bytes per second, all requests together [default: unlimited].
     #[arg(long, env = "S2S_BRIDGE_MAX_BYTES_PER_SEC")]
     max_bytes_per_sec: Option<u64>,
-    /// Most records per batch / request [default: 10000].
+    /// Most records per WebSocket batch / JSON request [default: 10000].
     #[arg(long, env = "S2S_BRIDGE_MAX_RECORDS")]
     max_records: Option<usize>,
+    /// Most FlowFiles (packages) per ListenHTTP request [default: 1000000].
+    #[arg(long, env = "S2S_BRIDGE_MAX_PACKAGES")]
+    max_packages: Option<usize>,
     /// Most attributes per FlowFile [default: 256].
     #[arg(long, env = "S2S_BRIDGE_MAX_ATTRIBUTES")]
     max_attributes: Option<usize>,
@@ -330,6 +333,7 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     let l = &mut cfg.limits;
     for (flag, field) in [
         (args.max_records, &mut l.max_records),
+        (args.max_packages, &mut l.max_packages),
         (args.max_attributes, &mut l.max_attributes),
         (args.max_attribute_bytes, &mut l.max_attribute_bytes),
         (args.max_content_bytes, &mut l.max_content_bytes),

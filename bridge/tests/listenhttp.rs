@@ -385,3 +385,53 @@ async fn throttle_bounds_the_rate() {
     assert_eq!(sink.delivered()[0].content.len(), 600_000);
     b.shutdown().await;
 }
+
+/// PostHTTP's default batch (100 MB of content) of small FlowFiles is far more than the
+/// WebSocket/JSON `max_records` (10,000): ListenHTTP takes it, so the bridge does too — its
+/// ListenHTTP requests are capped by `max_packages` (default 1,000,000), which still refuses
+/// (413, counted) what exceeds it.
+#[tokio::test]
+async fn a_posthttp_sized_batch_is_not_capped_by_max_records() {
+    const N: usize = 30_000;
+    let sink = MemorySink::new();
+    let b = start(cfg(None), sink.clone());
+    let mut body = Vec::with_capacity(N * 64);
+    for i in 0..N {
+        body.extend(v3(&[("filename", &format!("f{i}"))], b"x"));
+    }
+    let http = reqwest::Client::new();
+    let r = http
+        .post(b.url("/contentListener"))
+        .header("content-type", "application/flowfile-v3")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let got = wait_delivered(&sink, N).await;
+    assert_eq!(got.len(), N);
+    assert_eq!(
+        attr(&got[N - 1], "filename"),
+        Some(format!("f{}", N - 1).as_str())
+    );
+    b.shutdown().await;
+
+    let sink = MemorySink::new();
+    let mut c = cfg(None);
+    c.limits.max_packages = 100;
+    let b = start(c, sink.clone());
+    let mut body = Vec::new();
+    for i in 0..101 {
+        body.extend(v3(&[("filename", &format!("f{i}"))], b"x"));
+    }
+    let r = http
+        .post(b.url("/contentListener"))
+        .header("content-type", "application/flowfile-v3")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(sink.delivered().is_empty());
+    b.shutdown().await;
+}

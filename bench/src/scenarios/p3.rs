@@ -28,8 +28,6 @@ use crate::listenhttp::ListenHttp;
 use crate::report::{Better, RatioTarget, Row};
 
 const RECORD: usize = 1024;
-/// The bridge's `max_records` in P3b (see there).
-const MAX_RECORDS_P3B: &str = "1000000";
 
 fn record() -> Bytes {
     Bytes::from(
@@ -408,18 +406,10 @@ async fn p3b(
     tmp: &std::path::Path,
 ) -> anyhow::Result<()> {
     let n: u64 = if ctx.quick { 20_000 } else { 100_000 };
-    // PostHTTP's default batch (100 MB) of 1 KiB FlowFiles is over the bridge's default
-    // `max_records` of 10,000 per request (refused with 413, the batch routed to failure):
-    // raised here, and reported.
-    let bridge = start_bridge_with(
-        bin,
-        nifi.url(),
-        port.name(),
-        "nifi",
-        &tmp.join("p3b"),
-        &["--max-records", MAX_RECORDS_P3B],
-    )
-    .await?;
+    // PostHTTP's default batch (100 MB) of 1 KiB FlowFiles holds the whole backlog: the bridge's
+    // default `max_packages` (1,000,000 per ListenHTTP request) takes it as ListenHTTP does.
+    let bridge =
+        start_bridge_with(bin, nifi.url(), port.name(), "nifi", &tmp.join("p3b"), &[]).await?;
     let rest = Rest {
         api: format!("{}-api", nifi.url()),
         http: reqwest::Client::new(),
@@ -541,7 +531,7 @@ async fn p3b(
                 RatioTarget::AtLeast(2.0),
             )
             .note(format!(
-                "NiFi's PostHTTP (flowfile-v3, default Max Batch Size 100 MB, hold protocol) drains a backlog of {n} × 1 KiB FlowFiles queued while it was stopped; timed from start to its queue empty and all {n} queued on the far side (polled every 50 ms); the bridge runs with --max-records {MAX_RECORDS_P3B} (its default of 10,000 packages per request refuses such a batch with 413); bridge holds: {holds}"
+                "NiFi's PostHTTP (flowfile-v3, default Max Batch Size 100 MB, hold protocol) drains a backlog of {n} × 1 KiB FlowFiles queued while it was stopped; timed from start to its queue empty and all {n} queued on the far side (polled every 50 ms); the bridge runs with its defaults (max_packages 1,000,000 per request); bridge holds: {holds}"
             )),
         );
         anyhow::Ok(())

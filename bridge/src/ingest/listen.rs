@@ -241,10 +241,10 @@ impl Decode for Packages {
             match item {
                 None => return Ok(()),
                 Some(Item::Begin { attributes, len }) => {
-                    let max = self.enrich.stamp.limits().max_records;
+                    let max = self.enrich.stamp.limits().max_packages;
                     if stager.len() >= max {
                         return Err(Fail::Limit(format!(
-                            "more than max_records = {max} packages"
+                            "more than max_packages = {max} packages"
                         )));
                     }
                     let attributes = self.enrich.apply(attributes, true)?;
