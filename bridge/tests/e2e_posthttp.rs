@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use nifi_testkit::{Nifi, nifi_or_skip, provision};
+use nifi_testkit::{Nifi, Port, nifi_or_skip, provision};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -235,24 +235,146 @@ impl Rest {
         )
         .await;
     }
+
+    /// The REST client for `nifi`'s root process group.
+    fn new(nifi: &Nifi) -> Self {
+        Rest {
+            api: format!("{}-api", nifi.url()),
+            http: reqwest::Client::new(),
+            root: nifi.root_id().to_owned(),
+        }
+    }
+
+    /// A funnel to route relationships into (their FlowFiles stay queued, countable).
+    async fn funnel(&self) -> String {
+        self.create("funnels", json!({"position": {"x": 400.0, "y": 1400.0}}))
+            .await
+    }
+
+    /// A `ListenHTTP` on a free local port (`header_regex`: its "HTTP Headers to receive as
+    /// Attributes (Regex)"); its id and its `/contentListener` URL.
+    async fn listen_http(&self, name: &str, header_regex: Option<&str>) -> (String, String) {
+        let listen_port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let mut props = json!({"Listening Port": listen_port.to_string()});
+        if let Some(r) = header_regex {
+            props["HTTP Headers to receive as Attributes (Regex)"] = json!(r);
+        }
+        let id = self
+            .processor("ListenHTTP", name, json!({"properties": props}))
+            .await;
+        (
+            id,
+            format!("http://127.0.0.1:{listen_port}/contentListener"),
+        )
+    }
+
+    /// A `GenerateFlowFile` making `n` binary FlowFiles of `size` per run (once an hour), with
+    /// `attributes` as dynamic properties.
+    async fn generate(
+        &self,
+        name: &str,
+        size: &str,
+        n: u64,
+        unique: bool,
+        attributes: &[(&str, &str)],
+    ) -> String {
+        let mut props = json!({"File Size": size, "Batch Size": n.to_string(),
+            "Data Format": "Binary", "Unique FlowFiles": unique.to_string()});
+        for (k, v) in attributes {
+            props[*k] = json!(v);
+        }
+        self.processor(
+            "GenerateFlowFile",
+            name,
+            json!({"schedulingPeriod": "1 hour", "properties": props}),
+        )
+        .await
+    }
+
+    /// A `PostHTTP` to `url` (Send as FlowFile, `extra` properties), success auto-terminated.
+    async fn post_http(&self, name: &str, url: &str, extra: &[(&str, &str)]) -> String {
+        let mut props = json!({"URL": url, "Send as FlowFile": "true"});
+        for (k, v) in extra {
+            props[*k] = json!(v);
+        }
+        self.processor(
+            "PostHTTP",
+            name,
+            json!({"autoTerminatedRelationships": ["success"], "properties": props}),
+        )
+        .await
+    }
+
+    async fn run_all<'a>(&self, processors: impl IntoIterator<Item = &'a String>, state: &str) {
+        for p in processors {
+            self.run_status(p, state).await;
+        }
+    }
+
+    /// FlowFiles queued in all of `connections`.
+    async fn queued_total(&self, connections: &[String]) -> u64 {
+        let mut n = 0;
+        for c in connections {
+            n += self.queued(c).await;
+        }
+        n
+    }
+
+    /// Empties and deletes `connections`, then deletes `processors` and `funnel`.
+    async fn remove<'a>(
+        &self,
+        connections: impl IntoIterator<Item = &'a String>,
+        processors: impl IntoIterator<Item = &'a String>,
+        funnel: &str,
+    ) {
+        for c in connections {
+            self.empty(c).await;
+            self.delete(&format!("/connections/{c}")).await;
+        }
+        for p in processors {
+            self.delete(&format!("/processors/{p}")).await;
+        }
+        self.delete(&format!("/funnels/{funnel}")).await;
+    }
 }
 
-/// Makes sure PostHTTP is available, loading the standard NAR into the kit's NiFi if needed.
-async fn ensure_standard_processors(nifi: &Nifi) {
+/// Makes sure `processor` (a `nifi-standard-nar` type) is available, loading the standard NAR
+/// into `inst`'s extensions/ (the kit's state file's NiFi when `None`) if needed.
+async fn ensure_standard_processors(
+    nifi: &Nifi,
+    inst: Option<&provision::Instance>,
+    processor: &str,
+) {
     let has = || async {
-        nifi.api_get("/flow/processor-types?type=org.apache.nifi.processors.standard.PostHTTP")
-            .await
-            .expect("processor types")["processorTypes"]
+        nifi.api_get(&format!(
+            "/flow/processor-types?type=org.apache.nifi.processors.standard.{processor}"
+        ))
+        .await
+        .expect("processor types")["processorTypes"]
             .as_array()
             .is_some_and(|a| !a.is_empty())
     };
     if has().await {
         return;
     }
-    let inst = provision::read_state(&provision::state_file())
-        .expect("state file")
-        .expect("PostHTTP is missing and no NiFi state file says where the NiFi home is");
-    provision::standard_nar(&inst).expect("nifi-standard-nar into extensions/");
+    let from_state;
+    let inst = match inst {
+        Some(i) => i,
+        None => {
+            from_state = provision::read_state(&provision::state_file())
+                .expect("state file")
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{processor} is missing and no NiFi state file says where the NiFi home is"
+                    )
+                });
+            &from_state
+        }
+    };
+    provision::standard_nar(inst).expect("nifi-standard-nar into extensions/");
     let deadline = Instant::now() + WAIT;
     while !has().await {
         assert!(
@@ -263,51 +385,123 @@ async fn ensure_standard_processors(nifi: &Nifi) {
     }
 }
 
+/// The bridge binary, healthy, forwarding to `port` with its default limits (the point is that
+/// they accept what NiFi's senders send) and an optional `--header-regex`.
+async fn spawn_bridge(
+    nifi: &Nifi,
+    port: &Port,
+    stage: &std::path::Path,
+    header_regex: Option<&str>,
+    log: Option<&std::path::Path>,
+) -> BridgeProc {
+    let mut args = vec![
+        "--nifi-url",
+        nifi.url(),
+        "--port-name",
+        port.name(),
+        "--stage-dir",
+        stage.to_str().expect("utf-8 path"),
+    ];
+    if let Some(r) = header_regex {
+        args.extend(["--header-regex", r]);
+    }
+    let bridge = BridgeProc::spawn(args, log);
+    bridge.wait_healthy().await;
+    bridge
+}
+
+/// `HEAD url` once `ListenHTTP`'s server listens (it needs a moment after starting).
+async fn wait_listening(url: &str) -> reqwest::Response {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match http.head(url).send().await {
+            Ok(r) => return r,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "ListenHTTP did not listen: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// `bridge_listenhttp_holds_total{event}` from the bridge's metrics text.
+fn holds(metrics: &str, event: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("bridge_listenhttp_holds_total")
+                && l.contains(&format!("event=\"{event}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Listed FlowFiles with the attributes in [`DIFFER`] removed and a `filename` that is the
+/// FlowFile's own uuid (a body without a filename: each side's NiFi names the new FlowFile after
+/// its own uuid) as `<own uuid>`, sorted.
+fn normalized(
+    v: Vec<(BTreeMap<String, String>, Vec<u8>)>,
+) -> Vec<(BTreeMap<String, String>, Vec<u8>)> {
+    let mut v: Vec<_> = v
+        .into_iter()
+        .map(|(mut a, c)| {
+            if a.get("filename") == a.get("uuid") {
+                a.insert("filename".into(), "<own uuid>".into());
+            }
+            for k in DIFFER {
+                a.remove(k);
+            }
+            (a, c)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Listed FlowFiles: attributes and content.
+type Listed = [(BTreeMap<String, String>, Vec<u8>)];
+
+/// Equal attributes and content, pairwise, on the bridge's side and ListenHTTP's.
+fn assert_sides_equal(bridge_side: &Listed, listen_side: &Listed) {
+    for (i, (b, l)) in bridge_side.iter().zip(listen_side).enumerate() {
+        assert_eq!(
+            b.0, l.0,
+            "attributes of FlowFile {i} (bridge vs ListenHTTP)"
+        );
+        assert!(b.1 == l.1, "content of FlowFile {i} differs");
+    }
+}
+
+/// The FlowFiles' attributes of the side-by-side tests: `tenantId` and `camelCaseName` match the
+/// header regex, `lowercase` does not.
+const SBS_ATTRIBUTES: [(&str, &str); 3] = [
+    ("tenantId", "t-42"),
+    ("camelCaseName", "Mixed Case value"),
+    ("lowercase", "not sent"),
+];
+const SBS_REGEX: &str = "tenantId|camelCaseName";
+
 #[tokio::test]
 async fn nifi_posthttp_with_its_default_batch_drains_a_backlog_through_the_bridge() {
     let nifi = nifi_or_skip!();
-    ensure_standard_processors(&nifi).await;
+    ensure_standard_processors(&nifi, None, "PostHTTP").await;
     let port = nifi.input_port("bridge-posthttp").await.expect("port");
     let dir = tempfile::tempdir().expect("tempdir");
-    // Default limits: the point is that they accept PostHTTP's default batch.
-    let bridge = BridgeProc::spawn(
-        [
-            "--nifi-url",
-            nifi.url(),
-            "--port-name",
-            port.name(),
-            "--stage-dir",
-            dir.path().to_str().expect("utf-8 path"),
-        ],
-        None,
-    );
-    bridge.wait_healthy().await;
-    let rest = Rest {
-        api: format!("{}-api", nifi.url()),
-        http: reqwest::Client::new(),
-        root: nifi.root_id().to_owned(),
-    };
+    let bridge = spawn_bridge(&nifi, &port, dir.path(), None, None).await;
+    let rest = Rest::new(&nifi);
     let name = format!("bridge-posthttp-{}", std::process::id());
     let gen_ = rest
-        .processor(
-            "GenerateFlowFile",
-            &format!("{name}-gen"),
-            json!({"schedulingPeriod": "1 hour", "properties": {
-                "File Size": "64 KB", "Batch Size": BACKLOG.to_string(),
-                "Data Format": "Binary", "Unique FlowFiles": "false"}}),
-        )
+        .generate(&format!("{name}-gen"), "64 KB", BACKLOG, false, &[])
         .await;
     let post = rest
-        .processor(
-            "PostHTTP",
+        .post_http(
             &format!("{name}-post"),
-            json!({"autoTerminatedRelationships": ["success"], "properties": {
-                "URL": bridge.url("/contentListener"), "Send as FlowFile": "true"}}),
+            &bridge.url("/contentListener"),
+            &[],
         )
         .await;
-    let funnel = rest
-        .create("funnels", json!({"position": {"x": 400.0, "y": 1400.0}}))
-        .await;
+    let funnel = rest.funnel().await;
     let backlog = rest
         .connect((&gen_, "PROCESSOR"), (&post, "PROCESSOR"), "success")
         .await;
@@ -332,14 +526,8 @@ async fn nifi_posthttp_with_its_default_batch_drains_a_backlog_through_the_bridg
     let queued = port.queued_count().await.expect("count");
     let metrics = bridge.metrics().await;
 
-    for c in [&backlog, &failed] {
-        rest.empty(c).await;
-        rest.delete(&format!("/connections/{c}")).await;
-    }
-    for p in [&gen_, &post] {
-        rest.delete(&format!("/processors/{p}")).await;
-    }
-    rest.delete(&format!("/funnels/{funnel}")).await;
+    rest.remove([&backlog, &failed], [&gen_, &post], &funnel)
+        .await;
 
     result.expect("PostHTTP's backlog reached NiFi through the bridge");
     assert_eq!(failures, 0, "PostHTTP routed FlowFiles to failure");
@@ -368,54 +556,19 @@ const DIFFER: [&str; 3] = ["uuid", "s2s.host", "s2s.address"];
 #[tokio::test]
 async fn nifi_senders_side_by_side_with_listenhttp() {
     const N: u64 = 20; // × 3 lanes per side, within NiFi's listing limit of 100
-    const REGEX: &str = "tenantId|camelCaseName";
     let nifi = nifi_or_skip!();
-    ensure_standard_processors(&nifi).await;
+    ensure_standard_processors(&nifi, None, "PostHTTP").await;
     let port = nifi.input_port("bridge-sbs").await.expect("port");
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("bridge.log");
-    let bridge = BridgeProc::spawn(
-        [
-            "--nifi-url",
-            nifi.url(),
-            "--port-name",
-            port.name(),
-            "--stage-dir",
-            dir.path().to_str().expect("utf-8 path"),
-            "--header-regex",
-            REGEX,
-        ],
-        Some(&log),
-    );
-    bridge.wait_healthy().await;
-    let listen_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let listen_url = format!("http://127.0.0.1:{listen_port}/contentListener");
-    let rest = Rest {
-        api: format!("{}-api", nifi.url()),
-        http: reqwest::Client::new(),
-        root: nifi.root_id().to_owned(),
-    };
+    let bridge = spawn_bridge(&nifi, &port, dir.path(), Some(SBS_REGEX), Some(&log)).await;
+    let rest = Rest::new(&nifi);
     let name = format!("bridge-sbs-{}", std::process::id());
-    let listen = rest
-        .processor(
-            "ListenHTTP",
-            &format!("{name}-listen"),
-            json!({"properties": {"Listening Port": listen_port.to_string(),
-                "HTTP Headers to receive as Attributes (Regex)": REGEX}}),
-        )
+    let (listen, listen_url) = rest
+        .listen_http(&format!("{name}-listen"), Some(SBS_REGEX))
         .await;
     let gen_ = rest
-        .processor(
-            "GenerateFlowFile",
-            &format!("{name}-gen"),
-            json!({"schedulingPeriod": "1 hour", "properties": {
-                "File Size": "3 KB", "Batch Size": N.to_string(),
-                "Data Format": "Binary", "Unique FlowFiles": "true",
-                "tenantId": "t-42", "camelCaseName": "Mixed Case value", "lowercase": "not sent"}}),
-        )
+        .generate(&format!("{name}-gen"), "3 KB", N, true, &SBS_ATTRIBUTES)
         .await;
     let mut senders = Vec::new();
     for (side, url) in [
@@ -432,28 +585,20 @@ async fn nifi_senders_side_by_side_with_listenhttp() {
             )
             .await;
         let post = rest
-            .processor(
-                "PostHTTP",
-                &format!("{name}-post-{side}"),
-                json!({"autoTerminatedRelationships": ["success"], "properties": {
-                    "URL": url, "Send as FlowFile": "true"}}),
-            )
+            .post_http(&format!("{name}-post-{side}"), &url, &[])
             .await;
         let postgz = rest
-            .processor(
-                "PostHTTP",
+            .post_http(
                 &format!("{name}-postgz-{side}"),
-                json!({"autoTerminatedRelationships": ["success"], "properties": {
-                    "URL": url, "Send as FlowFile": "true", "Compression Level": "6"}}),
+                &url,
+                &[("Compression Level", "6")],
             )
             .await;
         senders.push((invoke, vec!["Retry", "No Retry", "Failure"]));
         senders.push((post, vec!["failure"]));
         senders.push((postgz, vec!["failure"]));
     }
-    let funnel = rest
-        .create("funnels", json!({"position": {"x": 400.0, "y": 1400.0}}))
-        .await;
+    let funnel = rest.funnel().await;
     let mut inputs = Vec::new();
     let mut failures = Vec::new();
     for (p, rels) in &senders {
@@ -471,27 +616,13 @@ async fn nifi_senders_side_by_side_with_listenhttp() {
     let listened = rest
         .connect((&listen, "PROCESSOR"), (&funnel, "FUNNEL"), "success")
         .await;
+    let processors: Vec<String> = senders.iter().map(|(p, _)| p.clone()).collect();
 
     rest.run_status(&listen, "RUNNING").await;
-    for (p, _) in &senders {
-        rest.run_status(p, "RUNNING").await;
-    }
-    // HEAD: what ListenHTTP advertises (its server needs a moment to listen).
-    let http = reqwest::Client::new();
-    let head_deadline = Instant::now() + WAIT;
-    let theirs = loop {
-        match http.head(&listen_url).send().await {
-            Ok(r) => break r,
-            Err(e) => {
-                assert!(
-                    Instant::now() < head_deadline,
-                    "ListenHTTP did not listen: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    };
-    let ours = http
+    rest.run_all(&processors, "RUNNING").await;
+    // HEAD: what ListenHTTP advertises.
+    let theirs = wait_listening(&listen_url).await;
+    let ours = reqwest::Client::new()
         .head(bridge.url("/contentListener"))
         .send()
         .await
@@ -517,48 +648,23 @@ async fn nifi_senders_side_by_side_with_listenhttp() {
     arrived.await;
     // Late duplicates would show up here.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    for (p, _) in &senders {
-        rest.run_status(p, "STOPPED").await;
-    }
+    rest.run_all(&processors, "STOPPED").await;
     rest.run_status(&gen_, "STOPPED").await;
     rest.run_status(&listen, "STOPPED").await;
-    let mut failed = 0;
-    for c in &failures {
-        failed += rest.queued(c).await;
-    }
-    let mut ids: Vec<&str> = senders.iter().map(|(p, _)| p.as_str()).collect();
+    let failed = rest.queued_total(&failures).await;
+    let mut ids: Vec<&str> = processors.iter().map(String::as_str).collect();
     ids.extend([listen.as_str(), gen_.as_str()]);
     let bulletins = rest.error_bulletins(&ids).await;
-    let strip = |v: Vec<(BTreeMap<String, String>, Vec<u8>)>| {
-        let mut v: Vec<_> = v
-            .into_iter()
-            .map(|(mut a, c)| {
-                // A body without a filename (InvokeHTTP never sends `filename` as a header): each
-                // side's NiFi names the new FlowFile after its own uuid.
-                if a.get("filename") == a.get("uuid") {
-                    a.insert("filename".into(), "<own uuid>".into());
-                }
-                for k in DIFFER {
-                    a.remove(k);
-                }
-                (a, c)
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    let bridge_side = strip(rest.list(port.connection_id()).await);
-    let listen_side = strip(rest.list(&listened).await);
+    let bridge_side = normalized(rest.list(port.connection_id()).await);
+    let listen_side = normalized(rest.list(&listened).await);
     let metrics = bridge.metrics().await;
 
-    for c in inputs.iter().chain(&failures).chain([&listened]) {
-        rest.empty(c).await;
-        rest.delete(&format!("/connections/{c}")).await;
-    }
-    for p in senders.iter().map(|(p, _)| p).chain([&gen_, &listen]) {
-        rest.delete(&format!("/processors/{p}")).await;
-    }
-    rest.delete(&format!("/funnels/{funnel}")).await;
+    rest.remove(
+        inputs.iter().chain(&failures).chain([&listened]),
+        processors.iter().chain([&gen_, &listen]),
+        &funnel,
+    )
+    .await;
     port.delete().await.expect("delete port");
 
     assert_eq!(failed, 0, "FlowFiles in failure/retry");
@@ -591,26 +697,17 @@ async fn nifi_senders_side_by_side_with_listenhttp() {
         "ListenHTTP side lacks camelCaseName: {:?}",
         listen_side.first()
     );
-    for (i, (b, l)) in bridge_side.iter().zip(&listen_side).enumerate() {
-        assert_eq!(
-            b.0, l.0,
-            "attributes of FlowFile {i} (bridge vs ListenHTTP)"
-        );
-        assert!(b.1 == l.1, "content of FlowFile {i} differs");
-    }
+    assert_sides_equal(&bridge_side, &listen_side);
     // PostHTTP asks for a hold (x-prefer-acknowledge-uri) and confirms it with DELETE.
-    let holds = |event: &str| -> u64 {
-        metrics
-            .lines()
-            .find(|l| {
-                l.starts_with("bridge_listenhttp_holds_total")
-                    && l.contains(&format!("event=\"{event}\""))
-            })
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    assert!(holds("placed") > 0, "PostHTTP used no hold: {metrics}");
-    assert_eq!(holds("placed"), holds("confirmed"), "{metrics}");
+    assert!(
+        holds(&metrics, "placed") > 0,
+        "PostHTTP used no hold: {metrics}"
+    );
+    assert_eq!(
+        holds(&metrics, "placed"),
+        holds(&metrics, "confirmed"),
+        "{metrics}"
+    );
 }
 
 /// `PostHTTP` with its default batch size (Max Batch Size 100 MB) after a backlog: a few
@@ -623,55 +720,26 @@ async fn nifi_senders_side_by_side_with_listenhttp() {
 async fn nifi_posthttp_default_batch_after_backlog_side_by_side_with_listenhttp() {
     const N: u64 = 3000;
     let nifi = nifi_or_skip!();
-    ensure_standard_processors(&nifi).await;
+    ensure_standard_processors(&nifi, None, "PostHTTP").await;
     let port = nifi.input_port("bridge-backlog").await.expect("port");
     nifi.set_back_pressure(&port, 1_000_000)
         .await
         .expect("back pressure");
     let dir = tempfile::tempdir().expect("tempdir");
-    let bridge = BridgeProc::spawn(
-        [
-            "--nifi-url",
-            nifi.url(),
-            "--port-name",
-            port.name(),
-            "--stage-dir",
-            dir.path().to_str().expect("utf-8 path"),
-        ],
-        None,
-    );
-    bridge.wait_healthy().await;
-    let listen_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let listen_url = format!("http://127.0.0.1:{listen_port}/contentListener");
-    let rest = Rest {
-        api: format!("{}-api", nifi.url()),
-        http: reqwest::Client::new(),
-        root: nifi.root_id().to_owned(),
-    };
+    let bridge = spawn_bridge(&nifi, &port, dir.path(), None, None).await;
+    let rest = Rest::new(&nifi);
     let name = format!("bridge-backlog-{}", std::process::id());
-    let listen = rest
-        .processor(
-            "ListenHTTP",
-            &format!("{name}-listen"),
-            json!({"properties": {"Listening Port": listen_port.to_string()}}),
-        )
-        .await;
+    let (listen, listen_url) = rest.listen_http(&format!("{name}-listen"), None).await;
     let gen_ = rest
-        .processor(
-            "GenerateFlowFile",
+        .generate(
             &format!("{name}-gen"),
-            json!({"schedulingPeriod": "1 hour", "properties": {
-                "File Size": "1 KB", "Batch Size": N.to_string(),
-                "Data Format": "Binary", "Unique FlowFiles": "false",
-                "tenantId": "t-7"}}),
+            "1 KB",
+            N,
+            false,
+            &[("tenantId", "t-7")],
         )
         .await;
-    let funnel = rest
-        .create("funnels", json!({"position": {"x": 400.0, "y": 1400.0}}))
-        .await;
+    let funnel = rest.funnel().await;
     let mut posts = Vec::new();
     let mut inputs = Vec::new();
     let mut failures = Vec::new();
@@ -681,12 +749,7 @@ async fn nifi_posthttp_default_batch_after_backlog_side_by_side_with_listenhttp(
     ] {
         // Default properties but the URL: Max Batch Size 100 MB, Send as FlowFile.
         let post = rest
-            .processor(
-                "PostHTTP",
-                &format!("{name}-post-{side}"),
-                json!({"autoTerminatedRelationships": ["success"], "properties": {
-                    "URL": url, "Send as FlowFile": "true"}}),
-            )
+            .post_http(&format!("{name}-post-{side}"), &url, &[])
             .await;
         inputs.push(
             rest.connect((&gen_, "PROCESSOR"), (&post, "PROCESSOR"), "success")
@@ -709,16 +772,8 @@ async fn nifi_posthttp_default_batch_after_backlog_side_by_side_with_listenhttp(
         rest.wait_queued(c, N, "GenerateFlowFile backlog").await;
     }
     rest.run_status(&gen_, "STOPPED").await;
-    // ListenHTTP's server needs a moment to listen.
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + WAIT;
-    while http.head(&listen_url).send().await.is_err() {
-        assert!(Instant::now() < deadline, "ListenHTTP did not listen");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    for p in &posts {
-        rest.run_status(p, "RUNNING").await;
-    }
+    wait_listening(&listen_url).await;
+    rest.run_all(&posts, "RUNNING").await;
     let arrived = async {
         for c in &inputs {
             rest.wait_queued(c, 0, "PostHTTP backlog").await;
@@ -729,16 +784,11 @@ async fn nifi_posthttp_default_batch_after_backlog_side_by_side_with_listenhttp(
     arrived.await;
     // Late duplicates would show up here.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    for p in &posts {
-        rest.run_status(p, "STOPPED").await;
-    }
+    rest.run_all(&posts, "STOPPED").await;
     rest.run_status(&listen, "STOPPED").await;
     let bridge_count = port.queued_count().await.expect("count");
     let listen_count = rest.queued(&listened).await;
-    let mut failed = 0;
-    for c in &failures {
-        failed += rest.queued(c).await;
-    }
+    let failed = rest.queued_total(&failures).await;
     let mut ids: Vec<&str> = posts.iter().map(String::as_str).collect();
     ids.extend([listen.as_str(), gen_.as_str()]);
     let bulletins = rest.error_bulletins(&ids).await;
@@ -756,14 +806,12 @@ async fn nifi_posthttp_default_batch_after_backlog_side_by_side_with_listenhttp(
     let listen_side = by_name(rest.list(&listened).await);
     let metrics = bridge.metrics().await;
 
-    for c in inputs.iter().chain(&failures).chain([&listened]) {
-        rest.empty(c).await;
-        rest.delete(&format!("/connections/{c}")).await;
-    }
-    for p in posts.iter().chain([&gen_, &listen]) {
-        rest.delete(&format!("/processors/{p}")).await;
-    }
-    rest.delete(&format!("/funnels/{funnel}")).await;
+    rest.remove(
+        inputs.iter().chain(&failures).chain([&listened]),
+        posts.iter().chain([&gen_, &listen]),
+        &funnel,
+    )
+    .await;
     port.delete().await.expect("delete port");
 
     assert_eq!(failed, 0, "FlowFiles in PostHTTP's failure");
@@ -789,29 +837,18 @@ async fn nifi_posthttp_default_batch_after_backlog_side_by_side_with_listenhttp(
         assert_eq!(b.0.get("tenantId").map(String::as_str), Some("t-7"));
     }
     // PostHTTP asked for a hold per POST and confirmed every one; the batches were big.
-    let holds = |event: &str| -> u64 {
-        metrics
-            .lines()
-            .find(|l| {
-                l.starts_with("bridge_listenhttp_holds_total")
-                    && l.contains(&format!("event=\"{event}\""))
-            })
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    let placed = holds("placed");
+    let placed = holds(&metrics, "placed");
     eprintln!(
         "backlog of {N}: {placed} PostHTTP POSTs (holds) to the bridge, {} FlowFiles compared in full",
         common_len
     );
     assert!(placed > 0, "PostHTTP used no hold: {metrics}");
-    assert_eq!(placed, holds("confirmed"), "{metrics}");
+    assert_eq!(placed, holds(&metrics, "confirmed"), "{metrics}");
     assert!(
         placed * 10 <= N,
         "{placed} POSTs for {N} FlowFiles: PostHTTP did not batch"
     );
 }
-
 /// The NiFi 2.x lane (`cargo xtask nifi up --version 2.3.0 --no-shared`, state in
 /// `target/nifi/2.3.0/nifi.env`) and its kit instance; skips without it, fails when
 /// `NIFI_2X_REQUIRED=1` (set by `cargo xtask test`, which starts the lane) or in CI without a
@@ -848,78 +885,24 @@ async fn nifi_2x() -> Option<(Nifi, provision::Instance)> {
 #[tokio::test]
 async fn nifi_2_3_invokehttp_side_by_side_with_listenhttp() {
     const N: u64 = 20;
-    const REGEX: &str = "tenantId|camelCaseName";
     let Some((nifi, inst)) = nifi_2x().await else {
         return;
     };
     // nifi-standard-nar 2.3.0 (the kit builds it from its published parts when Maven Central
     // does not serve it) with its NAR parents, into the lane's extensions/.
-    let has = || async {
-        nifi.api_get("/flow/processor-types?type=org.apache.nifi.processors.standard.InvokeHTTP")
-            .await
-            .expect("processor types")["processorTypes"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-    };
-    if !has().await {
-        provision::standard_nar(&inst).expect("nifi-standard-nar 2.3.0 into extensions/");
-        let deadline = Instant::now() + WAIT;
-        while !has().await {
-            assert!(
-                Instant::now() < deadline,
-                "NiFi 2.3.0 did not load nifi-standard-nar"
-            );
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    }
+    ensure_standard_processors(&nifi, Some(&inst), "InvokeHTTP").await;
     let port = nifi.input_port("bridge-sbs2").await.expect("port");
     let dir = tempfile::tempdir().expect("tempdir");
-    let bridge = BridgeProc::spawn(
-        [
-            "--nifi-url",
-            nifi.url(),
-            "--port-name",
-            port.name(),
-            "--stage-dir",
-            dir.path().to_str().expect("utf-8 path"),
-            "--header-regex",
-            REGEX,
-        ],
-        None,
-    );
-    bridge.wait_healthy().await;
-    let listen_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let listen_url = format!("http://127.0.0.1:{listen_port}/contentListener");
-    let rest = Rest {
-        api: format!("{}-api", nifi.url()),
-        http: reqwest::Client::new(),
-        root: nifi.root_id().to_owned(),
-    };
+    let bridge = spawn_bridge(&nifi, &port, dir.path(), Some(SBS_REGEX), None).await;
+    let rest = Rest::new(&nifi);
     let name = format!("bridge-sbs2-{}", std::process::id());
-    let listen = rest
-        .processor(
-            "ListenHTTP",
-            &format!("{name}-listen"),
-            json!({"properties": {"Listening Port": listen_port.to_string(),
-                "HTTP Headers to receive as Attributes (Regex)": REGEX}}),
-        )
+    let (listen, listen_url) = rest
+        .listen_http(&format!("{name}-listen"), Some(SBS_REGEX))
         .await;
     let gen_ = rest
-        .processor(
-            "GenerateFlowFile",
-            &format!("{name}-gen"),
-            json!({"schedulingPeriod": "1 hour", "properties": {
-                "File Size": "3 KB", "Batch Size": N.to_string(),
-                "Data Format": "Binary", "Unique FlowFiles": "true",
-                "tenantId": "t-42", "camelCaseName": "Mixed Case value", "lowercase": "not sent"}}),
-        )
+        .generate(&format!("{name}-gen"), "3 KB", N, true, &SBS_ATTRIBUTES)
         .await;
-    let funnel = rest
-        .create("funnels", json!({"position": {"x": 400.0, "y": 1400.0}}))
-        .await;
+    let funnel = rest.funnel().await;
     let mut invokes = Vec::new();
     let mut inputs = Vec::new();
     let mut failures = Vec::new();
@@ -952,15 +935,8 @@ async fn nifi_2_3_invokehttp_side_by_side_with_listenhttp() {
         .connect((&listen, "PROCESSOR"), (&funnel, "FUNNEL"), "success")
         .await;
     rest.run_status(&listen, "RUNNING").await;
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + WAIT;
-    while http.head(&listen_url).send().await.is_err() {
-        assert!(Instant::now() < deadline, "ListenHTTP did not listen");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    for p in &invokes {
-        rest.run_status(p, "RUNNING").await;
-    }
+    wait_listening(&listen_url).await;
+    rest.run_all(&invokes, "RUNNING").await;
     rest.run_status(&gen_, "RUNNING").await;
     let arrived = async {
         port.wait_for_queued(N, WAIT).await.expect("bridge side");
@@ -972,45 +948,22 @@ async fn nifi_2_3_invokehttp_side_by_side_with_listenhttp() {
     arrived.await;
     // Late duplicates would show up here.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    for p in &invokes {
-        rest.run_status(p, "STOPPED").await;
-    }
+    rest.run_all(&invokes, "STOPPED").await;
     rest.run_status(&gen_, "STOPPED").await;
     rest.run_status(&listen, "STOPPED").await;
-    let mut failed = 0;
-    for c in &failures {
-        failed += rest.queued(c).await;
-    }
+    let failed = rest.queued_total(&failures).await;
     let mut ids: Vec<&str> = invokes.iter().map(String::as_str).collect();
     ids.extend([listen.as_str(), gen_.as_str()]);
     let bulletins = rest.error_bulletins(&ids).await;
-    let strip = |v: Vec<(BTreeMap<String, String>, Vec<u8>)>| {
-        let mut v: Vec<_> = v
-            .into_iter()
-            .map(|(mut a, c)| {
-                if a.get("filename") == a.get("uuid") {
-                    a.insert("filename".into(), "<own uuid>".into());
-                }
-                for k in DIFFER {
-                    a.remove(k);
-                }
-                (a, c)
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    let bridge_side = strip(rest.list(port.connection_id()).await);
-    let listen_side = strip(rest.list(&listened).await);
+    let bridge_side = normalized(rest.list(port.connection_id()).await);
+    let listen_side = normalized(rest.list(&listened).await);
 
-    for c in inputs.iter().chain(&failures).chain([&listened]) {
-        rest.empty(c).await;
-        rest.delete(&format!("/connections/{c}")).await;
-    }
-    for p in invokes.iter().chain([&gen_, &listen]) {
-        rest.delete(&format!("/processors/{p}")).await;
-    }
-    rest.delete(&format!("/funnels/{funnel}")).await;
+    rest.remove(
+        inputs.iter().chain(&failures).chain([&listened]),
+        invokes.iter().chain([&gen_, &listen]),
+        &funnel,
+    )
+    .await;
     port.delete().await.expect("delete port");
 
     assert_eq!(failed, 0, "FlowFiles in Retry/No Retry/Failure");
@@ -1029,11 +982,5 @@ async fn nifi_2_3_invokehttp_side_by_side_with_listenhttp() {
         "ListenHTTP side: {:?}",
         listen_side.first()
     );
-    for (i, (b, l)) in bridge_side.iter().zip(&listen_side).enumerate() {
-        assert_eq!(
-            b.0, l.0,
-            "attributes of FlowFile {i} (bridge vs ListenHTTP)"
-        );
-        assert!(b.1 == l.1, "content of FlowFile {i} differs");
-    }
+    assert_sides_equal(&bridge_side, &listen_side);
 }
