@@ -158,6 +158,23 @@ pub(crate) struct Target {
 }
 
 impl Client {
+    /// The peer cache, locked (a panic elsewhere while it was held does not poison it: the
+    /// cache is plain data, still consistent field by field).
+    fn peer_cache(&self) -> std::sync::MutexGuard<'_, PeerCache> {
+        self.inner
+            .peer_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The penalty table, locked (poisoning ignored, as for [`Client::peer_cache`]).
+    fn penalties(&self) -> std::sync::MutexGuard<'_, Penalties> {
+        self.inner
+            .penalties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Shorthand for [`ClientBuilder::new`].
     pub fn builder(url: impl Into<String>) -> ClientBuilder {
         ClientBuilder::new(url)
@@ -507,11 +524,7 @@ impl Client {
     /// [`PeerCache::effective_count`]): what it sent or received since the fetch, and nodes that
     /// answered a receive with "no data" at 0.
     fn adjusted(&self, list: &[Peer]) -> Vec<Peer> {
-        let c = self
-            .inner
-            .peer_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let c = self.peer_cache();
         list.iter()
             .map(|p| Peer {
                 flowfile_count: c.effective_count(&self.map_peer(p), p.flowfile_count),
@@ -527,11 +540,7 @@ impl Client {
         if self.cfg().single_node || n == 0 {
             return;
         }
-        let mut c = self
-            .inner
-            .peer_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut c = self.peer_cache();
         *c.moved.entry(addr.to_owned()).or_default() += n;
         if n < 0 {
             c.drained.remove(addr);
@@ -546,11 +555,7 @@ impl Client {
             return;
         }
         let now = Instant::now();
-        let mut c = self
-            .inner
-            .peer_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut c = self.peer_cache();
         c.drained.insert(addr.to_owned(), now);
         c.moved.remove(addr);
         if c.refresh_at.is_none() {
@@ -563,21 +568,13 @@ impl Client {
     /// `port_id`.
     fn untried_peer_left(&self, tried: &[String], port_id: &str) -> bool {
         let list = {
-            let c = self
-                .inner
-                .peer_cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let c = self.peer_cache();
             c.list.clone()
         };
         let Some(list) = list else {
             return false;
         };
-        let mut pen = self
-            .inner
-            .penalties
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut pen = self.penalties();
         let now = Instant::now();
         list.iter()
             .map(|p| self.map_peer(p))
@@ -591,11 +588,7 @@ impl Client {
     pub(crate) async fn known_peers(&self) -> Option<Arc<Vec<Peer>>> {
         let mut fetches = self.inner.peer_fetches.subscribe();
         let (list, wait) = {
-            let mut c = self
-                .inner
-                .peer_cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut c = self.peer_cache();
             let cfg = self.cfg();
             let stale = c.fetched_at.is_none_or(|t| t.elapsed() >= cfg.peer_refresh)
                 || c.refresh_at.is_some_and(|t| Instant::now() >= t);
@@ -613,11 +606,7 @@ impl Client {
         }
         if wait {
             let _ = tokio::time::timeout(self.cfg().peer_refresh_timeout, fetches.changed()).await;
-            let c = self
-                .inner
-                .peer_cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let c = self.peer_cache();
             if c.list.is_some() {
                 return c.list.clone();
             }
@@ -628,11 +617,7 @@ impl Client {
     /// Reads the peer file once (when no peer list could be fetched yet) into the cache.
     fn load_peer_file(&self) -> Option<Arc<Vec<Peer>>> {
         let path = self.cfg().peer_file.as_ref()?;
-        let mut c = self
-            .inner
-            .peer_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut c = self.peer_cache();
         if c.file_tried || c.list.is_some() {
             return c.list.clone();
         }
@@ -714,11 +699,7 @@ impl Client {
                 .unwrap_or_else(|_| Err(Error::timeout("fetching the peer list")))
         };
         let known: Vec<Peer> = {
-            let c = self
-                .inner
-                .peer_cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let c = self.peer_cache();
             c.list.as_deref().cloned().unwrap_or_default()
         };
         let mut last = None;
@@ -783,11 +764,7 @@ impl Client {
             return;
         };
         let list = {
-            let c = self
-                .inner
-                .peer_cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let c = self.peer_cache();
             match &c.list {
                 Some(l) => l.clone(),
                 None => return,
@@ -828,11 +805,7 @@ impl Client {
         match self.fetch_peer_list().await {
             Ok(list) => {
                 {
-                    let mut c = self
-                        .inner
-                        .peer_cache
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
+                    let mut c = self.peer_cache();
                     c.list = Some(Arc::new(list.clone()));
                     c.fresh_list(Instant::now());
                 }
@@ -865,22 +838,14 @@ impl Client {
     /// ```
     pub fn peer_status(&self) -> Vec<PeerStatus> {
         let list = {
-            let c = self
-                .inner
-                .peer_cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let c = self.peer_cache();
             match &c.list {
                 Some(l) => l.clone(),
                 None => return Vec::new(),
             }
         };
         let w = peers::weights(&list, Direction::Send);
-        let pen = self
-            .inner
-            .penalties
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let pen = self.penalties();
         let now = Instant::now();
         list.iter()
             .zip(w)
@@ -898,23 +863,11 @@ impl Client {
 
     /// Whether the cached peer list names more than one node (penalizing one leaves others).
     fn has_other_peers(&self) -> bool {
-        !self.cfg().single_node
-            && self
-                .inner
-                .peer_cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .list
-                .as_ref()
-                .is_some_and(|l| l.len() > 1)
+        !self.cfg().single_node && self.peer_cache().list.as_ref().is_some_and(|l| l.len() > 1)
     }
 
     pub(crate) fn penalize(&self, addr: &str, port_id: Option<&str>) {
-        let mut p = self
-            .inner
-            .penalties
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut p = self.penalties();
         let now = Instant::now();
         p.penalize(addr, port_id, self.cfg().penalization, now);
         crate::metrics::penalized_peers(p.active(now));
@@ -923,11 +876,7 @@ impl Client {
 
     /// Penalizes `addr` after `e`, remembering the error for [`peer_status`](Self::peer_status).
     pub(crate) fn penalize_after(&self, addr: &str, port_id: Option<&str>, e: &Error) {
-        self.inner
-            .penalties
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .note_error(addr, crate::error_chain(e));
+        self.penalties().note_error(addr, crate::error_chain(e));
         crate::metrics::peer_failure(addr, e);
         self.penalize(addr, port_id);
     }
@@ -1062,11 +1011,7 @@ impl Client {
         while !targets.is_empty() {
             let now = Instant::now();
             {
-                let mut pen = self
-                    .inner
-                    .penalties
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
+                let mut pen = self.penalties();
                 targets.retain(|t| !pen.is_penalized(&t.addr, &info.id, now));
             }
             let w: Vec<f64> = targets.iter().map(|t| self.effective_weight(t)).collect();
@@ -1111,11 +1056,7 @@ impl Client {
     /// the backoff.
     async fn wait_out_penalties(&self, targets: &[Target], port_id: &str) {
         let wait = {
-            let pen = self
-                .inner
-                .penalties
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let pen = self.penalties();
             let now = Instant::now();
             let rem: Option<Vec<Duration>> = targets
                 .iter()
@@ -1325,11 +1266,7 @@ impl Client {
             let w = peers::weights(&list, direction);
             let now = Instant::now();
             let mut cands: Vec<Target> = {
-                let mut pen = self
-                    .inner
-                    .penalties
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
+                let mut pen = self.penalties();
                 list.iter()
                     .zip(w)
                     .map(|(p, w)| self.target_for(p, w))
@@ -1483,11 +1420,7 @@ impl Client {
         let Some(list) = self.known_peers().await else {
             return 1;
         };
-        let pen = self
-            .inner
-            .penalties
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let pen = self.penalties();
         let now = Instant::now();
         list.iter()
             .filter(|p| pen.remaining_any(&self.map_peer(p), now).is_none())
