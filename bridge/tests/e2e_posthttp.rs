@@ -30,219 +30,66 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(180);
 const BACKLOG: u64 = 200;
 
-/// Plain NiFi REST calls on the processors this test creates.
-struct Rest {
-    api: String,
-    http: reqwest::Client,
-    root: String,
-}
+/// The kit's REST calls ([`nifi_testkit::rest::Rest`]) on the components this test creates,
+/// failing the test on an error, plus the flows' building blocks.
+struct Rest(nifi_testkit::rest::Rest);
 
 impl Rest {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}{path}", self.api);
-        let mut req = self.http.request(method.clone(), &url);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        let status = r.status();
-        let text = r.text().await.expect("body");
-        assert!(status.is_success(), "{method} {url}: {status}: {text:.600}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+    /// The REST client for `nifi`'s root process group.
+    fn new(nifi: &Nifi) -> Self {
+        Rest(nifi_testkit::rest::Rest::new(nifi))
     }
 
     async fn create(&self, kind: &str, component: Value) -> String {
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/process-groups/{}/{kind}", self.root),
-                Some(json!({"revision": {"version": 0}, "component": component})),
-            )
-            .await;
-        v["id"].as_str().expect("id").to_owned()
+        self.0.create(kind, component).await.expect("create")
     }
 
     async fn processor(&self, kind: &str, name: &str, config: Value) -> String {
-        self.create(
-            "processors",
-            json!({"type": format!("org.apache.nifi.processors.standard.{kind}"), "name": name,
-                   "position": {"x": 0.0, "y": 1400.0}, "config": config}),
-        )
-        .await
+        self.0
+            .processor(kind, name, config)
+            .await
+            .unwrap_or_else(|e| panic!("{kind} {name}: {e}"))
     }
 
     async fn connect(&self, from: (&str, &str), to: (&str, &str), rel: &str) -> String {
-        self.create(
-            "connections",
-            json!({
-                "source": {"id": from.0, "groupId": self.root, "type": from.1},
-                "destination": {"id": to.0, "groupId": self.root, "type": to.1},
-                "selectedRelationships": [rel],
-                "backPressureObjectThreshold": 100_000,
-                "backPressureDataSizeThreshold": "10 GB"
-            }),
-        )
-        .await
+        self.0.connect(from, to, rel).await.expect("connect")
     }
 
     async fn run_status(&self, processor: &str, state: &str) {
-        let path = format!("/processors/{processor}");
-        let rev = self.call(reqwest::Method::GET, &path, None).await["revision"].clone();
-        self.call(
-            reqwest::Method::PUT,
-            &format!("{path}/run-status"),
-            Some(json!({"revision": rev, "state": state})),
-        )
-        .await;
+        self.0
+            .run_status(processor, state)
+            .await
+            .unwrap_or_else(|e| panic!("{state} {processor}: {e}"));
     }
 
     async fn queued(&self, connection: &str) -> u64 {
-        self.call(
-            reqwest::Method::GET,
-            &format!("/connections/{connection}"),
-            None,
-        )
-        .await["status"]["aggregateSnapshot"]["flowFilesQueued"]
-            .as_u64()
-            .expect("flowFilesQueued")
+        self.0.queued(connection).await.expect("queued")
     }
 
     async fn wait_queued(&self, connection: &str, n: u64, what: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let have = self.queued(connection).await;
-            if have == n {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{what}: {have} queued, want {n}");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        self.0
+            .wait_queued(connection, n, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
     }
 
     async fn empty(&self, connection: &str) {
-        let base = format!("/flowfile-queues/{connection}/drop-requests");
-        let v = self.call(reqwest::Method::POST, &base, None).await;
-        let id = v["dropRequest"]["id"].as_str().expect("drop id").to_owned();
-        let deadline = Instant::now() + WAIT;
-        while self
-            .call(reqwest::Method::GET, &format!("{base}/{id}"), None)
-            .await["dropRequest"]["finished"]
-            != true
-        {
-            assert!(Instant::now() < deadline, "drop request did not finish");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        self.call(reqwest::Method::DELETE, &format!("{base}/{id}"), None)
-            .await;
+        self.0.empty(connection).await.expect("empty");
     }
 
-    /// Every FlowFile queued in `connection` (at most 100: NiFi's listing limit), with
-    /// attributes and content.
     async fn list(&self, connection: &str) -> Vec<(BTreeMap<String, String>, Vec<u8>)> {
-        let base = format!("/flowfile-queues/{connection}");
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                &format!("{base}/listing-requests"),
-                None,
-            )
-            .await;
-        let id = v["listingRequest"]["id"]
-            .as_str()
-            .expect("listing id")
-            .to_owned();
-        let path = format!("{base}/listing-requests/{id}");
-        let deadline = Instant::now() + WAIT;
-        let listing = loop {
-            let l = self.call(reqwest::Method::GET, &path, None).await;
-            if l["listingRequest"]["finished"] == true {
-                break l;
-            }
-            assert!(Instant::now() < deadline, "listing did not finish");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        self.call(reqwest::Method::DELETE, &path, None).await;
-        let mut out = Vec::new();
-        for s in listing["listingRequest"]["flowFileSummaries"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            let uuid = s["uuid"].as_str().expect("uuid");
-            let ff = self
-                .call(
-                    reqwest::Method::GET,
-                    &format!("{base}/flowfiles/{uuid}"),
-                    None,
-                )
-                .await;
-            let attributes: BTreeMap<String, String> = ff["flowFile"]["attributes"]
-                .as_object()
-                .expect("attributes")
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect();
-            let resp = self
-                .http
-                .get(format!("{}{base}/flowfiles/{uuid}/content", self.api))
-                .send()
-                .await
-                .expect("content");
-            assert!(
-                resp.status().is_success(),
-                "content of {uuid}: {}",
-                resp.status()
-            );
-            let content = resp.bytes().await.expect("content body").to_vec();
-            out.push((attributes, content));
-        }
-        out
+        self.0.list(connection).await.expect("list")
     }
 
-    /// ERROR bulletins of these components.
     async fn error_bulletins(&self, ids: &[&str]) -> Vec<String> {
-        let b = self
-            .call(
-                reqwest::Method::GET,
-                "/flow/bulletin-board?limit=1000",
-                None,
-            )
-            .await;
-        b["bulletinBoard"]["bulletins"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter(|x| {
-                x["bulletin"]["level"] == "ERROR"
-                    && ids.contains(&x["sourceId"].as_str().unwrap_or_default())
-            })
-            .map(|x| x["bulletin"]["message"].to_string())
-            .collect()
+        self.0.error_bulletins(ids).await.expect("bulletins")
     }
 
     async fn delete(&self, path: &str) {
-        let rev = self.call(reqwest::Method::GET, path, None).await["revision"]["version"]
-            .as_u64()
-            .unwrap_or(0);
-        self.call(
-            reqwest::Method::DELETE,
-            &format!("{path}?version={rev}"),
-            None,
-        )
-        .await;
-    }
-
-    /// The REST client for `nifi`'s root process group.
-    fn new(nifi: &Nifi) -> Self {
-        Rest {
-            api: format!("{}-api", nifi.url()),
-            http: reqwest::Client::new(),
-            root: nifi.root_id().to_owned(),
-        }
+        self.0
+            .delete(path)
+            .await
+            .unwrap_or_else(|e| panic!("delete {path}: {e}"));
     }
 
     /// A funnel to route relationships into (their FlowFiles stay queued, countable).

@@ -95,6 +95,7 @@ pub mod flow;
 pub mod java_reference;
 pub mod postgres;
 pub mod provision;
+pub mod rest;
 
 use std::collections::BTreeMap;
 use std::fmt;

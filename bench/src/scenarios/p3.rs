@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use nifi_testkit::rest::Rest;
 use nifi_testkit::{Nifi, Port};
 use s2s_bench::loadgen::{self, Load, LoadResult};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Ctx, json_records, order, start_bridge, start_bridge_with};
 use crate::listenhttp::ListenHttp;
@@ -269,131 +270,6 @@ async fn batches(base: &str, count: u64, ffv3: bool) -> anyhow::Result<f64> {
     Ok(count as f64 / t.elapsed().as_secs_f64())
 }
 
-/// Plain NiFi REST calls on the processors P3b creates.
-struct Rest {
-    api: String,
-    http: reqwest::Client,
-    root: String,
-}
-
-impl Rest {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.api);
-        let mut req = self.http.request(method.clone(), &url);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req
-            .send()
-            .await
-            .with_context(|| format!("{method} {url}"))?;
-        let status = r.status();
-        let text = r.text().await?;
-        if !status.is_success() {
-            bail!("{method} {url}: {status}: {text:.400}");
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn create(&self, kind: &str, component: Value) -> anyhow::Result<String> {
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/process-groups/{}/{kind}", self.root),
-                Some(json!({"revision": {"version": 0}, "component": component})),
-            )
-            .await?;
-        Ok(v["id"].as_str().context("id")?.to_owned())
-    }
-
-    async fn processor(&self, kind: &str, name: &str, config: Value) -> anyhow::Result<String> {
-        self.create(
-            "processors",
-            json!({"type": format!("org.apache.nifi.processors.standard.{kind}"), "name": name,
-                   "position": {"x": 600.0, "y": 900.0}, "config": config}),
-        )
-        .await
-    }
-
-    async fn connect(&self, from: &str, to: (&str, &str), rel: &str) -> anyhow::Result<String> {
-        self.create(
-            "connections",
-            json!({
-                "source": {"id": from, "groupId": self.root, "type": "PROCESSOR"},
-                "destination": {"id": to.0, "groupId": self.root, "type": to.1},
-                "selectedRelationships": [rel],
-                "backPressureObjectThreshold": 10_000_000,
-                "backPressureDataSizeThreshold": "100 GB"
-            }),
-        )
-        .await
-    }
-
-    async fn run_status(&self, processor: &str, state: &str) -> anyhow::Result<()> {
-        let path = format!("/processors/{processor}");
-        let rev = self.call(reqwest::Method::GET, &path, None).await?["revision"].clone();
-        self.call(
-            reqwest::Method::PUT,
-            &format!("{path}/run-status"),
-            Some(json!({"revision": rev, "state": state})),
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn queued(&self, connection: &str) -> anyhow::Result<u64> {
-        self.call(
-            reqwest::Method::GET,
-            &format!("/connections/{connection}"),
-            None,
-        )
-        .await?["status"]["aggregateSnapshot"]["flowFilesQueued"]
-            .as_u64()
-            .context("flowFilesQueued")
-    }
-
-    async fn empty(&self, connection: &str) -> anyhow::Result<()> {
-        let base = format!("/flowfile-queues/{connection}/drop-requests");
-        let v = self.call(reqwest::Method::POST, &base, None).await?;
-        let id = v["dropRequest"]["id"]
-            .as_str()
-            .context("drop id")?
-            .to_owned();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while self
-            .call(reqwest::Method::GET, &format!("{base}/{id}"), None)
-            .await?["dropRequest"]["finished"]
-            != true
-        {
-            if Instant::now() > deadline {
-                bail!("drop request did not finish");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        self.call(reqwest::Method::DELETE, &format!("{base}/{id}"), None)
-            .await?;
-        Ok(())
-    }
-
-    async fn delete(&self, path: &str) -> anyhow::Result<()> {
-        let rev = self.call(reqwest::Method::GET, path, None).await?["revision"]["version"]
-            .as_u64()
-            .unwrap_or(0);
-        self.call(
-            reqwest::Method::DELETE,
-            &format!("{path}?version={rev}"),
-            None,
-        )
-        .await?;
-        Ok(())
-    }
-}
-
 /// P3b: GenerateFlowFile puts the same backlog of 1 KiB FlowFiles in front of two stopped
 /// PostHTTPs (one → bridge, one → ListenHTTP); each is started alone and timed until its backlog
 /// is drained and every FlowFile is queued on the far side.
@@ -410,11 +286,7 @@ async fn p3b(
     // default `max_packages` (1,000,000 per ListenHTTP request) takes it as ListenHTTP does.
     let bridge =
         start_bridge_with(bin, nifi.url(), port.name(), "nifi", &tmp.join("p3b"), &[]).await?;
-    let rest = Rest {
-        api: format!("{}-api", nifi.url()),
-        http: reqwest::Client::new(),
-        root: nifi.root_id().to_owned(),
-    };
+    let rest = Rest::new(nifi);
     let name = format!("bench-p3b-{}", std::process::id());
     let mut procs = Vec::new();
     let mut conns = Vec::new();
@@ -448,8 +320,8 @@ async fn p3b(
                 )
                 .await?;
             procs.push(post.clone());
-            let input = rest.connect(&gen_, (&post, "PROCESSOR"), "success").await?;
-            let failed = rest.connect(&post, (&funnel, "FUNNEL"), "failure").await?;
+            let input = rest.connect((&gen_, "PROCESSOR"), (&post, "PROCESSOR"), "success").await?;
+            let failed = rest.connect((&post, "PROCESSOR"), (&funnel, "FUNNEL"), "failure").await?;
             conns.extend([input.clone(), failed.clone()]);
             sides.push((post, input, failed));
         }
