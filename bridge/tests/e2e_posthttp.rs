@@ -329,6 +329,106 @@ const SBS_ATTRIBUTES: [(&str, &str); 3] = [
 ];
 const SBS_REGEX: &str = "tenantId|camelCaseName";
 
+/// A side-by-side flow: `GenerateFlowFile` → senders (some → the bridge, some → `ListenHTTP`),
+/// the senders' failure relationships and `ListenHTTP`'s success → a funnel, where they stay
+/// queued.
+struct SideBySide {
+    listen: String,
+    listen_url: String,
+    gen_: String,
+    funnel: String,
+    /// `ListenHTTP` → funnel: what arrived on ListenHTTP's side.
+    listened: String,
+    senders: Vec<String>,
+    /// `GenerateFlowFile` → each sender.
+    inputs: Vec<String>,
+    /// Each sender's failure relationships → funnel.
+    failures: Vec<String>,
+}
+
+impl SideBySide {
+    /// `ListenHTTP` (`header_regex`), a `GenerateFlowFile` of `n` × `size` with `attributes`,
+    /// the funnel; no senders yet.
+    async fn new(
+        rest: &Rest,
+        name: &str,
+        header_regex: Option<&str>,
+        (size, n, unique): (&str, u64, bool),
+        attributes: &[(&str, &str)],
+    ) -> Self {
+        let (listen, listen_url) = rest
+            .listen_http(&format!("{name}-listen"), header_regex)
+            .await;
+        let gen_ = rest
+            .generate(&format!("{name}-gen"), size, n, unique, attributes)
+            .await;
+        let funnel = rest.funnel().await;
+        let listened = rest
+            .connect((&listen, "PROCESSOR"), (&funnel, "FUNNEL"), "success")
+            .await;
+        SideBySide {
+            listen,
+            listen_url,
+            gen_,
+            funnel,
+            listened,
+            senders: Vec::new(),
+            inputs: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// Feeds `sender` from the generator, its `failure_rels` into the funnel.
+    async fn add_sender(&mut self, rest: &Rest, sender: String, failure_rels: &[&str]) {
+        self.inputs.push(
+            rest.connect((&self.gen_, "PROCESSOR"), (&sender, "PROCESSOR"), "success")
+                .await,
+        );
+        for rel in failure_rels {
+            self.failures.push(
+                rest.connect((&sender, "PROCESSOR"), (&self.funnel, "FUNNEL"), rel)
+                    .await,
+            );
+        }
+        self.senders.push(sender);
+    }
+
+    /// Waits for `n` on each side (`port`: the bridge's) and every sender's input drained, gives
+    /// late duplicates 3 s to show up, then stops every processor.
+    async fn arrive_and_stop(&self, rest: &Rest, port: &Port, n: u64) {
+        port.wait_for_queued(n, WAIT).await.expect("bridge side");
+        rest.wait_queued(&self.listened, n, "ListenHTTP side").await;
+        for c in &self.inputs {
+            rest.wait_queued(c, 0, "senders drained").await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        rest.run_all(&self.senders, "STOPPED").await;
+        rest.run_status(&self.gen_, "STOPPED").await;
+        rest.run_status(&self.listen, "STOPPED").await;
+    }
+
+    /// FlowFiles in the senders' failure relationships, and the ERROR bulletins of every
+    /// processor.
+    async fn failed_and_bulletins(&self, rest: &Rest) -> (u64, Vec<String>) {
+        let failed = rest.queued_total(&self.failures).await;
+        let mut ids: Vec<&str> = self.senders.iter().map(String::as_str).collect();
+        ids.extend([self.listen.as_str(), self.gen_.as_str()]);
+        (failed, rest.error_bulletins(&ids).await)
+    }
+
+    async fn remove(&self, rest: &Rest) {
+        rest.remove(
+            self.inputs
+                .iter()
+                .chain(&self.failures)
+                .chain([&self.listened]),
+            self.senders.iter().chain([&self.gen_, &self.listen]),
+            &self.funnel,
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn nifi_posthttp_with_its_default_batch_drains_a_backlog_through_the_bridge() {
     let nifi = nifi_or_skip!();
@@ -411,16 +511,17 @@ async fn nifi_senders_side_by_side_with_listenhttp() {
     let bridge = spawn_bridge(&nifi, &port, dir.path(), Some(SBS_REGEX), Some(&log)).await;
     let rest = Rest::new(&nifi);
     let name = format!("bridge-sbs-{}", std::process::id());
-    let (listen, listen_url) = rest
-        .listen_http(&format!("{name}-listen"), Some(SBS_REGEX))
-        .await;
-    let gen_ = rest
-        .generate(&format!("{name}-gen"), "3 KB", N, true, &SBS_ATTRIBUTES)
-        .await;
-    let mut senders = Vec::new();
+    let mut flow = SideBySide::new(
+        &rest,
+        &name,
+        Some(SBS_REGEX),
+        ("3 KB", N, true),
+        &SBS_ATTRIBUTES,
+    )
+    .await;
     for (side, url) in [
         ("bridge", bridge.url("/contentListener")),
-        ("listen", listen_url.clone()),
+        ("listen", flow.listen_url.clone()),
     ] {
         let invoke = rest
             .processor(
@@ -431,9 +532,12 @@ async fn nifi_senders_side_by_side_with_listenhttp() {
                     "Attributes to Send": "tenantId|camelCaseName|lowercase|filename"}}),
             )
             .await;
+        flow.add_sender(&rest, invoke, &["Retry", "No Retry", "Failure"])
+            .await;
         let post = rest
             .post_http(&format!("{name}-post-{side}"), &url, &[])
             .await;
+        flow.add_sender(&rest, post, &["failure"]).await;
         let postgz = rest
             .post_http(
                 &format!("{name}-postgz-{side}"),
@@ -441,34 +545,13 @@ async fn nifi_senders_side_by_side_with_listenhttp() {
                 &[("Compression Level", "6")],
             )
             .await;
-        senders.push((invoke, vec!["Retry", "No Retry", "Failure"]));
-        senders.push((post, vec!["failure"]));
-        senders.push((postgz, vec!["failure"]));
+        flow.add_sender(&rest, postgz, &["failure"]).await;
     }
-    let funnel = rest.funnel().await;
-    let mut inputs = Vec::new();
-    let mut failures = Vec::new();
-    for (p, rels) in &senders {
-        inputs.push(
-            rest.connect((&gen_, "PROCESSOR"), (p, "PROCESSOR"), "success")
-                .await,
-        );
-        for rel in rels {
-            failures.push(
-                rest.connect((p, "PROCESSOR"), (&funnel, "FUNNEL"), rel)
-                    .await,
-            );
-        }
-    }
-    let listened = rest
-        .connect((&listen, "PROCESSOR"), (&funnel, "FUNNEL"), "success")
-        .await;
-    let processors: Vec<String> = senders.iter().map(|(p, _)| p.clone()).collect();
 
-    rest.run_status(&listen, "RUNNING").await;
-    rest.run_all(&processors, "RUNNING").await;
+    rest.run_status(&flow.listen, "RUNNING").await;
+    rest.run_all(&flow.senders, "RUNNING").await;
     // HEAD: what ListenHTTP advertises.
-    let theirs = wait_listening(&listen_url).await;
+    let theirs = wait_listening(&flow.listen_url).await;
     let ours = reqwest::Client::new()
         .head(bridge.url("/contentListener"))
         .send()
@@ -482,36 +565,14 @@ async fn nifi_senders_side_by_side_with_listenhttp() {
         assert_eq!(ours.headers().get(h), theirs.headers().get(h), "HEAD {h}");
     }
 
-    rest.run_status(&gen_, "RUNNING").await;
-    let arrived = async {
-        port.wait_for_queued(3 * N, WAIT)
-            .await
-            .expect("bridge side");
-        rest.wait_queued(&listened, 3 * N, "ListenHTTP side").await;
-        for c in &inputs {
-            rest.wait_queued(c, 0, "senders drained").await;
-        }
-    };
-    arrived.await;
-    // Late duplicates would show up here.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    rest.run_all(&processors, "STOPPED").await;
-    rest.run_status(&gen_, "STOPPED").await;
-    rest.run_status(&listen, "STOPPED").await;
-    let failed = rest.queued_total(&failures).await;
-    let mut ids: Vec<&str> = processors.iter().map(String::as_str).collect();
-    ids.extend([listen.as_str(), gen_.as_str()]);
-    let bulletins = rest.error_bulletins(&ids).await;
+    rest.run_status(&flow.gen_, "RUNNING").await;
+    flow.arrive_and_stop(&rest, &port, 3 * N).await;
+    let (failed, bulletins) = flow.failed_and_bulletins(&rest).await;
     let bridge_side = normalized(rest.list(port.connection_id()).await);
-    let listen_side = normalized(rest.list(&listened).await);
+    let listen_side = normalized(rest.list(&flow.listened).await);
     let metrics = bridge.metrics().await;
 
-    rest.remove(
-        inputs.iter().chain(&failures).chain([&listened]),
-        processors.iter().chain([&gen_, &listen]),
-        &funnel,
-    )
-    .await;
+    flow.remove(&rest).await;
     port.delete().await.expect("delete port");
 
     assert_eq!(failed, 0, "FlowFiles in failure/retry");
@@ -576,69 +637,49 @@ async fn nifi_posthttp_default_batch_after_backlog_side_by_side_with_listenhttp(
     let bridge = spawn_bridge(&nifi, &port, dir.path(), None, None).await;
     let rest = Rest::new(&nifi);
     let name = format!("bridge-backlog-{}", std::process::id());
-    let (listen, listen_url) = rest.listen_http(&format!("{name}-listen"), None).await;
-    let gen_ = rest
-        .generate(
-            &format!("{name}-gen"),
-            "1 KB",
-            N,
-            false,
-            &[("tenantId", "t-7")],
-        )
-        .await;
-    let funnel = rest.funnel().await;
-    let mut posts = Vec::new();
-    let mut inputs = Vec::new();
-    let mut failures = Vec::new();
+    let mut flow = SideBySide::new(
+        &rest,
+        &name,
+        None,
+        ("1 KB", N, false),
+        &[("tenantId", "t-7")],
+    )
+    .await;
     for (side, url) in [
         ("bridge", bridge.url("/contentListener")),
-        ("listen", listen_url.clone()),
+        ("listen", flow.listen_url.clone()),
     ] {
         // Default properties but the URL: Max Batch Size 100 MB, Send as FlowFile.
         let post = rest
             .post_http(&format!("{name}-post-{side}"), &url, &[])
             .await;
-        inputs.push(
-            rest.connect((&gen_, "PROCESSOR"), (&post, "PROCESSOR"), "success")
-                .await,
-        );
-        failures.push(
-            rest.connect((&post, "PROCESSOR"), (&funnel, "FUNNEL"), "failure")
-                .await,
-        );
-        posts.push(post);
+        flow.add_sender(&rest, post, &["failure"]).await;
     }
-    let listened = rest
-        .connect((&listen, "PROCESSOR"), (&funnel, "FUNNEL"), "success")
-        .await;
-    rest.run_status(&listen, "RUNNING").await;
+    rest.run_status(&flow.listen, "RUNNING").await;
 
     // The backlog: one GenerateFlowFile run of N, cloned in front of both stopped PostHTTPs.
-    rest.run_status(&gen_, "RUNNING").await;
-    for c in &inputs {
+    rest.run_status(&flow.gen_, "RUNNING").await;
+    for c in &flow.inputs {
         rest.wait_queued(c, N, "GenerateFlowFile backlog").await;
     }
-    rest.run_status(&gen_, "STOPPED").await;
-    wait_listening(&listen_url).await;
-    rest.run_all(&posts, "RUNNING").await;
+    rest.run_status(&flow.gen_, "STOPPED").await;
+    wait_listening(&flow.listen_url).await;
+    rest.run_all(&flow.senders, "RUNNING").await;
     let arrived = async {
-        for c in &inputs {
+        for c in &flow.inputs {
             rest.wait_queued(c, 0, "PostHTTP backlog").await;
         }
         port.wait_for_queued(N, WAIT).await.expect("bridge side");
-        rest.wait_queued(&listened, N, "ListenHTTP side").await;
+        rest.wait_queued(&flow.listened, N, "ListenHTTP side").await;
     };
     arrived.await;
     // Late duplicates would show up here.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    rest.run_all(&posts, "STOPPED").await;
-    rest.run_status(&listen, "STOPPED").await;
+    rest.run_all(&flow.senders, "STOPPED").await;
+    rest.run_status(&flow.listen, "STOPPED").await;
     let bridge_count = port.queued_count().await.expect("count");
-    let listen_count = rest.queued(&listened).await;
-    let failed = rest.queued_total(&failures).await;
-    let mut ids: Vec<&str> = posts.iter().map(String::as_str).collect();
-    ids.extend([listen.as_str(), gen_.as_str()]);
-    let bulletins = rest.error_bulletins(&ids).await;
+    let listen_count = rest.queued(&flow.listened).await;
+    let (failed, bulletins) = flow.failed_and_bulletins(&rest).await;
     let by_name = |v: Vec<(BTreeMap<String, String>, Vec<u8>)>| {
         v.into_iter()
             .map(|(mut a, c)| {
@@ -650,15 +691,10 @@ async fn nifi_posthttp_default_batch_after_backlog_side_by_side_with_listenhttp(
             .collect::<BTreeMap<_, _>>()
     };
     let bridge_side = by_name(rest.list(port.connection_id()).await);
-    let listen_side = by_name(rest.list(&listened).await);
+    let listen_side = by_name(rest.list(&flow.listened).await);
     let metrics = bridge.metrics().await;
 
-    rest.remove(
-        inputs.iter().chain(&failures).chain([&listened]),
-        posts.iter().chain([&gen_, &listen]),
-        &funnel,
-    )
-    .await;
+    flow.remove(&rest).await;
     port.delete().await.expect("delete port");
 
     assert_eq!(failed, 0, "FlowFiles in PostHTTP's failure");
@@ -743,19 +779,17 @@ async fn nifi_2_3_invokehttp_side_by_side_with_listenhttp() {
     let bridge = spawn_bridge(&nifi, &port, dir.path(), Some(SBS_REGEX), None).await;
     let rest = Rest::new(&nifi);
     let name = format!("bridge-sbs2-{}", std::process::id());
-    let (listen, listen_url) = rest
-        .listen_http(&format!("{name}-listen"), Some(SBS_REGEX))
-        .await;
-    let gen_ = rest
-        .generate(&format!("{name}-gen"), "3 KB", N, true, &SBS_ATTRIBUTES)
-        .await;
-    let funnel = rest.funnel().await;
-    let mut invokes = Vec::new();
-    let mut inputs = Vec::new();
-    let mut failures = Vec::new();
+    let mut flow = SideBySide::new(
+        &rest,
+        &name,
+        Some(SBS_REGEX),
+        ("3 KB", N, true),
+        &SBS_ATTRIBUTES,
+    )
+    .await;
     for (side, url) in [
         ("bridge", bridge.url("/contentListener")),
-        ("listen", listen_url.clone()),
+        ("listen", flow.listen_url.clone()),
     ] {
         let invoke = rest
             .processor(
@@ -766,51 +800,19 @@ async fn nifi_2_3_invokehttp_side_by_side_with_listenhttp() {
                     "Request Header Attributes Pattern": "tenantId|camelCaseName|filename"}}),
             )
             .await;
-        inputs.push(
-            rest.connect((&gen_, "PROCESSOR"), (&invoke, "PROCESSOR"), "success")
-                .await,
-        );
-        for rel in ["Retry", "No Retry", "Failure"] {
-            failures.push(
-                rest.connect((&invoke, "PROCESSOR"), (&funnel, "FUNNEL"), rel)
-                    .await,
-            );
-        }
-        invokes.push(invoke);
+        flow.add_sender(&rest, invoke, &["Retry", "No Retry", "Failure"])
+            .await;
     }
-    let listened = rest
-        .connect((&listen, "PROCESSOR"), (&funnel, "FUNNEL"), "success")
-        .await;
-    rest.run_status(&listen, "RUNNING").await;
-    wait_listening(&listen_url).await;
-    rest.run_all(&invokes, "RUNNING").await;
-    rest.run_status(&gen_, "RUNNING").await;
-    let arrived = async {
-        port.wait_for_queued(N, WAIT).await.expect("bridge side");
-        rest.wait_queued(&listened, N, "ListenHTTP side").await;
-        for c in &inputs {
-            rest.wait_queued(c, 0, "senders drained").await;
-        }
-    };
-    arrived.await;
-    // Late duplicates would show up here.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    rest.run_all(&invokes, "STOPPED").await;
-    rest.run_status(&gen_, "STOPPED").await;
-    rest.run_status(&listen, "STOPPED").await;
-    let failed = rest.queued_total(&failures).await;
-    let mut ids: Vec<&str> = invokes.iter().map(String::as_str).collect();
-    ids.extend([listen.as_str(), gen_.as_str()]);
-    let bulletins = rest.error_bulletins(&ids).await;
+    rest.run_status(&flow.listen, "RUNNING").await;
+    wait_listening(&flow.listen_url).await;
+    rest.run_all(&flow.senders, "RUNNING").await;
+    rest.run_status(&flow.gen_, "RUNNING").await;
+    flow.arrive_and_stop(&rest, &port, N).await;
+    let (failed, bulletins) = flow.failed_and_bulletins(&rest).await;
     let bridge_side = normalized(rest.list(port.connection_id()).await);
-    let listen_side = normalized(rest.list(&listened).await);
+    let listen_side = normalized(rest.list(&flow.listened).await);
 
-    rest.remove(
-        inputs.iter().chain(&failures).chain([&listened]),
-        invokes.iter().chain([&gen_, &listen]),
-        &funnel,
-    )
-    .await;
+    flow.remove(&rest).await;
     port.delete().await.expect("delete port");
 
     assert_eq!(failed, 0, "FlowFiles in Retry/No Retry/Failure");
