@@ -448,6 +448,29 @@ impl Nifi {
         get(&self.inner.http, &format!("{}{path}", self.inner.api)).await
     }
 
+    /// GETs `{url}-api{path}` as bytes (FlowFile content).
+    pub(crate) async fn api_bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let url = format!("{}{path}", self.inner.api);
+        let resp = self
+            .inner
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| Error::Http {
+                method: "GET",
+                url: url.clone(),
+                source,
+            })?;
+        let resp = check_status("GET", &url, resp).await?;
+        let bytes = resp.bytes().await.map_err(|source| Error::Http {
+            method: "GET",
+            url,
+            source,
+        })?;
+        Ok(bytes.to_vec())
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
@@ -876,7 +899,8 @@ impl Port {
             let content = if size == 0 {
                 Vec::new()
             } else {
-                self.content(&format!("{base}/flowfiles/{uuid}/content"))
+                self.nifi
+                    .api_bytes(&format!("{base}/flowfiles/{uuid}/content"))
                     .await?
             };
             out.push(QueuedFlowFile {
@@ -885,29 +909,6 @@ impl Port {
             });
         }
         Ok(out)
-    }
-
-    async fn content(&self, path: &str) -> Result<Vec<u8>> {
-        let url = format!("{}{path}", self.nifi.inner.api);
-        let resp = self
-            .nifi
-            .inner
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| Error::Http {
-                method: "GET",
-                url: url.clone(),
-                source,
-            })?;
-        let resp = check_status("GET", &url, resp).await?;
-        let bytes = resp.bytes().await.map_err(|source| Error::Http {
-            method: "GET",
-            url,
-            source,
-        })?;
-        Ok(bytes.to_vec())
     }
 
     /// Drops every FlowFile queued behind the port; returns when NiFi reports the drop finished.

@@ -239,22 +239,10 @@ impl Rest {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
                 .collect();
-            let url = format!("{}{base}/flowfiles/{uuid}/content", self.nifi.inner.api);
-            let http_err = |source| Error::Http {
-                method: "GET",
-                url: url.clone(),
-                source,
-            };
-            let resp = self
+            let content = self
                 .nifi
-                .inner
-                .http
-                .get(&url)
-                .send()
-                .await
-                .map_err(http_err)?;
-            let resp = crate::check_status("GET", &url, resp).await?;
-            let content = resp.bytes().await.map_err(http_err)?.to_vec();
+                .api_bytes(&format!("{base}/flowfiles/{uuid}/content"))
+                .await?;
             out.push((attributes, content));
         }
         Ok(out)
