@@ -435,3 +435,28 @@ async fn a_posthttp_sized_batch_is_not_capped_by_max_records() {
     assert!(sink.delivered().is_empty());
     b.shutdown().await;
 }
+
+/// ListenHTTP's "Return Code": the status a committed POST is answered with (2xx only).
+#[tokio::test]
+async fn configured_return_code_answers_a_committed_post() {
+    let sink = MemorySink::new();
+    let mut c = cfg(None);
+    c.listen_http.return_code = 202;
+    let b = start(c, sink.clone());
+    let r = reqwest::Client::new()
+        .post(b.url("/contentListener"))
+        .header("filename", "rc.txt")
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let got = wait_delivered(&sink, 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].content[..], b"payload");
+    b.shutdown().await;
+
+    let mut bad = cfg(None);
+    bad.listen_http.return_code = 500;
+    assert!(bad.validate().is_err(), "a non-2xx return code is refused");
+}
