@@ -471,6 +471,33 @@ impl Nifi {
         Ok(bytes.to_vec())
     }
 
+    /// Drops every FlowFile queued in `connection` (a drop request, waited for up to
+    /// `timeout`, then deleted).
+    pub(crate) async fn drop_queue(&self, connection: &str, timeout: Duration) -> Result<()> {
+        let base = format!("/flowfile-queues/{connection}/drop-requests");
+        let created = self.post(&base, &json!({})).await?;
+        let id = created["dropRequest"]["id"]
+            .as_str()
+            .ok_or_else(|| Error::Unexpected(format!("no drop request id in {created}")))?
+            .to_owned();
+        let path = &format!("{base}/{id}");
+        let done = poll_until("the queue drop to finish", timeout, || async move {
+            let d = self.api_get(path).await?;
+            Ok(if d["dropRequest"]["finished"] == true {
+                Step::Ready(d)
+            } else {
+                Step::Pending(format!("{}% dropped", d["dropRequest"]["percentCompleted"]))
+            })
+        })
+        .await;
+        let _ = self.send(reqwest::Method::DELETE, path, None).await;
+        let done = done?;
+        match done["dropRequest"]["failureReason"].as_str() {
+            Some(reason) => Err(Error::Unexpected(format!("queue drop failed: {reason}"))),
+            None => Ok(()),
+        }
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
@@ -913,28 +940,7 @@ impl Port {
 
     /// Drops every FlowFile queued behind the port; returns when NiFi reports the drop finished.
     pub async fn drain(&self) -> Result<()> {
-        let base = format!("/flowfile-queues/{}/drop-requests", self.conn()?);
-        let created = self.nifi.post(&base, &json!({})).await?;
-        let id = created["dropRequest"]["id"]
-            .as_str()
-            .ok_or_else(|| Error::Unexpected(format!("no drop request id in {created}")))?
-            .to_owned();
-        let path = &format!("{base}/{id}");
-        let done = poll_until("the queue drop to finish", DEFAULT_WAIT, || async move {
-            let d = self.nifi.api_get(path).await?;
-            Ok(if d["dropRequest"]["finished"] == true {
-                Step::Ready(d)
-            } else {
-                Step::Pending(format!("{}% dropped", d["dropRequest"]["percentCompleted"]))
-            })
-        })
-        .await;
-        let _ = self.nifi.send(reqwest::Method::DELETE, path, None).await;
-        let done = done?;
-        match done["dropRequest"]["failureReason"].as_str() {
-            Some(reason) => Err(Error::Unexpected(format!("queue drop failed: {reason}"))),
-            None => Ok(()),
-        }
+        self.nifi.drop_queue(self.conn()?, DEFAULT_WAIT).await
     }
 
     async fn set_state(&self, state: &str) -> Result<()> {

@@ -159,31 +159,10 @@ impl Rest {
         }
     }
 
-    /// Drops every FlowFile queued in `connection` (a drop request, waited for).
+    /// Drops every FlowFile queued in `connection` (a drop request, waited for; fails when NiFi
+    /// reports a failure reason).
     pub async fn empty(&self, connection: &str) -> Result<()> {
-        let base = format!("/flowfile-queues/{connection}/drop-requests");
-        let v = self.call(reqwest::Method::POST, &base, None).await?;
-        let id = v["dropRequest"]["id"]
-            .as_str()
-            .ok_or_else(|| Error::Unexpected(format!("drop request without id: {v}")))?
-            .to_owned();
-        let deadline = Instant::now() + REQUEST_WAIT;
-        while self
-            .call(reqwest::Method::GET, &format!("{base}/{id}"), None)
-            .await?["dropRequest"]["finished"]
-            != true
-        {
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    what: format!("drop request on {connection}"),
-                    waited: REQUEST_WAIT,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        self.call(reqwest::Method::DELETE, &format!("{base}/{id}"), None)
-            .await?;
-        Ok(())
+        self.nifi.drop_queue(connection, REQUEST_WAIT).await
     }
 
     /// Every FlowFile queued in `connection` (at most 100: NiFi's listing limit), with its
