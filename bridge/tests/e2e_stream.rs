@@ -356,7 +356,11 @@ async fn limit_rejections_are_answered_after_the_body_logged_once_and_counted() 
         .lines()
         .filter(|l| l.contains("rejected") && l.contains("reason=\"LIMIT\""))
         .collect();
-    assert_eq!(lines.len(), 1, "the first rejection of a reason is logged:\n{text}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "the first rejection of a reason is logged:\n{text}"
+    );
     assert!(lines[0].contains("peer=127.0.0.1:"), "{}", lines[0]);
     assert!(lines[0].contains("size="), "{}", lines[0]);
 }
