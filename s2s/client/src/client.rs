@@ -65,8 +65,8 @@ pub(crate) struct PeerCache {
     failed_at: Option<Instant>,
     refreshing: bool,
     file_tried: bool,
-    /// FlowFiles this client moved per node (`host:port` after overrides) since the last
-    /// fetch: + sent, − received. NiFi's counts lag (a heartbeat, then the refresh interval),
+    /// FlowFiles this client received per node (`host:port` after overrides) since the last
+    /// fetch, as a negative number. NiFi's counts lag (a heartbeat, then the refresh interval),
     /// so the weights use the listed count plus this.
     moved: HashMap<String, i64>,
     /// Nodes whose RECEIVE answered "no data", and when: counted as holding nothing until a
@@ -97,8 +97,8 @@ impl PeerCache {
         self.drained.retain(|_, t| now < *t + DRAIN_HOLD);
     }
 
-    /// The FlowFile count to weigh node `addr` by: the listed count plus what this client
-    /// moved since, 0 while a "no data" answer from it is newer than the list can know.
+    /// The FlowFile count to weigh node `addr` by: the listed count less what this client
+    /// received since, 0 while a "no data" answer from it is newer than the list can know.
     fn effective_count(&self, addr: &str, listed: u32) -> u32 {
         if self.drained.contains_key(addr) {
             return 0;
@@ -533,9 +533,11 @@ impl Client {
             .collect()
     }
 
-    /// A transaction on node `addr` moved `n` FlowFiles (+ sent and committed, − received
-    /// and confirmed): the node's count for the weights until the next fetch. Data from a
-    /// node clears its "no data" mark.
+    /// A receive transaction on node `addr` took `n` FlowFiles (`n` < 0, received and
+    /// confirmed): the node's count for the weights until the next fetch, so a node this client
+    /// drained is not picked again for receiving, and is weighed as emptied for sending. Data from
+    /// a node clears its "no data" mark. Sends are not added: send weights follow the counts NiFi
+    /// reported until the next fetch, as NiFi's own client does.
     pub(crate) fn note_moved(&self, addr: &str, n: i64) {
         if self.cfg().single_node || n == 0 {
             return;

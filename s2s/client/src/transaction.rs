@@ -535,10 +535,6 @@ impl SendTransaction {
             self.opened.elapsed(),
             destination_full,
         );
-        self.client.note_moved(
-            &self.labels.peer,
-            i64::try_from(self.flowfiles).unwrap_or(i64::MAX),
-        );
         Ok(SendSummary {
             flowfiles: self.flowfiles,
             bytes: self.bytes,
