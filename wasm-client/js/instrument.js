@@ -13,12 +13,22 @@
 // * `IDBDatabase.transaction`: a read-write transaction of the app over watched stores also
 //   covers `__s2s_outbox` (hidden again from `objectStoreNames`, as the client's stores are from
 //   the app's `db.objectStoreNames`).
-// * `IDBObjectStore` `put`/`add`/`delete`/`clear` and `IDBCursor` `update`/`delete`: after the
-//   data request succeeds (a listener registered before the app's), the outbox row is added in
-//   the same transaction, so a failed or aborted write leaves no row. `delete(range)` reads the
-//   range's keys first and records one delete per key.
-// Rows have the client's format `{s: store, k: key, o: op, t: epoch ms, v: value}` and are keyed
-// by the outbox's key generator (`idb.seq`).
+// * `IDBObjectStore` `put`/`add`/`delete`/`clear` and `IDBCursor` `update`/`delete`: when the
+//   data request succeeds (a listener registered before the app's), its change is collected; when
+//   the last captured request pending in the transaction has settled, the changes collected so far
+//   are written to the outbox as ONE row, in the same transaction, so a failed or aborted write
+//   leaves no row. A request that fails contributes nothing. Writes the app issues later (e.g. from
+//   its own success handler) form a further row. `delete(range)` reads the range's keys first and
+//   records one delete per key.
+// A change has the client's format `{s: store, k: key, o: op, t: epoch ms, v: value}`. A row of
+// one change is that object (as rows written by the client itself); a row of n > 1 changes is
+// `{b: [change, ...]}`. Rows are keyed by the outbox's key generator, and every change has its own
+// `idb.seq`: a batch row stored at key K stands for seqs K..K+n-1. Those keys are reserved in the
+// same transaction (`put` at K+n-1 advances the key generator past it, then that placeholder is
+// deleted), so the keys K+1..K+n-1 stay free and the row is exactly equivalent to n single rows at
+// K..K+n-1 (the core splits it when only part of it was delivered). A batch row also has an index
+// entry, the array key `[K, n]` (array keys sort after all numbers), so `depth()` counts changes
+// from keys alone.
 
 const OUTBOX = '__s2s_outbox';
 const META = '__s2s_meta';
@@ -61,7 +71,9 @@ function ensureInternalStores(db, tx) {
 }
 
 function track(tx, name, cfg) {
-  const info = { name, cfg, rows: 0 };
+  // rows: changes written to the outbox; pending: captured requests not settled yet; batch: the
+  // changes collected since the last outbox row.
+  const info = { name, cfg, rows: 0, pending: 0, batch: [] };
   captured.set(tx, info);
   tx.addEventListener('complete', () => {
     if (info.rows > 0) cfg.onCommit?.(name, info.rows);
@@ -85,21 +97,63 @@ function inlineKeyValue(store, value, key) {
   return { ...value, [path]: key };
 }
 
-/** Adds outbox rows from the data request's success event (before the app's listeners run). */
+/** Aborts `tx`: a change that cannot be captured must not commit either. */
+function abortCapture(tx, e) {
+  console.error('s2s-wasm: could not capture a write; aborting its transaction', e);
+  try { tx.abort(); } catch { /* already finished */ }
+}
+
+/**
+ * Collects the changes of a data request from its success event (before the app's listeners run);
+ * the outbox row is written once no captured request of the transaction is pending.
+ */
 function capture(info, tx, req, rowsOf) {
+  info.pending += 1;
   req.addEventListener('success', () => {
-    let rows;
     try {
-      rows = rowsOf(req.result);
-      const outbox = originals.txObjectStore.call(tx, OUTBOX);
-      for (const row of rows) originals.add.call(outbox, row);
-      info.rows += rows.length;
+      for (const r of rowsOf(req.result)) info.batch.push(r);
     } catch (e) {
-      // No outbox row means the write must not commit either.
-      console.error('s2s-wasm: could not capture a write; aborting its transaction', e);
-      try { tx.abort(); } catch { /* already finished */ }
+      abortCapture(tx, e);
+      return;
     }
+    settled(info, tx);
   });
+  // A failed request contributes no change (its error also reaches the transaction, which aborts
+  // unless the app prevents that).
+  req.addEventListener('error', () => settled(info, tx));
+}
+
+function settled(info, tx) {
+  info.pending -= 1;
+  if (info.pending > 0 || info.batch.length === 0) return;
+  const changes = info.batch;
+  info.batch = [];
+  try {
+    const outbox = originals.txObjectStore.call(tx, OUTBOX);
+    const onError = (e) => abortCapture(tx, e.target?.error ?? e);
+    if (changes.length === 1) {
+      originals.add.call(outbox, changes[0]).addEventListener('error', onError);
+    } else {
+      const n = changes.length;
+      const req = originals.add.call(outbox, { b: changes });
+      req.addEventListener('error', onError);
+      req.addEventListener('success', () => {
+        try {
+          const first = req.result;
+          const last = first + n - 1;
+          // Reserve seqs first+1..last: an explicit key advances the key generator past it.
+          originals.put.call(outbox, 0, last).addEventListener('error', onError);
+          originals.delete.call(outbox, last).addEventListener('error', onError);
+          originals.put.call(outbox, 0, [first, n]).addEventListener('error', onError);
+        } catch (e) {
+          abortCapture(tx, e);
+        }
+      });
+    }
+    info.rows += changes.length;
+  } catch (e) {
+    abortCapture(tx, e);
+  }
 }
 
 function row(store, key, op, value) {
@@ -314,7 +368,7 @@ async function prepare(name) {
  * Installs the shim for `databases` (`{ name: { stores?: string[] } }`; no `stores`: every store
  * of the database). Call and await it before the app opens these databases.
  * `hooks.onOpen(name)` runs when the app opened one, `hooks.onCommit(name, rows)` after a
- * transaction committed `rows` outbox rows.
+ * transaction committed `rows` captured changes.
  */
 export async function installCapture(databases, hooks = {}) {
   if (typeof indexedDB === 'undefined') throw new Error('IndexedDB is not available here');

@@ -489,54 +489,207 @@ pub(crate) fn request_error_value(req: &web_sys::IdbRequest, op: &str) -> JsValu
     err.into()
 }
 
-/// Reads up to `limit` rows from the head of the outbox (oldest first).
+/// Most changes one batch row may hold; a longer row is not in the client's format.
+pub const MAX_BATCH_CHANGES: u32 = 1_000_000;
+
+/// The numeric keys of the outbox (rows), without the batch index entries (array keys).
+fn rows_range(after: u64) -> Result<IdbKeyRange, Error> {
+    let range = if after == 0 {
+        IdbKeyRange::upper_bound(&f64::INFINITY.into())
+    } else {
+        IdbKeyRange::bound_with_lower_open_and_upper_open(
+            &(after as f64).into(),
+            &f64::INFINITY.into(),
+            true,
+            false,
+        )
+    };
+    range.map_err(|e| Error::idb(&e))
+}
+
+/// The batch index entries `[K, n]` (array keys sort after every number).
+fn index_range() -> Result<IdbKeyRange, Error> {
+    IdbKeyRange::lower_bound(&js_sys::Array::new().into()).map_err(|e| Error::idb(&e))
+}
+
+fn index_key(first: u64, n: u32) -> JsValue {
+    js_sys::Array::of2(&(first as f64).into(), &n.into()).into()
+}
+
+fn key_seq(key: &JsValue) -> Result<u64, Error> {
+    key.as_f64()
+        .filter(|n| *n >= 1.0 && n.fract() == 0.0 && *n < 9_007_199_254_740_992.0)
+        .map(|n| n as u64)
+        .ok_or_else(|| Error::Idb(format!("outbox key {key:?} is not a sequence number")))
+}
+
+/// The changes of a batch row (`{b: [...]}`), `None` for a single row.
+fn batch_of(key: u64, row: &JsValue) -> Result<Option<js_sys::Array>, Error> {
+    let b = Reflect::get(row, &"b".into()).unwrap_or(JsValue::UNDEFINED);
+    if b.is_undefined() {
+        return Ok(None);
+    }
+    let bad = || Error::Idb(format!("outbox row {key} is not in the client's format"));
+    let b: js_sys::Array = b.dyn_into().map_err(|_| bad())?;
+    let n = b.length();
+    if n == 0 || n > MAX_BATCH_CHANGES || key.checked_add(u64::from(n)).is_none() {
+        return Err(bad());
+    }
+    Ok(Some(b))
+}
+
+/// Number of changes (seqs) a stored row stands for.
+fn row_len(key: u64, row: &JsValue) -> Result<u32, Error> {
+    Ok(batch_of(key, row)?.map_or(1, |b| b.length()))
+}
+
+/// The changes of the stored row at `key` with `seq > after`, at most `limit` of them.
+fn expand(
+    key: u64,
+    row: &JsValue,
+    after: u64,
+    limit: usize,
+    out: &mut Vec<OutboxRow>,
+) -> Result<(), Error> {
+    match batch_of(key, row)? {
+        None => {
+            if key > after && out.len() < limit {
+                out.push(parse_row(&(key as f64).into(), row)?);
+            }
+        }
+        Some(b) => {
+            let skip = after.saturating_sub(key - 1).min(u64::from(b.length())) as u32;
+            for i in skip..b.length() {
+                if out.len() >= limit {
+                    break;
+                }
+                let seq = key + u64::from(i);
+                let change = b.get(i);
+                if change.is_object() && !Reflect::has(&change, &"b".into()).unwrap_or(false) {
+                    out.push(parse_row(&(seq as f64).into(), &change)?);
+                } else {
+                    return Err(Error::Idb(format!(
+                        "outbox row {key} is not in the client's format"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The row with the greatest key in `range` (key, value), read by a backwards cursor.
+async fn last_row_in(
+    os: &IdbObjectStore,
+    range: &IdbKeyRange,
+) -> Result<Option<(u64, JsValue)>, Error> {
+    let req = os
+        .open_cursor_with_range_and_direction(range, web_sys::IdbCursorDirection::Prev)
+        .map_err(|e| Error::idb(&e))?;
+    let cursor = idb::request(&req).await?;
+    if cursor.is_null() || cursor.is_undefined() {
+        return Ok(None);
+    }
+    let key = Reflect::get(&cursor, &"primaryKey".into()).map_err(|e| Error::js(&e))?;
+    let value = Reflect::get(&cursor, &"value".into()).map_err(|e| Error::js(&e))?;
+    Ok(Some((key_seq(&key)?, value)))
+}
+
+/// Reads up to `limit` changes from the head of the outbox (oldest first).
 pub async fn peek(db: &IdbDatabase, limit: u32) -> Result<Vec<OutboxRow>, Error> {
     peek_after(db, 0, limit).await
 }
 
-/// Reads up to `limit` rows with `seq > after`, oldest first (`after` 0: from the head). The
-/// pipelined uploader reads past the rows it already has in flight this way.
+/// Reads up to `limit` changes with `seq > after`, oldest first (`after` 0: from the head). The
+/// pipelined uploader reads past the changes it already has in flight this way; `after` may lie
+/// inside a batch row, whose remaining changes come first then.
 pub async fn peek_after(db: &IdbDatabase, after: u64, limit: u32) -> Result<Vec<OutboxRow>, Error> {
     let tx = db
         .transaction_with_str(OUTBOX_STORE)
         .map_err(|e| Error::idb(&e))?;
     let os = tx.object_store(OUTBOX_STORE).map_err(|e| Error::idb(&e))?;
-    // seq starts at 1 (key generator), so `after == 0` is the whole store.
-    let range: JsValue = if after == 0 {
-        JsValue::UNDEFINED
-    } else {
-        IdbKeyRange::lower_bound_with_open(&(after as f64).into(), true)
-            .map_err(|e| Error::idb(&e))?
-            .into()
-    };
-    let keys_req = os
-        .get_all_keys_with_key_and_limit(&range, limit)
-        .map_err(|e| Error::idb(&e))?;
-    let rows_req = os
-        .get_all_with_key_and_limit(&range, limit)
-        .map_err(|e| Error::idb(&e))?;
-    let keys: js_sys::Array = idb::request(&keys_req).await?.unchecked_into();
-    let rows: js_sys::Array = idb::request(&rows_req).await?.unchecked_into();
-    if keys.length() != rows.length() {
-        return Err(Error::Idb("outbox keys and rows disagree".into()));
+    let limit = limit as usize;
+    let mut out = Vec::with_capacity(limit.min(4096));
+    if limit == 0 {
+        return Ok(out);
     }
-    keys.iter()
-        .zip(rows.iter())
-        .map(|(k, r)| parse_row(&k, &r))
-        .collect()
+    // seq starts at 1 (key generator): with `after == 0` no row lies at or before it.
+    if after > 0 {
+        let upto = IdbKeyRange::upper_bound(&(after as f64).into()).map_err(|e| Error::idb(&e))?;
+        if let Some((key, row)) = last_row_in(&os, &upto).await? {
+            expand(key, &row, after, limit, &mut out)?;
+        }
+    }
+    // Rows after `after`, a few at a time: a row holds one change or a whole batch, so ask for
+    // about as many rows as changes are still wanted, judged by the longest row seen so far.
+    let mut from = after;
+    let mut longest: usize = 0;
+    while out.len() < limit {
+        let want = limit - out.len();
+        let chunk = match want.checked_div(longest) {
+            None => want.min(4), // nothing seen yet
+            Some(rows) => rows.clamp(1, want),
+        } as u32;
+        let range = rows_range(from)?;
+        let keys_req = os
+            .get_all_keys_with_key_and_limit(&range, chunk)
+            .map_err(|e| Error::idb(&e))?;
+        let rows_req = os
+            .get_all_with_key_and_limit(&range, chunk)
+            .map_err(|e| Error::idb(&e))?;
+        let keys: js_sys::Array = idb::request(&keys_req).await?.unchecked_into();
+        let rows: js_sys::Array = idb::request(&rows_req).await?.unchecked_into();
+        if keys.length() != rows.length() {
+            return Err(Error::Idb("outbox keys and rows disagree".into()));
+        }
+        for (k, r) in keys.iter().zip(rows.iter()) {
+            if out.len() >= limit {
+                break; // rows read past the limit are not looked at
+            }
+            let key = key_seq(&k)?;
+            longest = longest.max(row_len(key, &r)? as usize);
+            expand(key, &r, after, limit, &mut out)?;
+            from = key;
+        }
+        if keys.length() < chunk {
+            break; // the end of the outbox
+        }
+    }
+    Ok(out)
 }
 
-/// Number of rows waiting in the outbox.
+/// Number of changes waiting in the outbox (a batch row counts its changes).
 pub async fn depth(db: &IdbDatabase) -> Result<u32, Error> {
     let tx = db
         .transaction_with_str(OUTBOX_STORE)
         .map_err(|e| Error::idb(&e))?;
     let os = tx.object_store(OUTBOX_STORE).map_err(|e| Error::idb(&e))?;
-    let n = idb::request(&os.count().map_err(|e| Error::idb(&e))?).await?;
-    Ok(n.as_f64().unwrap_or(0.0) as u32)
+    let rows_req = os
+        .count_with_key(&rows_range(0)?.into())
+        .map_err(|e| Error::idb(&e))?;
+    let index_req = os
+        .get_all_keys_with_key(&index_range()?.into())
+        .map_err(|e| Error::idb(&e))?;
+    let rows = idb::request(&rows_req).await?.as_f64().unwrap_or(0.0) as u64;
+    let index: js_sys::Array = idb::request(&index_req).await?.unchecked_into();
+    let mut n = rows;
+    for entry in index.iter() {
+        let len = js_sys::Array::from(&entry)
+            .get(1)
+            .as_f64()
+            .filter(|n| *n >= 1.0 && n.fract() == 0.0 && *n <= f64::from(MAX_BATCH_CHANGES))
+            .ok_or_else(|| {
+                Error::Idb(format!(
+                    "outbox index entry {entry:?} is not in the client's format"
+                ))
+            })?;
+        n += len as u64 - 1;
+    }
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
-/// Whether any row with `seq <= upto` is still in the outbox.
+/// Whether any change with `seq <= upto` is still in the outbox (a batch row's key is its first
+/// seq, so counting rows by key is exact).
 pub async fn has_rows_upto(db: &IdbDatabase, upto: u64) -> Result<bool, Error> {
     let tx = db
         .transaction_with_str(OUTBOX_STORE)
@@ -568,54 +721,96 @@ pub async fn set_aside_between(db: &IdbDatabase, from: u64, to: u64) -> Result<V
         .collect())
 }
 
-/// Highest `seq` currently in the outbox, if any.
+/// Highest `seq` currently in the outbox (the last change of the last row), if any.
 pub async fn last_seq(db: &IdbDatabase) -> Result<Option<u64>, Error> {
     let tx = db
         .transaction_with_str(OUTBOX_STORE)
         .map_err(|e| Error::idb(&e))?;
     let os = tx.object_store(OUTBOX_STORE).map_err(|e| Error::idb(&e))?;
-    let req = os
-        .open_key_cursor_with_range_and_direction(
-            &JsValue::UNDEFINED,
-            web_sys::IdbCursorDirection::Prev,
-        )
-        .map_err(|e| Error::idb(&e))?;
-    let cursor = idb::request(&req).await?;
-    if cursor.is_null() || cursor.is_undefined() {
-        return Ok(None);
+    match last_row_in(&os, &rows_range(0)?).await? {
+        None => Ok(None),
+        Some((key, row)) => Ok(Some(key + u64::from(row_len(key, &row)?) - 1)),
     }
-    let key = Reflect::get(&cursor, &"primaryKey".into()).map_err(|e| Error::js(&e))?;
-    Ok(key.as_f64().map(|k| k as u64))
 }
 
-/// Deletes delivered rows. Called only after the bridge's *committed* ack.
+/// Deletes delivered changes. Called only after the bridge's *committed* ack.
 pub async fn remove(db: &IdbDatabase, seqs: &[u64]) -> Result<(), Error> {
     let tx = db
         .transaction_with_str_and_mode(OUTBOX_STORE, IdbTransactionMode::Readwrite)
         .map_err(|e| Error::idb(&e))?;
     let done = idb::completion(&tx);
     let os = tx.object_store(OUTBOX_STORE).map_err(|e| Error::idb(&e))?;
-    delete_runs(&os, seqs)?;
-    idb::finished(&tx, done).await
+    let outcome = remove_in(&os, seqs).await;
+    if outcome.is_err() {
+        let _ = tx.abort();
+    }
+    let finished = idb::finished(&tx, done).await;
+    outcome.and(finished)
 }
 
-/// Deletes `seqs` as contiguous key ranges: one request per run instead of one per row.
-fn delete_runs(os: &IdbObjectStore, seqs: &[u64]) -> Result<(), Error> {
+/// Removes the changes `seqs` from the outbox, inside the caller's read-write transaction:
+/// contiguous runs of seqs are deleted as key ranges (one request per run). A batch row only
+/// partly among them is split: it is deleted and its other changes are written back as single
+/// rows at their own seqs (those keys were reserved for them, so they are free).
+async fn remove_in(os: &IdbObjectStore, seqs: &[u64]) -> Result<(), Error> {
+    let mut seqs = seqs.to_vec();
+    seqs.sort_unstable();
+    seqs.dedup();
     let mut i = 0;
     while i < seqs.len() {
         let mut j = i;
         while j + 1 < seqs.len() && seqs[j + 1] == seqs[j] + 1 {
             j += 1;
         }
-        let range = IdbKeyRange::bound(&(seqs[i] as f64).into(), &(seqs[j] as f64).into())
-            .map_err(|e| Error::idb(&e))?;
-        os.delete(&range).map_err(|e| Error::idb(&e))?;
+        let (a, b) = (seqs[i], seqs[j]);
         i = j + 1;
+        // A batch row that starts before the run and reaches into it.
+        let before = IdbKeyRange::upper_bound_with_open(&(a as f64).into(), true)
+            .map_err(|e| Error::idb(&e))?;
+        if let Some((key, row)) = last_row_in(os, &before).await? {
+            split(os, key, &row, a, b)?;
+        }
+        // The last row that starts inside the run may reach past it; rows before it end in it.
+        let inside = IdbKeyRange::bound(&(a as f64).into(), &(b as f64).into())
+            .map_err(|e| Error::idb(&e))?;
+        if let Some((key, row)) = last_row_in(os, &inside).await? {
+            split(os, key, &row, a, b)?;
+        }
+        os.delete(&inside).map_err(|e| Error::idb(&e))?;
+        let index = IdbKeyRange::bound(
+            &js_sys::Array::of1(&(a as f64).into()).into(),
+            &js_sys::Array::of2(&(b as f64).into(), &f64::INFINITY.into()).into(),
+        )
+        .map_err(|e| Error::idb(&e))?;
+        os.delete(&index).map_err(|e| Error::idb(&e))?;
     }
     Ok(())
 }
 
-/// Moves rows the bridge rejected for good into [`REJECTED_STORE`] (same seq as key), in one
+/// If the batch row at `key` has changes outside `a..=b` as well as inside, replaces it by single
+/// rows for the changes outside: the row at `key` is overwritten when its first change stays (the
+/// caller deletes it otherwise), the other keys are free.
+fn split(os: &IdbObjectStore, key: u64, row: &JsValue, a: u64, b: u64) -> Result<(), Error> {
+    let Some(batch) = batch_of(key, row)? else {
+        return Ok(());
+    };
+    let n = batch.length();
+    let end = key + u64::from(n) - 1;
+    if end < a || key > b {
+        return Ok(()); // no change of it is in the run
+    }
+    let mut changes = Vec::with_capacity(n as usize);
+    expand(key, row, 0, n as usize, &mut changes)?;
+    os.delete(&index_key(key, n)).map_err(|e| Error::idb(&e))?;
+    for c in changes.iter().filter(|c| c.seq < a || c.seq > b) {
+        let obj = row_object(&c.store, &c.key, c.op, c.timestamp, &c.value);
+        os.put_with_key(&obj, &(c.seq as f64).into())
+            .map_err(|e| Error::idb(&e))?;
+    }
+    Ok(())
+}
+
+/// Moves changes the bridge rejected for good into [`REJECTED_STORE`] (same seq as key), in one
 /// transaction, so they stop blocking the queue and are still there for the app to inspect.
 pub async fn set_aside(db: &IdbDatabase, rows: &[OutboxRow], reason: &str) -> Result<(), Error> {
     let tx = db
@@ -635,9 +830,12 @@ pub async fn set_aside(db: &IdbDatabase, rows: &[OutboxRow], reason: &str) -> Re
         rejected
             .put_with_key(&obj, &(row.seq as f64).into())
             .map_err(|e| Error::idb(&e))?;
-        outbox
-            .delete(&(row.seq as f64).into())
-            .map_err(|e| Error::idb(&e))?;
     }
-    idb::finished(&tx, done).await
+    let seqs: Vec<u64> = rows.iter().map(|r| r.seq).collect();
+    let outcome = remove_in(&outbox, &seqs).await;
+    if outcome.is_err() {
+        let _ = tx.abort();
+    }
+    let finished = idb::finished(&tx, done).await;
+    outcome.and(finished)
 }

@@ -1,5 +1,6 @@
 //! Shared helpers; one module per area.
 
+mod batch;
 mod fake_bridge;
 mod outbox;
 mod ownership;
