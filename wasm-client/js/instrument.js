@@ -29,6 +29,9 @@
 // K..K+n-1 (the core splits it when only part of it was delivered). A batch row also has an index
 // entry, the array key `[K, n]` (array keys sort after all numbers), so `depth()` counts changes
 // from keys alone.
+// * `IDBTransaction.commit` of a captured transaction: while outbox requests are still to be
+//   issued (from success events), the commit waits for them (IndexedDB forbids requests after
+//   `commit()`); then it commits.
 
 const OUTBOX = '__s2s_outbox';
 const META = '__s2s_meta';
@@ -73,7 +76,9 @@ function ensureInternalStores(db, tx) {
 function track(tx, name, cfg) {
   // rows: changes written to the outbox; pending: captured requests not settled yet; batch: the
   // changes collected since the last outbox row.
-  const info = { name, cfg, rows: 0, pending: 0, batch: [] };
+  // reserving: batch rows whose seqs are not reserved yet; commitAsked: the app called commit()
+  // meanwhile (deferred until the outbox requests are issued, see `T.commit`).
+  const info = { name, cfg, rows: 0, pending: 0, batch: [], reserving: 0, commitAsked: false };
   captured.set(tx, info);
   tx.addEventListener('complete', () => {
     if (info.rows > 0) cfg.onCommit?.(name, info.rows);
@@ -119,41 +124,69 @@ function capture(info, tx, req, rowsOf) {
     settled(info, tx);
   });
   // A failed request contributes no change (its error also reaches the transaction, which aborts
-  // unless the app prevents that).
-  req.addEventListener('error', () => settled(info, tx));
+  // unless the app prevents that). When the whole transaction is aborting nothing is written.
+  req.addEventListener('error', () => {
+    if (req.error?.name === 'AbortError') {
+      info.pending -= 1;
+      return;
+    }
+    settled(info, tx);
+  });
+}
+
+/** An outbox request failed: the transaction must not commit (unless it is aborting anyway). */
+function outboxError(tx) {
+  return (event) => {
+    const error = event.target?.error;
+    if (error?.name !== 'AbortError') abortCapture(tx, error ?? event);
+  };
 }
 
 function settled(info, tx) {
   info.pending -= 1;
-  if (info.pending > 0 || info.batch.length === 0) return;
+  if (info.pending > 0) return;
   const changes = info.batch;
   info.batch = [];
   try {
-    const outbox = originals.txObjectStore.call(tx, OUTBOX);
-    const onError = (e) => abortCapture(tx, e.target?.error ?? e);
     if (changes.length === 1) {
-      originals.add.call(outbox, changes[0]).addEventListener('error', onError);
-    } else {
+      const outbox = originals.txObjectStore.call(tx, OUTBOX);
+      originals.add.call(outbox, changes[0]).addEventListener('error', outboxError(tx));
+      info.rows += 1;
+    } else if (changes.length > 1) {
+      const outbox = originals.txObjectStore.call(tx, OUTBOX);
       const n = changes.length;
       const req = originals.add.call(outbox, { b: changes });
-      req.addEventListener('error', onError);
+      info.reserving += 1;
+      info.rows += n;
+      req.addEventListener('error', outboxError(tx));
       req.addEventListener('success', () => {
+        info.reserving -= 1;
         try {
           const first = req.result;
           const last = first + n - 1;
           // Reserve seqs first+1..last: an explicit key advances the key generator past it.
-          originals.put.call(outbox, 0, last).addEventListener('error', onError);
-          originals.delete.call(outbox, last).addEventListener('error', onError);
-          originals.put.call(outbox, 0, [first, n]).addEventListener('error', onError);
+          originals.put.call(outbox, 0, last).addEventListener('error', outboxError(tx));
+          originals.delete.call(outbox, last).addEventListener('error', outboxError(tx));
+          originals.put.call(outbox, 0, [first, n]).addEventListener('error', outboxError(tx));
         } catch (e) {
           abortCapture(tx, e);
+          return;
         }
+        deferredCommit(info, tx);
       });
     }
-    info.rows += changes.length;
   } catch (e) {
     abortCapture(tx, e);
+    return;
   }
+  deferredCommit(info, tx);
+}
+
+/** Commits now if the app asked to while outbox requests were still to be issued. */
+function deferredCommit(info, tx) {
+  if (!info.commitAsked || info.pending > 0 || info.reserving > 0) return;
+  info.commitAsked = false;
+  try { originals.commit.call(tx); } catch { /* already finished or aborted */ }
 }
 
 function row(store, key, op, value) {
@@ -186,6 +219,7 @@ function install() {
     getAllKeys: S.getAllKeys,
     cursorUpdate: C.update,
     cursorDelete: C.delete,
+    commit: T.commit,
   };
   const o = originals;
 
@@ -235,6 +269,21 @@ function install() {
     track(tx, name, cfg);
     return tx;
   };
+
+  if (typeof o.commit === 'function') {
+    // commit() forbids new requests, but the outbox row of the last writes, and the reservation of
+    // a batch row's seqs, are issued from success events that may come after the app's commit():
+    // such a commit waits until they are issued (IndexedDB would commit by itself afterwards; this
+    // only keeps the early commit).
+    T.commit = function commit() {
+      const i = captured.get(this);
+      if (i && (i.pending > 0 || i.reserving > 0)) {
+        i.commitAsked = true;
+        return undefined;
+      }
+      return o.commit.call(this);
+    };
+  }
 
   const defineGetter = (proto, prop, get) => Object.defineProperty(proto, prop, {
     get, configurable: true, enumerable: true,
