@@ -6,7 +6,20 @@
 //! even after rows are deleted or the database is reopened.
 //!
 //! Row layout (a plain object, so IndexedDB's structured clone captures the value at write time):
-//! `{ s: store, k: key, o: op, t: epoch ms, v: value }`.
+//! one change is `{ s: store, k: key, o: op, t: epoch ms, v: value }` (what [`WriteTx`] and
+//! `snapshot` write). `instrument()` (`js/instrument.js`) writes ONE row per batch of captured
+//! writes of a transaction, `{ b: [change, ...] }` with n > 1 changes: stored at key K it stands for
+//! seqs K..K+n-1, which the same transaction reserves (a `put` at K+n-1 advances the key generator
+//! past it, then that placeholder is deleted), so keys K+1..K+n-1 stay free and the row is exactly
+//! n single rows at K..K+n-1. A batch row also has an index entry, the array key `[K, n]` (array
+//! keys sort after every number), so [`depth`] counts changes from keys alone.
+//!
+//! The functions here work on records (changes), never on rows: [`peek_after`] expands batch rows
+//! and may return part of one (the next call continues inside it), [`remove`] and [`set_aside`]
+//! split a batch row that is only partly among their seqs into single rows (at their own seqs, in
+//! the same transaction), [`last_seq`] is the last change of the last row. A batch row holds at
+//! most [`MAX_BATCH_CHANGES`] changes; anything else is an [`Error::Idb`] "not in the client's
+//! format".
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
