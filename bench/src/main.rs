@@ -35,6 +35,26 @@ enum Cmd {
     /// `Client::send_sources`, what `s2s send FILE` does); print one JSON line.
     #[command(hide = true)]
     P2SendFile(P2SendFileArgs),
+    /// HTTP load by hand (P3a's load generator): CONNS keep-alive connections POSTing a BYTES-long
+    /// body to http://ADDR/PATH back to back for SECS; prints the answers by status and the rate.
+    /// For profiling the bridge or ListenHTTP outside the full bench.
+    Load(LoadArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct LoadArgs {
+    /// `127.0.0.1:PORT`.
+    #[arg(long)]
+    addr: std::net::SocketAddr,
+    #[arg(long, default_value = "/contentListener")]
+    path: String,
+    #[arg(long, default_value_t = 16)]
+    conns: usize,
+    #[arg(long, default_value_t = 10.0)]
+    secs: f64,
+    /// Body size in bytes (the P3 record: 1 KiB of letters).
+    #[arg(long, default_value_t = 1024)]
+    bytes: usize,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -82,7 +102,34 @@ fn main() -> anyhow::Result<()> {
         Cmd::Run(args) => rt.block_on(scenarios::run(args)),
         Cmd::P1Send(args) => rt.block_on(p1_send(args)),
         Cmd::P2SendFile(args) => rt.block_on(p2_send_file(args)),
+        Cmd::Load(args) => rt.block_on(load(args)),
     }
+}
+
+async fn load(a: LoadArgs) -> anyhow::Result<()> {
+    let body: Vec<u8> = (0..a.bytes).map(|i| b'a' + (i % 26) as u8).collect();
+    let r = s2s_bench::loadgen::run(s2s_bench::loadgen::Load {
+        addr: a.addr,
+        path: a.path,
+        headers: vec![("content-type".into(), "application/octet-stream".into())],
+        body: body.into(),
+        connections: a.conns,
+        duration: Duration::from_secs_f64(a.secs),
+    })
+    .await;
+    println!(
+        "{} conns, {:.1} s: statuses {:?}, {} errors{}; {:.0} 2xx/s",
+        a.conns,
+        r.secs,
+        r.statuses,
+        r.errors,
+        r.first_error
+            .as_deref()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default(),
+        r.rate()
+    );
+    Ok(())
 }
 
 /// Like `s2s send FILE` (client built before the clock starts, discovery inside the timed part,

@@ -429,7 +429,7 @@ ws_idle_timeout_ms = 120000      # WebSocket with nothing received and nothing i
 [forward]
 max_records = 1000               # per S2S transaction
 max_bytes = 4194304              # per S2S transaction
-linger_ms = 20                   # wait for more batches before sending
+linger_ms = 0                    # extra wait for more batches (0: take what is queued when a slot frees)
 max_transactions = 2             # concurrent S2S transactions
 queue = 1024                     # batches queued before ingest waits
 backoff_initial_ms = 100         # exponential backoff, full jitter

@@ -4,6 +4,14 @@
 //! task takes batches from a bounded queue and closes a transaction when it holds `max_records`
 //! records or `max_bytes` bytes, or `linger` passed since its first batch. Batches are never split,
 //! so each is committed or not as a whole. Up to `max_transactions` transactions run at once.
+//!
+//! The default `linger` is 0: group commit. The aggregator waits for a free transaction slot,
+//! then takes everything queued by then, so under load transactions grow by themselves (batches
+//! pile up while both slots are busy) and a lone batch is never held back. A fixed linger delays
+//! every closed-loop sender (one that waits for its answer before sending more, as `PostHTTP` and
+//! the WebSocket client at their window do) by the whole linger on every request: with 20 ms, 16
+//! such senders posting one record each got ~400 records/s through a NiFi that commits a
+//! transaction in ~6 ms.
 //! A retryable failure is retried with exponential backoff and full jitter for at most
 //! `retry_budget`; after that every batch of the transaction is answered *retry after*, so the
 //! clients keep the data. In `ack = "nifi"` mode this is the whole pipeline; in `ack = "spool"`
@@ -28,7 +36,8 @@ pub struct ForwardConfig {
     pub max_records: usize,
     /// Most encoded bytes per S2S transaction. Default 4 MiB.
     pub max_bytes: usize,
-    /// Longest wait for more batches before a transaction is sent, in ms. Default 20.
+    /// Longest wait for more batches before a transaction is sent, in ms. Default 0: send what is
+    /// queued as soon as a transaction slot is free (batches aggregate while the slots are busy).
     pub linger_ms: u64,
     /// Most S2S transactions in flight at once. Default 2.
     pub max_transactions: usize,
@@ -49,7 +58,7 @@ impl Default for ForwardConfig {
         Self {
             max_records: 1000,
             max_bytes: 4 << 20,
-            linger_ms: 20,
+            linger_ms: 0,
             max_transactions: 2,
             queue: 1024,
             backoff_initial_ms: 100,

@@ -696,6 +696,51 @@ async fn aggregates_batches_from_many_clients_into_few_transactions() {
     bridge.shutdown().await;
 }
 
+/// The default `linger_ms = 0` is group commit: a lone batch goes at once, and batches that arrive
+/// while every transaction slot is busy go together when one frees.
+#[tokio::test]
+async fn default_forwarding_groups_batches_that_wait_for_a_busy_slot() {
+    let sink = MemorySink::new();
+    sink.set_delay(Duration::from_millis(300));
+    let mut c = cfg();
+    c.forward.linger_ms = s2s_bridge::forward::ForwardConfig::default().linger_ms;
+    assert_eq!(c.forward.linger_ms, 0, "the default is group commit");
+    c.forward.max_transactions = 1;
+    let bridge = start(c, sink.clone());
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        let mut ws = connect(&bridge.ws_url(""), None, None)
+            .await
+            .expect("connect");
+        hello(&mut ws).await;
+        clients.push(ws);
+    }
+    send(
+        &mut clients[0],
+        encode_batch(0, &[ff("first", "x")]).unwrap(),
+    )
+    .await;
+    // The first transaction is under way (300 ms): the next four queue behind it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for (i, ws) in clients.iter_mut().enumerate().skip(1) {
+        send(
+            ws,
+            encode_batch(i as u64, &[ff(&format!("c{i}"), "x")]).unwrap(),
+        )
+        .await;
+    }
+    for ws in &mut clients {
+        assert_eq!(ack(ws).await.status, AckStatus::Committed);
+    }
+    assert_eq!(sink.delivered().len(), 5);
+    assert_eq!(
+        sink.transactions(),
+        2,
+        "the first batch alone, then the four that waited for the slot together"
+    );
+    bridge.shutdown().await;
+}
+
 // ---- Issue 12 parts 4–5: one admission path, every rejection counted under its reason. ----
 
 /// `bridge_rejections_total{reason}` from `/metrics`.
