@@ -9,7 +9,9 @@
 //!   1 KiB FlowFiles → the bridge (`ack = "nifi"`, hold protocol) vs → `ListenHTTP`.
 //! - **P3c**: the bridge's batch endpoints, `POST /v1/flowfiles` (1,000 JSON records) and a
 //!   flowfile-v3 body of 1,000 packages to `/contentListener`, 4 posters, `ack = "nifi"`, vs
-//!   `ListenHTTP` one record per POST (P3a's 16-connection runs, same reps).
+//!   `ListenHTTP` one record per POST (P3a's 16-connection runs, same reps). Also reported: the
+//!   same records sent straight to the port by the s2s client, NiFi's own S2S ingest rate here
+//!   (the ceiling any relay in front of it can reach).
 //!
 //! Every run is checked: what the senders were told was accepted is exactly what NiFi queued.
 
@@ -26,6 +28,7 @@ use serde_json::json;
 
 use super::{Ctx, json_records, order, start_bridge, start_bridge_with};
 use crate::listenhttp::ListenHttp;
+use crate::{P1SendArgs, run_p1_child};
 use crate::report::{Better, RatioTarget, Row};
 
 const RECORD: usize = 1024;
@@ -132,6 +135,9 @@ pub(super) async fn p3(ctx: &mut Ctx, nifi: &Nifi, bin: &PathBuf) -> anyhow::Res
         let mut a: Vec<[Vec<f64>; 3]> = conns.iter().map(|_| Default::default()).collect();
         // P3c: JSON and flowfile-v3 batches.
         let (mut json_rates, mut ffv3_rates) = (vec![], vec![]);
+        // P3c's reference: the same records sent straight to the same port by the s2s client
+        // (1,000 per transaction): what NiFi ingests over S2S here, with no bridge in between.
+        let mut direct_rates = vec![];
         let batch_count: u64 = if ctx.quick { 20_000 } else { 100_000 };
         for rep in 0..ctx.reps {
             for (ci, &c) in conns.iter().enumerate() {
@@ -164,6 +170,18 @@ pub(super) async fn p3(ctx: &mut Ctx, nifi: &Nifi, bin: &PathBuf) -> anyhow::Res
                 );
                 if ffv3 { &mut ffv3_rates } else { &mut json_rates }.push(rate);
             }
+            let a = P1SendArgs {
+                url: nifi.url().to_owned(),
+                port: port.name().to_owned(),
+                count: batch_count,
+                size: RECORD,
+                batch: 1000,
+            };
+            let (r, _cpu) = tokio::task::spawn_blocking(move || run_p1_child(&a)).await??;
+            settle_port(&port, batch_count, "P3c direct").await?;
+            let rate = batch_count as f64 / r.seconds;
+            eprintln!("[bench] p3c s2s client straight to NiFi: {rate:.0} records/s");
+            direct_rates.push(rate);
         }
         let listen16 = a[0][1].clone();
         for (ci, &c) in conns.iter().enumerate() {
@@ -197,6 +215,7 @@ pub(super) async fn p3(ctx: &mut Ctx, nifi: &Nifi, bin: &PathBuf) -> anyhow::Res
                 .note("ack=nifi: each POST answered after NiFi committed the S2S transaction"),
             );
         }
+        let (json_rates_ref, ffv3_rates_ref) = (json_rates.clone(), ffv3_rates.clone());
         for (what, rates) in [
             ("POST /v1/flowfiles, 1,000 JSON records", json_rates),
             ("flowfile-v3 body of 1,000 records to /contentListener", ffv3_rates),
@@ -213,6 +232,25 @@ pub(super) async fn p3(ctx: &mut Ctx, nifi: &Nifi, bin: &PathBuf) -> anyhow::Res
                 )
                 .note(format!(
                     "bridge: {batch_count} × 1 KiB records per run, 4 concurrent keep-alive posters, each POST answered after NiFi committed; baseline: P3a's 16-connection ListenHTTP runs of the same reps"
+                )),
+            );
+        }
+        for (what, rates) in [
+            ("POST /v1/flowfiles, 1,000 JSON records", json_rates_ref),
+            ("flowfile-v3 body of 1,000 records to /contentListener", ffv3_rates_ref),
+        ] {
+            ctx.rows.push(
+                Row::new(
+                    "P3c bridge batch endpoints → NiFi",
+                    "throughput vs NiFi's own S2S ingest",
+                    "records/s",
+                    Better::Higher,
+                    (&format!("bridge {what} (ack=nifi)"), rates),
+                    ("s2s client straight to the port", direct_rates.clone()),
+                    RatioTarget::None,
+                )
+                .note(format!(
+                    "reference: the same {batch_count} × 1 KiB records sent by the s2s client itself (1,000 per transaction, one at a time) to the same input port, same reps: the rate NiFi ingests over S2S on this machine with no bridge in between; a ratio near 1 means the bridge adds little and the P3c target is bounded by NiFi"
                 )),
             );
         }
