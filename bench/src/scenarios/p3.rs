@@ -28,8 +28,8 @@ use serde_json::json;
 
 use super::{Ctx, json_records, order, start_bridge, start_bridge_with};
 use crate::listenhttp::ListenHttp;
-use crate::{P1SendArgs, run_p1_child};
 use crate::report::{Better, RatioTarget, Row};
+use crate::{P1SendArgs, run_p1_child};
 
 const RECORD: usize = 1024;
 
