@@ -36,6 +36,8 @@ const BATCH = Number(process.env.BATCH ?? 1000);
 const LAT_SECS = Number(process.env.LAT_SECS ?? 5);
 const LAT_BATCH = Number(process.env.LAT_BATCH ?? 10);
 const LAT_TICK_MS = Number(process.env.LAT_TICK_MS ?? 20);
+// For experiments: PARTS=instrument (comma-separated: upload, latency, instrument) runs only those.
+const PARTS = new Set((process.env.PARTS ?? 'upload,latency,instrument').split(','));
 const BASE = `http://127.0.0.1:${PORT}`;
 const WS = `ws://127.0.0.1:${PORT}/v1/ws`;
 const started = Date.now();
@@ -67,7 +69,7 @@ try {
   await page.waitForSelector('body[data-ready="true"]', { timeout: 30000 });
 
   let run = 0;
-  for (let rep = 0; rep < REPS; rep++) {
+  for (let rep = 0; rep < (PARTS.has('upload') ? REPS : 0); rep++) {
     // Alternate the order of the windows rep by rep, like the other scenarios.
     const order = rep % 2 === 0 ? WINDOWS : [...WINDOWS].reverse();
     for (const window of order) {
@@ -112,7 +114,7 @@ try {
     }
   }
 
-  for (const window of WINDOWS) {
+  for (const window of PARTS.has('latency') ? WINDOWS : []) {
     run++;
     const lat = await page.evaluate(async ({ ws, window, db, secs, batch, tick }) => {
       const { open } = await import('./pkg/index.js');
@@ -142,6 +144,12 @@ try {
       }
       const offered = j / ((performance.now() - t0) / 1000);
       await c.flush({ timeoutMs: 120000 });
+      // flush() resolves once the outbox is empty; the uploader emits `delivered` for the last
+      // batch just after deleting it: wait for that event before closing the client.
+      const lastSeq = firstSeq + j - 1;
+      for (let t = 0; t < 200 && !deliveredAt.some(([, b]) => b >= lastSeq); t++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
       await c.close();
       // This tab is the only writer of a fresh database, so record i has seq firstSeq + i.
       const lat = committedAt.map((t, i) => {
@@ -193,7 +201,7 @@ try {
       return { secs, captured };
     }, { n: N, db, instrumented, base: BASE });
   };
-  for (let rep = 0; rep < REPS; rep++) {
+  for (let rep = 0; rep < (PARTS.has('instrument') ? REPS : 0); rep++) {
     run++;
     const order = rep % 2 === 0 ? [false, true] : [true, false];
     const r = {};
