@@ -662,6 +662,19 @@ async fn shutdown_answers_in_flight_batches_then_closes_1001() {
     assert_eq!(sink.delivered().len(), 1);
 }
 
+/// `n` WebSocket clients of `bridge`, past the hello.
+async fn ws_clients(bridge: &Running, n: usize) -> Vec<Ws> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let mut ws = connect(&bridge.ws_url(""), None, None)
+            .await
+            .expect("connect");
+        hello(&mut ws).await;
+        clients.push(ws);
+    }
+    clients
+}
+
 #[tokio::test]
 async fn aggregates_batches_from_many_clients_into_few_transactions() {
     let sink = MemorySink::new();
@@ -669,14 +682,7 @@ async fn aggregates_batches_from_many_clients_into_few_transactions() {
     c.forward.linger_ms = 200;
     c.forward.max_transactions = 1;
     let bridge = start(c, sink.clone());
-    let mut clients = Vec::new();
-    for _ in 0..5 {
-        let mut ws = connect(&bridge.ws_url(""), None, None)
-            .await
-            .expect("connect");
-        hello(&mut ws).await;
-        clients.push(ws);
-    }
+    let mut clients = ws_clients(&bridge, 5).await;
     for (i, ws) in clients.iter_mut().enumerate() {
         send(
             ws,
@@ -707,14 +713,7 @@ async fn default_forwarding_groups_batches_that_wait_for_a_busy_slot() {
     assert_eq!(c.forward.linger_ms, 0, "the default is group commit");
     c.forward.max_transactions = 1;
     let bridge = start(c, sink.clone());
-    let mut clients = Vec::new();
-    for _ in 0..5 {
-        let mut ws = connect(&bridge.ws_url(""), None, None)
-            .await
-            .expect("connect");
-        hello(&mut ws).await;
-        clients.push(ws);
-    }
+    let mut clients = ws_clients(&bridge, 5).await;
     send(
         &mut clients[0],
         encode_batch(0, &[ff("first", "x")]).unwrap(),
